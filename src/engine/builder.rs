@@ -1,0 +1,237 @@
+//! [`EngineBuilder`]: settings, hooks, and starting the threads.
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::sync::Arc as StdArc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+
+use super::config::{Config, ConfigError};
+use super::hooks::{Hooks, PanicReport, Removal, SlowHandler};
+use super::inner::{Clock, EngineStats, Inner, WorkerSlot};
+use super::metrics::OwnedCounter;
+use super::ring::Ring;
+use super::shard::Shard;
+use super::sleepers::Sleepers;
+use super::supervisor::supervisor_main;
+use super::worker::spawn_worker;
+use super::Engine;
+use crate::sync::{thread, AtomicBool, AtomicU64, AtomicUsize, Mutex};
+use crate::{DeadLetter, Handler, StreamId};
+
+/// Configures and starts an [`Engine`]. Made by [`Engine::builder`].
+///
+/// # Sizing: shards, workers, capacity
+///
+/// - **Workers** are OS threads that run handlers. More workers than cores only helps when
+///   handlers block (I/O); for CPU-bound handlers use the core count (the default).
+/// - **Shards** are the unit of ordering and of parallelism: a shard's events run on one
+///   worker at a time, and every stream belongs to one shard. Several shards per worker let a
+///   worker move on when a shard is slow, waits for a retry, or is hot, and spread load more
+///   evenly; each shard costs a ring (`shard_capacity` slots of one event each) and a table.
+///   Too few shards and one hot stream's shard-mates wait behind it; too many and memory and
+///   scheduling overhead grow. The default is 8 shards per worker, at least 16, a power of two.
+/// - **Capacity** bounds what waits per shard. A full shard rejects at once
+///   ([`SubmitError::Full`](crate::SubmitError::Full), the event handed back): that is the
+///   backpressure signal. Larger rings absorb longer bursts at the cost of memory and of
+///   queueing latency (`capacity / per-shard throughput`); the total buffered is
+///   `shards * shard_capacity` events.
+///
+/// # Backpressure
+///
+/// [`Engine::try_submit`] never blocks. [`Engine::submit_timeout`] parks the producer until the
+/// shard has room, with one wake-up from the worker that frees it, or until the timeout. No
+/// submit ever retries in a loop, spins, or drops an event silently; every rejection is counted.
+pub struct EngineBuilder<H: Handler> {
+    handler: H,
+    config: Config,
+    hooks: Hooks<H::Payload>,
+}
+
+impl<H: Handler> fmt::Debug for EngineBuilder<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> EngineBuilder<H> {
+    pub(crate) fn new(handler: H) -> EngineBuilder<H> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        EngineBuilder {
+            handler,
+            config: Config::defaults(cores),
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// Worker threads. Default: the number of available cores. Must be at least 1.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Shards (ingress rings and entity tables). Default: `8 * workers` rounded up to a power of
+    /// two, at least 16. Must be 1 to 65 536.
+    pub fn shards(mut self, n: usize) -> Self {
+        self.config.shards = n;
+        self
+    }
+
+    /// The most events waiting in one shard's ring (the event a worker is handling does not
+    /// count). Default: 4096. Must be at least 1. A power of two indexes slightly faster.
+    pub fn shard_capacity(mut self, n: usize) -> Self {
+        self.config.shard_capacity = n;
+        self
+    }
+
+    /// How long an entity may go without events before it is reaped (`cleanup` runs). Default:
+    /// 60 s. Must be longer than zero. Reaping happens even if no new event arrives.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.idle_timeout = d;
+        self
+    }
+
+    /// The most live entities across the engine; making one more evicts the least recently
+    /// used entity of the same shard. Shards race, so each may overshoot by one: at most
+    /// `n + shards` are live at any instant. Default: 1 000 000. Must be at least 1.
+    pub fn max_entities(mut self, n: u64) -> Self {
+        self.config.max_entities = n;
+        self
+    }
+
+    /// Handler calls per event, the first included (`1` = no retry); then the event is
+    /// dead-lettered. Default: 3. Must be at least 1.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.config.max_attempts = n;
+        self
+    }
+
+    /// The delay before the first retry; each further retry doubles it, up to
+    /// [`retry_backoff_max`](Self::retry_backoff_max), and half of each delay is random jitter.
+    /// While an event waits, its shard takes no other event (keeping its stream's order) but the
+    /// worker runs other shards. Default: 10 ms. Zero retries at once.
+    pub fn retry_backoff(mut self, d: Duration) -> Self {
+        self.config.retry_backoff = d;
+        self
+    }
+
+    /// The cap on the retry delay. Default: 1 s. Must not be below `retry_backoff`.
+    pub fn retry_backoff_max(mut self, d: Duration) -> Self {
+        self.config.retry_backoff_max = d;
+        self
+    }
+
+    /// A handler call running longer than this is reported once (metric `slow_handlers`, the
+    /// log, and [`on_slow_handler`](Self::on_slow_handler)); it stalls only its own shard.
+    /// Detection is by the supervisor's tick, so a report may come up to one tick late.
+    /// Default: 1 s. Must be longer than zero.
+    pub fn slow_handler_threshold(mut self, d: Duration) -> Self {
+        self.config.slow_handler_threshold = d;
+        self
+    }
+
+    /// The drain deadline dropping the engine uses (see [`Engine::shutdown`]). Default: 5 s.
+    pub fn drop_deadline(mut self, d: Duration) -> Self {
+        self.config.drop_deadline = d;
+        self
+    }
+
+    /// How many dead letters the default sink keeps when no
+    /// [`on_dead_letter`](Self::on_dead_letter) hook is set; the oldest is dropped and counted
+    /// (`dead_letters_discarded`) when it is full. Default: 1024.
+    pub fn dead_letter_buffer(mut self, n: usize) -> Self {
+        self.config.dead_letter_buffer = n;
+        self
+    }
+
+    /// Called with every dead letter, on the worker thread. Without it dead letters go to the
+    /// engine's buffer ([`Engine::take_dead_letters`]). A panic in the hook is caught and counted.
+    pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<H::Payload>) + Send + Sync + 'static) -> Self {
+        self.hooks.dead_letter = Some(Box::new(hook));
+        self
+    }
+
+    /// Called with every caught panic (in `init`, `handle`, `cleanup` or a hook).
+    pub fn on_panic(mut self, hook: impl Fn(&PanicReport) + Send + Sync + 'static) -> Self {
+        self.hooks.panic = Some(Box::new(hook));
+        self
+    }
+
+    /// Called once per handler call that runs past the slow-handler threshold.
+    pub fn on_slow_handler(mut self, hook: impl Fn(&SlowHandler) + Send + Sync + 'static) -> Self {
+        self.hooks.slow_handler = Some(Box::new(hook));
+        self
+    }
+
+    /// Called after every `cleanup`, with the reason the entity was removed.
+    pub fn on_entity_removed(mut self, hook: impl Fn(&StreamId, Removal) + Send + Sync + 'static) -> Self {
+        self.hooks.entity_removed = Some(Box::new(hook));
+        self
+    }
+
+    /// Validates the settings and starts the worker threads and the supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] names the first invalid setting, or says a thread could not be started
+    /// (then no thread is left running).
+    pub fn start(self) -> Result<Engine<H>, ConfigError> {
+        let EngineBuilder { handler, config, hooks } = self;
+        config.validate()?;
+        let clock = Clock::new();
+        let seed = clock.now() ^ 0x9e37_79b9_7f4a_7c15;
+        let shards = (0..config.shards)
+            .map(|i| Shard::new(config.shard_capacity, seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f))))
+            .collect();
+        let placeholder = std::thread::current();
+        let workers = (0..config.workers)
+            .map(|_| WorkerSlot {
+                // Replaced by the real handle below, before any thread reads it.
+                handle: ArcSwap::from_pointee(super::worker::WorkerHandle {
+                    epoch: 0,
+                    thread: placeholder.clone(),
+                    join: Mutex::new(None),
+                }),
+                calls: CachePadded::new(OwnedCounter::default()),
+                shard: AtomicUsize::new(0),
+                #[cfg(feature = "fault-injection")]
+                kill: AtomicBool::new(false),
+            })
+            .collect();
+        let inner = StdArc::new(Inner {
+            handler,
+            run_queue: Ring::new(config.shards + config.workers),
+            config,
+            hooks,
+            shards,
+            sleepers: Sleepers::default(),
+            workers,
+            live_entities: CachePadded::new(AtomicU64::new(0)),
+            clock,
+            stop: AtomicBool::new(false),
+            supervisor_stop: AtomicBool::new(false),
+            supervisor: Mutex::new(None),
+            timers: Mutex::new(BinaryHeap::new()),
+            stats: EngineStats::default(),
+            dead_letters: Mutex::new(VecDeque::new()),
+        });
+        let engine = Engine::from_inner(inner.clone());
+        for index in 0..inner.workers.len() {
+            let handle = spawn_worker(&inner, index, 0).map_err(ConfigError::Spawn)?;
+            inner.workers[index].handle.store(StdArc::new(handle));
+        }
+        let for_supervisor = inner.clone();
+        let supervisor = thread::Builder::new()
+            .name("humpyard-supervisor".to_owned())
+            .spawn(move || supervisor_main(&for_supervisor))
+            .map_err(ConfigError::Spawn)?;
+        *inner.supervisor.lock() = Some(supervisor.thread().clone());
+        engine.set_supervisor(supervisor);
+        Ok(engine)
+    }
+}

@@ -1,0 +1,146 @@
+//! The engine's settings, their defaults, and [`ConfigError`].
+
+use std::fmt;
+use std::time::Duration;
+
+/// The most shards an engine may have.
+pub(crate) const MAX_SHARDS: usize = 1 << 16;
+
+/// The engine's validated settings. See [`EngineBuilder`](crate::EngineBuilder) for what each
+/// means and its default.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) shards: usize,
+    pub(crate) shard_capacity: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_entities: u64,
+    pub(crate) max_attempts: u32,
+    pub(crate) retry_backoff: Duration,
+    pub(crate) retry_backoff_max: Duration,
+    pub(crate) slow_handler_threshold: Duration,
+    pub(crate) drop_deadline: Duration,
+    pub(crate) dead_letter_buffer: usize,
+}
+
+impl Config {
+    /// The defaults, for a machine with `cores` cores.
+    pub(crate) fn defaults(cores: usize) -> Config {
+        let workers = cores.max(1);
+        Config {
+            workers,
+            shards: (workers * 8).next_power_of_two().max(16),
+            shard_capacity: 4096,
+            idle_timeout: Duration::from_secs(60),
+            max_entities: 1_000_000,
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_secs(1),
+            slow_handler_threshold: Duration::from_secs(1),
+            drop_deadline: Duration::from_secs(5),
+            dead_letter_buffer: 1024,
+        }
+    }
+
+    /// Checks every setting; the first bad one is the error.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 {
+            return Err(ConfigError::ZeroWorkers);
+        }
+        if self.shards == 0 {
+            return Err(ConfigError::ZeroShards);
+        }
+        if self.shards > MAX_SHARDS {
+            return Err(ConfigError::TooManyShards {
+                shards: self.shards,
+                max: MAX_SHARDS,
+            });
+        }
+        if self.shard_capacity == 0 {
+            return Err(ConfigError::ZeroShardCapacity);
+        }
+        if self.max_entities == 0 {
+            return Err(ConfigError::ZeroMaxEntities);
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::ZeroMaxAttempts);
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::ZeroIdleTimeout);
+        }
+        if self.slow_handler_threshold.is_zero() {
+            return Err(ConfigError::ZeroSlowHandlerThreshold);
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            return Err(ConfigError::BackoffMaxBelowBase {
+                base: self.retry_backoff,
+                max: self.retry_backoff_max,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why [`EngineBuilder::start`](crate::EngineBuilder::start) refused to start an engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `workers(0)`: nothing would run the events.
+    ZeroWorkers,
+    /// `shards(0)`: nowhere to put events.
+    ZeroShards,
+    /// More shards than the engine supports.
+    TooManyShards {
+        /// The shards asked for.
+        shards: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// `shard_capacity(0)`: every submit would be rejected.
+    ZeroShardCapacity,
+    /// `max_entities(0)`: no entity could ever live.
+    ZeroMaxEntities,
+    /// `max_attempts(0)`: no event would ever be handled.
+    ZeroMaxAttempts,
+    /// `idle_timeout(0)`: every entity would be reaped between two events.
+    ZeroIdleTimeout,
+    /// `slow_handler_threshold(0)`: every call would be reported slow.
+    ZeroSlowHandlerThreshold,
+    /// `retry_backoff_max` is below `retry_backoff`.
+    BackoffMaxBelowBase {
+        /// The base delay.
+        base: Duration,
+        /// The cap.
+        max: Duration,
+    },
+    /// The operating system refused to start a thread.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroWorkers => f.write_str("workers must be at least 1"),
+            ConfigError::ZeroShards => f.write_str("shards must be at least 1"),
+            ConfigError::TooManyShards { shards, max } => write!(f, "{shards} shards asked for; at most {max} are supported"),
+            ConfigError::ZeroShardCapacity => f.write_str("shard_capacity must be at least 1"),
+            ConfigError::ZeroMaxEntities => f.write_str("max_entities must be at least 1"),
+            ConfigError::ZeroMaxAttempts => f.write_str("max_attempts must be at least 1"),
+            ConfigError::ZeroIdleTimeout => f.write_str("idle_timeout must be longer than zero"),
+            ConfigError::ZeroSlowHandlerThreshold => f.write_str("slow_handler_threshold must be longer than zero"),
+            ConfigError::BackoffMaxBelowBase { base, max } => {
+                write!(f, "retry_backoff_max ({max:?}) is below retry_backoff ({base:?})")
+            }
+            ConfigError::Spawn(_) => f.write_str("could not start an engine thread"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! A shard's live entities: stream id -> state, kept in recency order.
+//!
+//! Only the thread running the shard touches its table (the shard's run is exclusive), so
+//! dispatch, idle reaping and cap eviction are plain sequential code and cannot race: whatever
+//! removes an entity removes exactly the one it looked at (R-CONC-2).
+//!
+//! # Layout
+//!
+//! Entities live in a slab (`Vec<Slot>`), linked into a doubly linked list from newest to oldest
+//! by slab index; freed slots form a free list. The index is a `hashbrown::HashTable<u32>` of
+//! slab indices hashed by the id's precomputed hash, so the id is stored once (in the slab) and
+//! the index costs about five bytes per bucket. Per entity the table adds two `u32` links, a
+//! `u64` activity stamp and the index bucket to the id and the user's state.
+//!
+//! Touching an entity moves it to the newest end (O(1)); the idle reaper and the cap evictor take
+//! from the oldest end, so reaping costs what expires, never a scan (R-RES-2).
+
+use hashbrown::HashTable;
+
+use crate::StreamId;
+
+/// "No slot": the end of a list.
+const NIL: u32 = u32::MAX;
+
+/// One live entity.
+struct Entity<S> {
+    id: StreamId,
+    state: S,
+    /// When it last handled an event, in engine ticks (nanoseconds since the engine started).
+    last_active: u64,
+    /// Towards the newest end.
+    newer: u32,
+    /// Towards the oldest end.
+    older: u32,
+}
+
+enum Slot<S> {
+    Live(Entity<S>),
+    Free { next_free: u32 },
+}
+
+/// The entity table of one shard.
+pub(crate) struct EntityTable<S> {
+    index: HashTable<u32>,
+    slots: Vec<Slot<S>>,
+    /// Head of the free list.
+    free: u32,
+    newest: u32,
+    oldest: u32,
+    len: usize,
+}
+
+/// The hash the index uses. The shard was chosen from the hash's high bits, so every id in one
+/// shard shares them; multiplying by an odd constant spreads all bits into the top seven
+/// (hashbrown's tag) while the low bits (the bucket) stay as uniform as the id's.
+#[inline]
+fn index_hash(id: &StreamId) -> u64 {
+    id.hash_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+impl<S> EntityTable<S> {
+    pub(crate) fn new() -> EntityTable<S> {
+        EntityTable {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: NIL,
+            newest: NIL,
+            oldest: NIL,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn entity(&self, slot: u32) -> &Entity<S> {
+        match &self.slots[slot as usize] {
+            Slot::Live(entity) => entity,
+            Slot::Free { .. } => unreachable!("entity table: link to a free slot"),
+        }
+    }
+
+    fn entity_mut(&mut self, slot: u32) -> &mut Entity<S> {
+        match &mut self.slots[slot as usize] {
+            Slot::Live(entity) => entity,
+            Slot::Free { .. } => unreachable!("entity table: link to a free slot"),
+        }
+    }
+
+    /// The slot of `id`'s entity, if it is live.
+    #[inline]
+    pub(crate) fn find(&self, id: &StreamId) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(index_hash(id), |&slot| match &slots[slot as usize] {
+                Slot::Live(entity) => entity.id == *id,
+                Slot::Free { .. } => false,
+            })
+            .copied()
+    }
+
+    /// Marks the entity in `slot` active at `now` and moves it to the newest end.
+    #[inline]
+    pub(crate) fn touch(&mut self, slot: u32, now: u64) {
+        self.entity_mut(slot).last_active = now;
+        if self.newest != slot {
+            self.unlink(slot);
+            self.link_newest(slot);
+        }
+    }
+
+    /// The state in `slot`.
+    #[inline]
+    pub(crate) fn state_mut(&mut self, slot: u32) -> &mut S {
+        &mut self.entity_mut(slot).state
+    }
+
+    /// Inserts a new entity (the id must not be live) as the newest; returns its slot.
+    pub(crate) fn insert(&mut self, id: StreamId, state: S, now: u64) -> u32 {
+        debug_assert!(self.find(&id).is_none());
+        let hash = index_hash(&id);
+        let entity = Entity {
+            id,
+            state,
+            last_active: now,
+            newer: NIL,
+            older: NIL,
+        };
+        let slot = if self.free != NIL {
+            let slot = self.free;
+            self.free = match self.slots[slot as usize] {
+                Slot::Free { next_free } => next_free,
+                Slot::Live(_) => unreachable!("entity table: free list holds a live slot"),
+            };
+            self.slots[slot as usize] = Slot::Live(entity);
+            slot
+        } else {
+            assert!(self.slots.len() < NIL as usize, "entity table: more than u32::MAX entities in one shard");
+            self.slots.push(Slot::Live(entity));
+            (self.slots.len() - 1) as u32
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| match &slots[s as usize] {
+            Slot::Live(entity) => index_hash(&entity.id),
+            Slot::Free { .. } => unreachable!("entity table: index holds a free slot"),
+        });
+        self.link_newest(slot);
+        self.len += 1;
+        slot
+    }
+
+    /// Removes the entity in `slot` and hands back its id and state.
+    pub(crate) fn remove(&mut self, slot: u32) -> (StreamId, S) {
+        self.unlink(slot);
+        let hash = index_hash(&self.entity(slot).id);
+        match self.index.find_entry(hash, |&s| s == slot) {
+            Ok(entry) => {
+                entry.remove();
+            }
+            Err(_) => unreachable!("entity table: live slot missing from the index"),
+        }
+        let old = std::mem::replace(&mut self.slots[slot as usize], Slot::Free { next_free: self.free });
+        self.free = slot;
+        self.len -= 1;
+        match old {
+            Slot::Live(entity) => (entity.id, entity.state),
+            Slot::Free { .. } => unreachable!("entity table: removing a free slot"),
+        }
+    }
+
+    /// The least recently active entity: its slot and when it was last active.
+    #[inline]
+    pub(crate) fn oldest(&self) -> Option<(u32, u64)> {
+        (self.oldest != NIL).then(|| (self.oldest, self.entity(self.oldest).last_active))
+    }
+
+    /// Removes every entity, oldest first.
+    pub(crate) fn drain(&mut self) -> Vec<(StreamId, S)> {
+        let mut out = Vec::with_capacity(self.len);
+        while let Some((slot, _)) = self.oldest() {
+            out.push(self.remove(slot));
+        }
+        self.slots = Vec::new();
+        self.free = NIL;
+        self.index = HashTable::new();
+        out
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (newer, older) = {
+            let entity = self.entity(slot);
+            (entity.newer, entity.older)
+        };
+        if newer != NIL {
+            self.entity_mut(newer).older = older;
+        } else {
+            self.newest = older;
+        }
+        if older != NIL {
+            self.entity_mut(older).newer = newer;
+        } else {
+            self.oldest = newer;
+        }
+    }
+
+    fn link_newest(&mut self, slot: u32) {
+        let previous = self.newest;
+        {
+            let entity = self.entity_mut(slot);
+            entity.newer = NIL;
+            entity.older = previous;
+        }
+        if previous != NIL {
+            self.entity_mut(previous).newer = slot;
+        } else {
+            self.oldest = slot;
+        }
+        self.newest = slot;
+    }
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> StreamId {
+        StreamId::new(s).unwrap()
+    }
+
+    #[test]
+    fn recency_order_follows_touches() {
+        let mut table = EntityTable::new();
+        let a = table.insert(id("a"), 1, 10);
+        let b = table.insert(id("b"), 2, 20);
+        let _c = table.insert(id("c"), 3, 30);
+        assert_eq!(table.oldest(), Some((a, 10)));
+        table.touch(a, 40);
+        assert_eq!(table.oldest(), Some((b, 20)));
+        assert_eq!(table.remove(b), (id("b"), 2));
+        assert_eq!(table.find(&id("b")), None);
+        let d = table.insert(id("d"), 4, 50);
+        assert_eq!(d, b, "freed slot is reused");
+        let order: Vec<_> = table.drain().into_iter().map(|(k, _)| k.as_str().to_owned()).collect();
+        assert_eq!(order, ["c", "a", "d"]);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn many_entities_round_trip() {
+        let mut table = EntityTable::new();
+        for i in 0..10_000u64 {
+            table.insert(id(&format!("s{i}")), i, i);
+        }
+        for i in (0..10_000u64).step_by(2) {
+            let slot = table.find(&id(&format!("s{i}"))).unwrap();
+            assert_eq!(*table.state_mut(slot), i);
+            table.remove(slot);
+        }
+        assert_eq!(table.len(), 5_000);
+        assert_eq!(table.oldest().map(|(_, t)| t), Some(1));
+    }
+}

@@ -1,0 +1,115 @@
+//! Counters and gauges, and the [`Metrics`] snapshot built from them.
+//!
+//! Nothing here takes a lock or does a read-modify-write on the hot path:
+//! - `accepted` is the sum of the rings' tails (each accepted event claims one position);
+//! - `queued` is tail minus head per ring;
+//! - the per-shard counters ([`ShardStats`]) have one writer at a time, the thread running the
+//!   shard, which adds with a `Relaxed` load and store once per batch; the shard's run handoff
+//!   (its state's Release/Acquire) orders successive writers;
+//! - `rejected` is a per-shard `fetch_add`, on the rejection path only.
+//!
+//! At quiescence (and after shutdown) the snapshot is exact and
+//! `accepted == processed + dead_lettered + queued + (events waiting for a retry)`; after
+//! shutdown the last two are the report's `unprocessed` (R-OBS-2, R-LIFE-3).
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// A counter with a single writer at a time.
+#[derive(Debug, Default)]
+pub(crate) struct OwnedCounter(AtomicU64);
+
+impl OwnedCounter {
+    /// Adds `n`. Only the shard's current runner calls this.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        if n != 0 {
+            self.0.store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the value (for gauges).
+    #[inline]
+    pub(crate) fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A counter any thread may bump.
+#[derive(Debug, Default)]
+pub(crate) struct SharedCounter(AtomicU64);
+
+impl SharedCounter {
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What one shard's runner counts.
+#[derive(Debug, Default)]
+pub(crate) struct ShardStats {
+    pub(crate) processed: OwnedCounter,
+    pub(crate) dead_lettered: OwnedCounter,
+    pub(crate) panics: OwnedCounter,
+    pub(crate) retries: OwnedCounter,
+    pub(crate) reaped: OwnedCounter,
+    pub(crate) evicted: OwnedCounter,
+    /// Live entities in the shard (a gauge).
+    pub(crate) live: OwnedCounter,
+    /// 1 while an event of the shard waits for a retry (a gauge).
+    pub(crate) awaiting_retry: OwnedCounter,
+}
+
+/// A snapshot of the engine's counters and gauges ([`Engine::metrics`](crate::Engine::metrics)).
+///
+/// Counters only grow. While the engine runs the fields are read one after another, so they
+/// may be off by the events in flight; at quiescence and after shutdown they are exact and
+/// `accepted == processed + dead_lettered + queued + awaiting_retry` (after shutdown, `queued +
+/// awaiting_retry` is the report's `unprocessed.len()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Events taken into a ring.
+    pub accepted: u64,
+    /// Submits that handed their event back (`Full`, `Timeout` or `Closed`).
+    pub rejected: u64,
+    /// Events handled successfully.
+    pub processed: u64,
+    /// Events that failed `max_attempts` times.
+    pub dead_lettered: u64,
+    /// Caught panics: in `init`, `handle`, `cleanup` and in hooks.
+    pub panics: u64,
+    /// Handler attempts after the first (retries scheduled).
+    pub retries: u64,
+    /// Live entities (states made by `init` and not yet cleaned up).
+    pub entities_live: u64,
+    /// Entities cleaned up because they were idle for `idle_timeout`.
+    pub entities_reaped: u64,
+    /// Entities cleaned up to keep `max_entities`.
+    pub entities_evicted: u64,
+    /// Events waiting in rings (not those being handled).
+    pub queued: u64,
+    /// Events held back for a retry after a failure (at most one per shard).
+    pub awaiting_retry: u64,
+    /// Handler calls that ran longer than the slow-handler threshold.
+    pub slow_handlers: u64,
+    /// Worker threads that died and were replaced.
+    pub workers_replaced: u64,
+    /// Dead letters dropped from the default buffer because it was full (never with a hook).
+    pub dead_letters_discarded: u64,
+    /// Events waiting in each shard's ring, by shard index.
+    pub shard_queued: Vec<u64>,
+}

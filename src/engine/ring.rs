@@ -1,0 +1,280 @@
+//! The bounded lock-free ring behind every shard's ingress and the pool's run queue.
+//!
+//! The algorithm is Dmitry Vyukov's bounded MPMC queue (the one crossbeam-queue's `ArrayQueue`
+//! implements), with two changes: positions are plain 64-bit counters (so `tail` is also the
+//! count of elements ever accepted, and the engine's `accepted` metric costs nothing), and bit 63
+//! of `tail` is a *closed* mark that makes every later push fail with [`PushError::Closed`].
+//!
+//! # State
+//!
+//! - `tail`: the next position a producer claims (bits 0..63), and [`CLOSED`] (bit 63).
+//! - `head`: the next position a consumer takes. `head <= tail` always; `tail - head <= capacity`.
+//! - Each slot has a `stamp`. For the slot of position `p`:
+//!   `stamp == p` means free for the producer of `p`; `stamp == p + 1` means it holds the
+//!   element of `p`; after the consumer takes it, `stamp == p + capacity` (free for the next lap).
+//!
+//! # Orderings
+//!
+//! - A producer claims `p` by a `Relaxed` CAS on `tail`: the CAS only arbitrates between
+//!   producers; it orders no data.
+//! - It writes the element, then stores `stamp = p + 1` with `Release`. A consumer loads the
+//!   stamp with `Acquire` before reading the element: the write happens-before the read.
+//! - The consumer reads the element, then stores `stamp = p + capacity` with `Release`; the next
+//!   lap's producer loads it with `Acquire` before writing: the read happens-before the write.
+//! - `close` is an `AcqRel` `fetch_or` on `tail`: a claim either precedes it (and is counted in
+//!   the final tail) or fails on the mark.
+//!
+//! A full ring rejects at once and hands the element back: no retry loop, no waiting (R-BP-1).
+//! The producer that claimed a position publishes it a few instructions later; a consumer that
+//! finds the head slot claimed but not yet published treats the ring as empty, and the engine's
+//! scheduling protocol (see `shard`) guarantees that producer schedules the shard afterwards.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{spin_hint, AtomicU64, Ordering, UnsafeCell};
+
+/// The closed mark in `tail`.
+const CLOSED: u64 = 1 << 63;
+
+/// Why [`Ring::push`] handed its element back.
+pub(crate) enum PushError<T> {
+    /// `capacity` elements are waiting.
+    Full(T),
+    /// The ring was closed.
+    Closed(T),
+}
+
+struct Slot<T> {
+    /// See the module docs: `p` free, `p + 1` full, `p + capacity` consumed.
+    stamp: AtomicU64,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// A bounded ring of at most `capacity` elements.
+pub(crate) struct Ring<T> {
+    /// Next position to claim; bit 63 is [`CLOSED`]. Written by producers.
+    tail: CachePadded<AtomicU64>,
+    /// Next position to take. Written by consumers.
+    head: CachePadded<AtomicU64>,
+    slots: Box<[Slot<T>]>,
+    capacity: u64,
+    /// `capacity - 1` when `capacity` is a power of two, so indexing is a mask, not a division.
+    mask: Option<u64>,
+}
+
+// SAFETY: the ring moves `T`s between threads (so `T: Send` is needed) and never hands out
+// references to them; every slot access is ordered by its stamp as the module docs describe.
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: as above; shared access only moves values in and out through the stamp protocol.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+impl<T> Ring<T> {
+    /// A ring holding at most `capacity` elements. `capacity` must be at least 1.
+    pub(crate) fn new(capacity: usize) -> Ring<T> {
+        assert!(capacity >= 1, "ring capacity must be at least 1");
+        let slots = (0..capacity as u64)
+            .map(|p| Slot {
+                stamp: AtomicU64::new(p),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
+            .collect();
+        let capacity = capacity as u64;
+        Ring {
+            tail: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            slots,
+            capacity,
+            mask: capacity.is_power_of_two().then(|| capacity - 1),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, position: u64) -> &Slot<T> {
+        let index = match self.mask {
+            Some(mask) => position & mask,
+            None => position % self.capacity,
+        };
+        &self.slots[index as usize]
+    }
+
+    /// Appends `value`, or hands it back at once if the ring is full or closed.
+    #[inline]
+    pub(crate) fn push(&self, value: T) -> Result<(), PushError<T>> {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            if tail & CLOSED != 0 {
+                return Err(PushError::Closed(value));
+            }
+            let slot = self.slot(tail);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                match self.tail.compare_exchange_weak(tail, tail + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => {
+                        // SAFETY: the CAS made this thread the only producer of `tail`, and the
+                        // Acquire load of `stamp == tail` shows the consumer of the previous lap
+                        // has finished reading the slot.
+                        slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
+                        slot.stamp.store(tail + 1, Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(current) => tail = current,
+                }
+            } else if stamp.wrapping_add(self.capacity) == tail + 1 {
+                // The slot still holds the element of `tail - capacity`: `capacity` elements are
+                // claimed and not yet consumed, unless `tail` moved meanwhile.
+                let current = self.tail.load(Ordering::Relaxed);
+                if current == tail {
+                    return Err(PushError::Full(value));
+                }
+                tail = current;
+            } else {
+                // Another producer claimed `tail` first; catch up.
+                spin_hint();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes the oldest element, if one is published.
+    ///
+    /// # Safety
+    ///
+    /// No other thread may call `pop_exclusive` or `pop_shared` on this ring at the same time,
+    /// and successive consumers must be ordered by happens-before (the shard's run handoff).
+    #[inline]
+    pub(crate) unsafe fn pop_exclusive(&self) -> Option<T> {
+        let head = self.head.load(Ordering::Relaxed);
+        let slot = self.slot(head);
+        if slot.stamp.load(Ordering::Acquire) != head + 1 {
+            return None;
+        }
+        // SAFETY: `stamp == head + 1` (Acquire) shows the element of `head` is written, and the
+        // caller guarantees no other consumer takes it.
+        let value = slot.value.with(|p| unsafe { p.read().assume_init() });
+        slot.stamp.store(head + self.capacity, Ordering::Release);
+        self.head.store(head + 1, Ordering::Release);
+        Some(value)
+    }
+
+    /// Takes the oldest element, if one is published; any number of consumers may race.
+    #[inline]
+    pub(crate) fn pop_shared(&self) -> Option<T> {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(head);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head + 1 {
+                match self.head.compare_exchange_weak(head, head + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => {
+                        // SAFETY: the CAS made this thread the only consumer of `head`, and the
+                        // Acquire load of `stamp == head + 1` shows the element is written.
+                        let value = slot.value.with(|p| unsafe { p.read().assume_init() });
+                        slot.stamp.store(head + self.capacity, Ordering::Release);
+                        return Some(value);
+                    }
+                    Err(current) => head = current,
+                }
+            } else if stamp == head {
+                // Not yet published (or empty): the producer wakes a consumer after publishing.
+                return None;
+            } else {
+                // Another consumer took `head` first; catch up.
+                spin_hint();
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the element at the head is published. Callers that race with producers put a
+    /// `SeqCst` fence before this check (see `shard`), which is why a `Relaxed` load suffices.
+    #[inline]
+    pub(crate) fn has_ready(&self) -> bool {
+        let head = self.head.load(Ordering::Relaxed);
+        self.slot(head).stamp.load(Ordering::Relaxed) == head + 1
+    }
+
+    /// Closes the ring: every later push fails with [`PushError::Closed`].
+    pub(crate) fn close(&self) {
+        self.tail.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// How many elements were ever accepted (claimed positions).
+    #[inline]
+    pub(crate) fn accepted(&self) -> u64 {
+        self.tail.load(Ordering::Acquire) & !CLOSED
+    }
+
+    /// How many elements were ever taken.
+    #[inline]
+    pub(crate) fn taken(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Accepted and not yet taken (a snapshot).
+    pub(crate) fn len(&self) -> u64 {
+        let head = self.taken();
+        self.accepted().saturating_sub(head)
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // `&mut self`: no producer or consumer is left, so every claimed position is published.
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed) & !CLOSED;
+        for position in head..tail {
+            let slot = self.slot(position);
+            if slot.stamp.load(Ordering::Relaxed) == position + 1 {
+                // SAFETY: the slot holds the published, untaken element of `position`.
+                slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.capacity)
+            .field("accepted", &self.accepted())
+            .field("taken", &self.taken())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_full_and_closed_hand_the_value_back() {
+        let ring = Ring::new(3);
+        for i in 0..3 {
+            assert!(ring.push(i).is_ok());
+        }
+        assert!(matches!(ring.push(9), Err(PushError::Full(9))));
+        // SAFETY: single-threaded test, one consumer.
+        assert_eq!(unsafe { ring.pop_exclusive() }, Some(0));
+        assert!(ring.push(3).is_ok());
+        ring.close();
+        assert!(matches!(ring.push(7), Err(PushError::Closed(7))));
+        let rest: Vec<_> = std::iter::from_fn(|| ring.pop_shared()).collect();
+        assert_eq!(rest, vec![1, 2, 3]);
+        assert_eq!(ring.accepted(), 4);
+        assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn drop_releases_untaken_elements() {
+        let marker = std::sync::Arc::new(());
+        let ring = Ring::new(4);
+        for _ in 0..3 {
+            assert!(ring.push(marker.clone()).is_ok());
+        }
+        drop(ring);
+        assert_eq!(std::sync::Arc::strong_count(&marker), 1);
+    }
+}

@@ -1,0 +1,69 @@
+//! [`SubmitError`]: why the engine handed an event back.
+
+use std::fmt;
+
+use crate::Event;
+
+/// Why [`Engine::try_submit`](crate::Engine::try_submit) or
+/// [`Engine::submit_timeout`](crate::Engine::submit_timeout) did not take an event. The event
+/// comes back inside the error, untouched; every such rejection is counted in
+/// [`Metrics::rejected`](crate::Metrics::rejected).
+pub enum SubmitError<P> {
+    /// The stream's shard is full (`shard_capacity` events wait in it). Nothing was retried.
+    Full(Event<P>),
+    /// The engine is shutting down or shut down; it takes no more events.
+    Closed(Event<P>),
+    /// `submit_timeout`'s time ran out before the shard had room.
+    Timeout(Event<P>),
+}
+
+impl<P> SubmitError<P> {
+    /// The event that was not taken.
+    pub fn into_event(self) -> Event<P> {
+        match self {
+            SubmitError::Full(event) | SubmitError::Closed(event) | SubmitError::Timeout(event) => event,
+        }
+    }
+
+    /// The event that was not taken, by reference.
+    pub fn event(&self) -> &Event<P> {
+        match self {
+            SubmitError::Full(event) | SubmitError::Closed(event) | SubmitError::Timeout(event) => event,
+        }
+    }
+
+    /// Whether the shard was full (`Full` or `Timeout`): trying later may succeed.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SubmitError::Full(_) | SubmitError::Timeout(_))
+    }
+
+    /// Whether the engine is closed: trying again never succeeds.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SubmitError::Closed(_))
+    }
+}
+
+impl<P> fmt::Debug for SubmitError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The payload may be large or not Debug; the stream id is enough to identify the event.
+        let (kind, event) = match self {
+            SubmitError::Full(event) => ("Full", event),
+            SubmitError::Closed(event) => ("Closed", event),
+            SubmitError::Timeout(event) => ("Timeout", event),
+        };
+        f.debug_struct(kind).field("stream", event.stream()).finish_non_exhaustive()
+    }
+}
+
+impl<P> fmt::Display for SubmitError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stream = self.event().stream();
+        match self {
+            SubmitError::Full(_) => write!(f, "shard of stream {stream} is full; event handed back"),
+            SubmitError::Closed(_) => write!(f, "engine is shut down; event for stream {stream} handed back"),
+            SubmitError::Timeout(_) => write!(f, "timed out waiting for room for stream {stream}; event handed back"),
+        }
+    }
+}
+
+impl<P> std::error::Error for SubmitError<P> {}

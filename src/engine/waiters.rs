@@ -1,0 +1,101 @@
+//! Producers parked by `submit_timeout`, waiting for room in one shard (R-BP-2).
+//!
+//! A waiting producer parks once; the consumer that frees room wakes one waiter per freed slot,
+//! and the producer's own deadline is the only other wake-up. There is no retry loop and no
+//! timer per write.
+//!
+//! # Protocol (no lost wake-up)
+//!
+//! Producer: `register` (count += 1 under the lock), `fence(SeqCst)`, try the push once more,
+//! then park until notified or the deadline.
+//! Consumer: frees slots (stamp stores), `fence(SeqCst)`, then `notify(freed)` reads the count.
+//! Either the producer's fence comes first in the single total order of `SeqCst` fences, and the
+//! consumer sees the count and wakes it, or the consumer's comes first, and the producer's
+//! re-try sees the freed slots. Either way a producer that could go ahead does.
+//!
+//! A waiter that was notified but leaves without using the room (its re-try met a closed ring,
+//! or its deadline passed just then) passes the wake-up on to the next waiter.
+
+use std::collections::VecDeque;
+
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
+
+/// One parked producer.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    thread: Thread,
+    notified: AtomicBool,
+}
+
+impl Waiter {
+    /// Whether a consumer has woken this waiter.
+    pub(crate) fn is_notified(&self) -> bool {
+        self.notified.load(Ordering::Acquire)
+    }
+}
+
+/// The waiter list of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    /// Registered waiters; written under the lock, read without it by consumers.
+    count: AtomicUsize,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+}
+
+impl Waiters {
+    /// Adds the current thread at the back. The caller must `fence(SeqCst)` and re-try its push
+    /// before parking.
+    pub(crate) fn register(&self) -> Arc<Waiter> {
+        let waiter = Arc::new(Waiter {
+            thread: thread::current(),
+            notified: AtomicBool::new(false),
+        });
+        let mut queue = self.queue.lock();
+        queue.push_back(waiter.clone());
+        self.count.store(queue.len(), Ordering::Relaxed);
+        waiter
+    }
+
+    /// Removes `waiter` when it leaves without the room it may have been woken for; a wake-up it
+    /// received goes to the next waiter.
+    pub(crate) fn leave(&self, waiter: &Arc<Waiter>) {
+        let mut queue = self.queue.lock();
+        if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            queue.remove(at);
+            self.count.store(queue.len(), Ordering::Relaxed);
+            return;
+        }
+        drop(queue);
+        // Not listed: a consumer notified it. Pass that wake-up on.
+        self.notify(1);
+    }
+
+    /// Removes `waiter` after its push succeeded: a wake-up it received was used.
+    pub(crate) fn done(&self, waiter: &Arc<Waiter>) {
+        let mut queue = self.queue.lock();
+        if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            queue.remove(at);
+            self.count.store(queue.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes up to `n` waiters, oldest first. The caller has fenced (`SeqCst`) after freeing room.
+    pub(crate) fn notify(&self, n: usize) {
+        if n == 0 || self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut queue = self.queue.lock();
+        for _ in 0..n {
+            let Some(waiter) = queue.pop_front() else { break };
+            waiter.notified.store(true, Ordering::Release);
+            waiter.thread.unpark();
+        }
+        self.count.store(queue.len(), Ordering::Relaxed);
+    }
+
+    /// Wakes every waiter (the engine is closing).
+    pub(crate) fn notify_all(&self) {
+        self.notify(usize::MAX);
+    }
+}

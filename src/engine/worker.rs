@@ -1,0 +1,130 @@
+//! Worker threads: take a shard from the run queue, run a batch of its events, hand it on.
+//!
+//! A worker runs one shard at a time, so a slow or stuck handler stalls only its own shard;
+//! other shards are taken by the other workers from the shared run queue (R-PERF-3). An idle
+//! worker parks (see `sleepers`); it never spins.
+//!
+//! Each worker index has a [`WorkerHandle`] in an `ArcSwap` (see `inner::WorkerSlot`). If the
+//! thread dies anyway (a bug in the engine, or injected in tests), the shard it was running is
+//! requeued by the unwinding [`RunGuard`] and the supervisor swaps in a new thread with
+//! `epoch + 1`. A worker whose epoch is older than its slot's current one exits: a replacement
+//! that lost a race never runs beside the winner.
+
+use std::io;
+use std::sync::Arc as StdArc;
+
+use super::dispatch::BatchEnd;
+use super::inner::Inner;
+use super::shard::{SCHEDULED, WAITING};
+use crate::sync::thread::{self, JoinHandle, Thread};
+use crate::sync::{fence, Mutex, Ordering};
+use crate::Handler;
+
+/// A worker thread as the pool knows it.
+#[derive(Debug)]
+pub(crate) struct WorkerHandle {
+    /// Generation of the worker index: 0 for the first thread, +1 per replacement.
+    pub(crate) epoch: u64,
+    pub(crate) thread: Thread,
+    pub(crate) join: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WorkerHandle {
+    /// Whether the thread has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.join.lock().as_ref().is_some_and(|j| j.is_finished())
+    }
+}
+
+/// Starts the worker thread for `index` with `epoch`.
+pub(crate) fn spawn_worker<H: Handler>(inner: &StdArc<Inner<H>>, index: usize, epoch: u64) -> io::Result<WorkerHandle> {
+    let inner = inner.clone();
+    let join = thread::Builder::new()
+        .name(format!("humpyard-worker-{index}"))
+        .spawn(move || worker_main(&inner, index, epoch))?;
+    Ok(WorkerHandle {
+        epoch,
+        thread: join.thread().clone(),
+        join: Mutex::new(Some(join)),
+    })
+}
+
+fn worker_main<H: Handler>(inner: &Inner<H>, index: usize, epoch: u64) {
+    loop {
+        if inner.workers[index].handle.load().epoch > epoch {
+            return; // superseded
+        }
+        if let Some(shard) = inner.run_queue.pop_shared() {
+            if inner.run_queue.has_ready() {
+                // More work than this worker: wake a parked one (it re-checks the queue itself).
+                inner.wake_worker();
+            }
+            run_shard(inner, index, shard);
+            continue;
+        }
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        inner.sleepers.register(index);
+        fence(Ordering::SeqCst);
+        if inner.run_queue.has_ready() || inner.stop.load(Ordering::Relaxed) {
+            inner.sleepers.unregister(index);
+            continue;
+        }
+        thread::park();
+        inner.sleepers.unregister(index);
+    }
+}
+
+/// Requeues the shard if the worker unwinds while running it, so the shard resumes on another
+/// thread (R-FT-1).
+struct RunGuard<'a, H: Handler> {
+    inner: &'a Inner<H>,
+    shard: usize,
+}
+
+impl<H: Handler> Drop for RunGuard<'_, H> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.inner.shards[self.shard].release_as(SCHEDULED);
+            self.inner.enqueue(self.shard);
+        }
+    }
+}
+
+/// Runs `shard` (popped from the run queue, state `SCHEDULED`) until it is drained, has used its
+/// batch, waits for a retry, or the engine stops.
+fn run_shard<H: Handler>(inner: &Inner<H>, worker: usize, index: usize) {
+    let shard = &inner.shards[index];
+    let guard = RunGuard { inner, shard: index };
+    inner.workers[worker].shard.store(index, Ordering::Relaxed);
+    shard.begin_run();
+    loop {
+        // SAFETY: this thread moved the shard from SCHEDULED to RUNNING after popping it from
+        // the run queue (or re-took it in `go_idle`): it is the shard's only runner.
+        let end = unsafe { shard.with_core(|core| inner.run_batch(worker, index, core)) };
+        #[cfg(feature = "fault-injection")]
+        if inner.workers[worker].kill.swap(false, Ordering::Relaxed) {
+            panic!("humpyard fault injection: worker {worker} exits while running shard {index}");
+        }
+        match end {
+            BatchEnd::Drained => {
+                if shard.go_idle() {
+                    shard.begin_run();
+                    continue;
+                }
+            }
+            BatchEnd::More => {
+                shard.release_as(SCHEDULED);
+                inner.enqueue(index);
+            }
+            BatchEnd::Waiting(due) => {
+                shard.release_as(WAITING);
+                inner.add_timer(due, index);
+            }
+            BatchEnd::Stopped => shard.release_as(super::shard::IDLE),
+        }
+        break;
+    }
+    std::mem::forget(guard);
+}

@@ -1,0 +1,39 @@
+//! # humpyard
+//!
+//! A lock-free, high-throughput dispatch engine for per-entity event processing.
+//!
+//! Events carry a [`StreamId`]. humpyard runs each stream's events in order, one thread at a
+//! time, with that stream's state at hand, and runs different streams in parallel on a pool of
+//! OS threads: sharded lock-free ingress rings, explicit backpressure (a full ring hands the
+//! event back and counts it), idle entities reaped, entity count capped, panics contained, and
+//! a shutdown that drains and accounts for every event.
+//!
+//! Start with [`Engine::builder`] and the [`Handler`] trait.
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms,
+    clippy::undocumented_unsafe_blocks
+)]
+
+// The sync facade: std or loom (see `sync.rs`).
+mod sync;
+
+// The vocabulary.
+mod event;
+mod handler;
+mod stream_id;
+
+// The engine.
+mod engine;
+
+pub use engine::{
+    ConfigError, DeadLetter, Engine, EngineBuilder, Failure, Metrics, PanicReport, PanicSite, Removal,
+    ShutdownReport, SlowHandler, SubmitError,
+};
+pub use event::Event;
+pub use handler::Handler;
+pub use stream_id::{InvalidStreamId, StreamId};

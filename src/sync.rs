@@ -1,0 +1,92 @@
+//! The one place the library names its synchronisation primitives.
+//!
+//! Every atomic, `Arc`, lock, `UnsafeCell` and thread operation in humpyard comes from this
+//! module. Normally they are the standard library's (and parking_lot's `Mutex`); compiled with
+//! `RUSTFLAGS="--cfg humpyard_loom"` they are loom's, so the model checker in `loom-tests/` sees
+//! every interleaving of the real code. Library code never names `std::sync::atomic` directly.
+//!
+//! Two differences loom forces on the shape of the API:
+//! - [`UnsafeCell`] exposes `with` / `with_mut` closures instead of `get`, so that loom can
+//!   check each access against concurrent ones;
+//! - [`thread::park_timeout`] has no deadline under loom (loom has no clock): it parks until
+//!   unparked, which is the stricter behaviour for a model.
+
+#[cfg(not(humpyard_loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use std::sync::Arc;
+
+    /// A mutual-exclusion lock whose `lock` cannot fail (no poisoning).
+    pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
+
+    /// `std::cell::UnsafeCell` with loom's closure-based access API.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a shared raw pointer to the contents.
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with an exclusive raw pointer to the contents.
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
+    pub(crate) mod thread {
+        pub(crate) use std::thread::{current, panicking, park, park_timeout, Builder, JoinHandle, Thread};
+    }
+
+    /// A hint to the processor inside a short spin.
+    #[inline(always)]
+    pub(crate) fn spin_hint() {
+        std::hint::spin_loop();
+    }
+}
+
+#[cfg(humpyard_loom)]
+mod imp {
+    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::Arc;
+
+    /// loom's mutex with the panic-free `lock` of parking_lot.
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap()
+        }
+    }
+
+    pub(crate) mod thread {
+        pub(crate) use loom::thread::{current, park, Builder, JoinHandle, Thread};
+        pub(crate) use std::thread::panicking;
+
+        /// loom has no clock: a timed park is an untimed one.
+        pub(crate) fn park_timeout(_: std::time::Duration) {
+            loom::thread::park();
+        }
+    }
+
+    /// Under loom a spin must yield, or the model never lets the other thread progress.
+    #[inline(always)]
+    pub(crate) fn spin_hint() {
+        loom::thread::yield_now();
+    }
+}
+
+pub(crate) use imp::*;
