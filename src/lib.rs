@@ -31,8 +31,8 @@ mod stream_id;
 mod engine;
 
 pub use engine::{
-    ConfigError, DeadLetter, Engine, EngineBuilder, Failure, Metrics, PanicReport, PanicSite, Removal,
-    ShutdownReport, SlowHandler, SubmitError,
+    ConfigError, DeadLetter, Engine, EngineBuilder, Failure, Metrics, PanicReport, PanicSite, Removal, ShutdownReport,
+    SlowHandler, SubmitError,
 };
 pub use event::Event;
 pub use handler::Handler;

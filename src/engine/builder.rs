@@ -186,7 +186,12 @@ impl<H: Handler> EngineBuilder<H> {
         let clock = Clock::new();
         let seed = clock.now() ^ 0x9e37_79b9_7f4a_7c15;
         let shards = (0..config.shards)
-            .map(|i| Shard::new(config.shard_capacity, seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f))))
+            .map(|i| {
+                Shard::new(
+                    config.shard_capacity,
+                    seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f)),
+                )
+            })
             .collect();
         let placeholder = std::thread::current();
         let workers = (0..config.workers)

@@ -122,7 +122,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::ZeroWorkers => f.write_str("workers must be at least 1"),
             ConfigError::ZeroShards => f.write_str("shards must be at least 1"),
-            ConfigError::TooManyShards { shards, max } => write!(f, "{shards} shards asked for; at most {max} are supported"),
+            ConfigError::TooManyShards { shards, max } => {
+                write!(f, "{shards} shards asked for; at most {max} are supported")
+            }
             ConfigError::ZeroShardCapacity => f.write_str("shard_capacity must be at least 1"),
             ConfigError::ZeroMaxEntities => f.write_str("max_entities must be at least 1"),
             ConfigError::ZeroMaxAttempts => f.write_str("max_attempts must be at least 1"),

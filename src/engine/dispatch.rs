@@ -69,7 +69,11 @@ impl<H: Handler> Inner<H> {
         let mut tally = Tally::default();
         let mut taken = 0usize;
         let more_to_reap = self.reap(core, now, &mut tally);
-        let mut end = if more_to_reap { BatchEnd::More } else { BatchEnd::Drained };
+        let mut end = if more_to_reap {
+            BatchEnd::More
+        } else {
+            BatchEnd::Drained
+        };
 
         if let Some(pending) = core.retry.take() {
             if pending.due > now && !self.stop.load(Ordering::Relaxed) {
@@ -97,7 +101,9 @@ impl<H: Handler> Inner<H> {
                     break;
                 }
                 // SAFETY: this thread is the shard's only runner (the caller holds the run).
-                let Some(event) = (unsafe { shard.ring.pop_exclusive() }) else { break };
+                let Some(event) = (unsafe { shard.ring.pop_exclusive() }) else {
+                    break;
+                };
                 taken += 1;
                 if let Outcome::Deferred(due) = self.dispatch(worker, core, event, 0, now, &mut tally) {
                     end = BatchEnd::Waiting(due);
@@ -123,7 +129,10 @@ impl<H: Handler> Inner<H> {
         stats.live.set(core.table.len() as u64);
         stats.awaiting_retry.set(u64::from(core.retry.is_some()));
         let idle = ticks(self.config.idle_timeout);
-        let expiry = core.table.oldest().map_or(u64::MAX, |(_, last)| last.saturating_add(idle));
+        let expiry = core
+            .table
+            .oldest()
+            .map_or(u64::MAX, |(_, last)| last.saturating_add(idle));
         shard.next_expiry.store(expiry, Ordering::Relaxed);
         if taken > 0 {
             // Pairs with the fence of a producer registering as a waiter (see `waiters`).
@@ -189,7 +198,6 @@ impl<H: Handler> Inner<H> {
                 slot
             }
             None => {
-                self.make_room(core, tally);
                 let state = match contain(|| self.handler.init(stream)) {
                     Ok(Ok(state)) => state,
                     Ok(Err(e)) => return Err(Failure::Init(e.to_string())),
@@ -198,6 +206,8 @@ impl<H: Handler> Inner<H> {
                         return Err(Failure::Panic(message));
                     }
                 };
+                // Evict only once the new state exists: a failed init costs no live entity.
+                self.make_room(core, tally);
                 self.live_entities.fetch_add(1, Ordering::Relaxed);
                 core.table.insert(stream.clone(), state, now)
             }
@@ -236,7 +246,11 @@ impl<H: Handler> Inner<H> {
     /// more are expired (R-RES-2).
     fn reap(&self, core: &mut ShardCore<H>, now: u64, tally: &mut Tally) -> bool {
         let idle = ticks(self.config.idle_timeout);
-        let expired = |core: &ShardCore<H>| core.table.oldest().filter(|&(_, last)| now.saturating_sub(last) >= idle);
+        let expired = |core: &ShardCore<H>| {
+            core.table
+                .oldest()
+                .filter(|&(_, last)| now.saturating_sub(last) >= idle)
+        };
         for _ in 0..REAP_BUDGET {
             let Some((slot, _)) = expired(core) else { return false };
             let (id, state) = core.table.remove(slot);
@@ -271,7 +285,9 @@ impl<H: Handler> Inner<H> {
             Some(hook) => {
                 let stream = letter.event.stream().clone();
                 if let Err(message) = contain(|| hook(letter)) {
-                    self.stats.panics.add(self.report_panic(PanicSite::Hook, Some(&stream), &message));
+                    self.stats
+                        .panics
+                        .add(self.report_panic(PanicSite::Hook, Some(&stream), &message));
                 }
             }
             None => {

@@ -136,7 +136,10 @@ impl<S> EntityTable<S> {
             self.slots[slot as usize] = Slot::Live(entity);
             slot
         } else {
-            assert!(self.slots.len() < NIL as usize, "entity table: more than u32::MAX entities in one shard");
+            assert!(
+                self.slots.len() < NIL as usize,
+                "entity table: more than u32::MAX entities in one shard"
+            );
             self.slots.push(Slot::Live(entity));
             (self.slots.len() - 1) as u32
         };

@@ -1,7 +1,7 @@
 //! The state every engine thread shares, and the scheduling helpers they all use.
 
-use std::collections::{BinaryHeap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;

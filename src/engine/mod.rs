@@ -51,7 +51,7 @@ use shard::IDLE;
 
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{fence, AtomicBool, Mutex, Ordering};
-use crate::{Event, Handler};
+use crate::{Event, Handler, StreamId};
 
 /// The dispatch engine: runs each stream's events in order, one at a time, with the stream's
 /// state, and different streams in parallel on a pool of worker threads.
@@ -195,6 +195,12 @@ impl<H: Handler> Engine<H> {
             // Woken for room (or for shutdown): try once more; another producer may have taken
             // the room first, and then we wait for the next wake-up.
         }
+    }
+
+    /// The index of the shard that `stream`'s events go to (`0..shards`), as in
+    /// [`Metrics::shard_queued`]. Streams in one shard share its ring and its worker turn.
+    pub fn shard_of(&self, stream: &StreamId) -> usize {
+        self.inner.shard_of(stream)
     }
 
     /// A snapshot of the counters and gauges.

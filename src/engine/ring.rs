@@ -8,18 +8,21 @@
 //! # State
 //!
 //! - `tail`: the next position a producer claims (bits 0..63), and [`CLOSED`] (bit 63).
+//!   Positions stay below 2^62 (centuries at 10^8 events/s), so doubled stamps cannot overflow.
 //! - `head`: the next position a consumer takes. `head <= tail` always; `tail - head <= capacity`.
 //! - Each slot has a `stamp`. For the slot of position `p`:
-//!   `stamp == p` means free for the producer of `p`; `stamp == p + 1` means it holds the
-//!   element of `p`; after the consumer takes it, `stamp == p + capacity` (free for the next lap).
+//!   `stamp == 2p` means free for the producer of `p`; `stamp == 2p + 1` means it holds the
+//!   element of `p`; after the consumer takes it, `stamp == 2(p + capacity)` (free for the next
+//!   lap). Doubling keeps "full" (odd) and "free" (even) apart for every capacity; with plain
+//!   `p + 1` / `p + capacity` stamps a ring of capacity 1 cannot tell them apart.
 //!
 //! # Orderings
 //!
 //! - A producer claims `p` by a `Relaxed` CAS on `tail`: the CAS only arbitrates between
 //!   producers; it orders no data.
-//! - It writes the element, then stores `stamp = p + 1` with `Release`. A consumer loads the
+//! - It writes the element, then stores `stamp = 2p + 1` with `Release`. A consumer loads the
 //!   stamp with `Acquire` before reading the element: the write happens-before the read.
-//! - The consumer reads the element, then stores `stamp = p + capacity` with `Release`; the next
+//! - The consumer reads the element, then stores `stamp = 2(p + capacity)` with `Release`; the next
 //!   lap's producer loads it with `Acquire` before writing: the read happens-before the write.
 //! - `close` is an `AcqRel` `fetch_or` on `tail`: a claim either precedes it (and is counted in
 //!   the final tail) or fails on the mark.
@@ -48,7 +51,7 @@ pub(crate) enum PushError<T> {
 }
 
 struct Slot<T> {
-    /// See the module docs: `p` free, `p + 1` full, `p + capacity` consumed.
+    /// See the module docs: `2p` free, `2p + 1` full, `2(p + capacity)` consumed.
     stamp: AtomicU64,
     value: UnsafeCell<MaybeUninit<T>>,
 }
@@ -77,7 +80,7 @@ impl<T> Ring<T> {
         assert!(capacity >= 1, "ring capacity must be at least 1");
         let slots = (0..capacity as u64)
             .map(|p| Slot {
-                stamp: AtomicU64::new(p),
+                stamp: AtomicU64::new(2 * p),
                 value: UnsafeCell::new(MaybeUninit::uninit()),
             })
             .collect();
@@ -110,19 +113,22 @@ impl<T> Ring<T> {
             }
             let slot = self.slot(tail);
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == tail {
-                match self.tail.compare_exchange_weak(tail, tail + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            if stamp == 2 * tail {
+                match self
+                    .tail
+                    .compare_exchange_weak(tail, tail + 1, Ordering::Relaxed, Ordering::Relaxed)
+                {
                     Ok(_) => {
                         // SAFETY: the CAS made this thread the only producer of `tail`, and the
-                        // Acquire load of `stamp == tail` shows the consumer of the previous lap
+                        // Acquire load of `stamp == 2 * tail` shows the consumer of the previous lap
                         // has finished reading the slot.
                         slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
-                        slot.stamp.store(tail + 1, Ordering::Release);
+                        slot.stamp.store(2 * tail + 1, Ordering::Release);
                         return Ok(());
                     }
                     Err(current) => tail = current,
                 }
-            } else if stamp.wrapping_add(self.capacity) == tail + 1 {
+            } else if stamp.wrapping_add(2 * self.capacity) == 2 * tail + 1 {
                 // The slot still holds the element of `tail - capacity`: `capacity` elements are
                 // claimed and not yet consumed, unless `tail` moved meanwhile.
                 let current = self.tail.load(Ordering::Relaxed);
@@ -148,13 +154,13 @@ impl<T> Ring<T> {
     pub(crate) unsafe fn pop_exclusive(&self) -> Option<T> {
         let head = self.head.load(Ordering::Relaxed);
         let slot = self.slot(head);
-        if slot.stamp.load(Ordering::Acquire) != head + 1 {
+        if slot.stamp.load(Ordering::Acquire) != 2 * head + 1 {
             return None;
         }
-        // SAFETY: `stamp == head + 1` (Acquire) shows the element of `head` is written, and the
+        // SAFETY: `stamp == 2 * head + 1` (Acquire) shows the element of `head` is written, and the
         // caller guarantees no other consumer takes it.
         let value = slot.value.with(|p| unsafe { p.read().assume_init() });
-        slot.stamp.store(head + self.capacity, Ordering::Release);
+        slot.stamp.store(2 * (head + self.capacity), Ordering::Release);
         self.head.store(head + 1, Ordering::Release);
         Some(value)
     }
@@ -166,18 +172,21 @@ impl<T> Ring<T> {
         loop {
             let slot = self.slot(head);
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == head + 1 {
-                match self.head.compare_exchange_weak(head, head + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            if stamp == 2 * head + 1 {
+                match self
+                    .head
+                    .compare_exchange_weak(head, head + 1, Ordering::Relaxed, Ordering::Relaxed)
+                {
                     Ok(_) => {
                         // SAFETY: the CAS made this thread the only consumer of `head`, and the
-                        // Acquire load of `stamp == head + 1` shows the element is written.
+                        // Acquire load of `stamp == 2 * head + 1` shows the element is written.
                         let value = slot.value.with(|p| unsafe { p.read().assume_init() });
-                        slot.stamp.store(head + self.capacity, Ordering::Release);
+                        slot.stamp.store(2 * (head + self.capacity), Ordering::Release);
                         return Some(value);
                     }
                     Err(current) => head = current,
                 }
-            } else if stamp == head {
+            } else if stamp == 2 * head {
                 // Not yet published (or empty): the producer wakes a consumer after publishing.
                 return None;
             } else {
@@ -193,7 +202,7 @@ impl<T> Ring<T> {
     #[inline]
     pub(crate) fn has_ready(&self) -> bool {
         let head = self.head.load(Ordering::Relaxed);
-        self.slot(head).stamp.load(Ordering::Relaxed) == head + 1
+        self.slot(head).stamp.load(Ordering::Relaxed) == 2 * head + 1
     }
 
     /// Closes the ring: every later push fails with [`PushError::Closed`].
@@ -227,7 +236,7 @@ impl<T> Drop for Ring<T> {
         let tail = self.tail.load(Ordering::Relaxed) & !CLOSED;
         for position in head..tail {
             let slot = self.slot(position);
-            if slot.stamp.load(Ordering::Relaxed) == position + 1 {
+            if slot.stamp.load(Ordering::Relaxed) == 2 * position + 1 {
                 // SAFETY: the slot holds the published, untaken element of `position`.
                 slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
             }
@@ -265,6 +274,17 @@ mod tests {
         assert_eq!(rest, vec![1, 2, 3]);
         assert_eq!(ring.accepted(), 4);
         assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn capacity_one_holds_exactly_one() {
+        let ring = Ring::new(1);
+        for round in 0..3 {
+            assert!(ring.push(round).is_ok());
+            assert!(matches!(ring.push(99), Err(PushError::Full(99))), "round {round}");
+            assert_eq!(ring.pop_shared(), Some(round));
+            assert_eq!(ring.pop_shared(), None);
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@
 use crossbeam_utils::CachePadded;
 
 use super::entity_table::EntityTable;
-use super::metrics::{SharedCounter, ShardStats};
+use super::metrics::{ShardStats, SharedCounter};
 use super::ring::Ring;
 use super::waiters::Waiters;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};

@@ -51,7 +51,9 @@ impl<P> fmt::Debug for SubmitError<P> {
             SubmitError::Closed(event) => ("Closed", event),
             SubmitError::Timeout(event) => ("Timeout", event),
         };
-        f.debug_struct(kind).field("stream", event.stream()).finish_non_exhaustive()
+        f.debug_struct(kind)
+            .field("stream", event.stream())
+            .finish_non_exhaustive()
     }
 }
 

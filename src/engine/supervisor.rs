@@ -144,7 +144,10 @@ fn watch_slow_handlers<H: Handler>(inner: &Inner<H>, now: u64, watches: &mut [Wa
             log::warn!(worker = report.worker, shard = report.shard, running_for:? = report.running_for; "humpyard handler is slow");
             if let Some(hook) = &inner.hooks.slow_handler {
                 if let Err(message) = contain(|| hook(&report)) {
-                    inner.stats.panics.add(inner.report_panic(PanicSite::Hook, None, &message));
+                    inner
+                        .stats
+                        .panics
+                        .add(inner.report_panic(PanicSite::Hook, None, &message));
                 }
             }
         }
