@@ -203,13 +203,13 @@ fn cleanup_exactly_once_per_init_on_every_path() {
     send("b", 0);
     send("c", 0); // evicts a (cap 2)
     send("cleanup-panics", 0); // evicts b
-    send("init-panics", 0);
+    send("init-panics", 0); // at the cap: evicts c before init runs (and panics)
     send("init-fails", 0);
     eventually("all handled", || {
         let m = engine.metrics();
         m.processed + m.dead_lettered == 8
     });
-    engine.shutdown(Duration::from_secs(5)); // cleans up c and cleanup-panics
+    engine.shutdown(Duration::from_secs(5)); // cleans up cleanup-panics
     let m = engine.metrics();
     let mut cleaned = picky.cleanups.lock().unwrap().clone();
     cleaned.sort();
@@ -217,7 +217,7 @@ fn cleanup_exactly_once_per_init_on_every_path() {
     want.sort();
     assert_eq!(cleaned, want, "each state cleaned up exactly once");
     assert_eq!(picky.inits.load(Ordering::SeqCst), 6);
-    assert_eq!(m.entities_evicted, 2);
+    assert_eq!(m.entities_evicted, 3);
     assert_eq!(m.entities_reaped, 1);
     assert_eq!(m.entities_live, 0);
     // Panics: handle, init, cleanup.

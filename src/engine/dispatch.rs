@@ -198,6 +198,9 @@ impl<H: Handler> Inner<H> {
                 slot
             }
             None => {
+                // Make room first, so that a state exists only while it is counted: at most
+                // `max_entities + shards` states exist at any instant, in-flight inits included.
+                self.make_room(core, tally);
                 let state = match contain(|| self.handler.init(stream)) {
                     Ok(Ok(state)) => state,
                     Ok(Err(e)) => return Err(Failure::Init(e.to_string())),
@@ -206,8 +209,6 @@ impl<H: Handler> Inner<H> {
                         return Err(Failure::Panic(message));
                     }
                 };
-                // Evict only once the new state exists: a failed init costs no live entity.
-                self.make_room(core, tally);
                 self.live_entities.fetch_add(1, Ordering::Relaxed);
                 core.table.insert(stream.clone(), state, now)
             }
