@@ -30,6 +30,11 @@ mod stream_id;
 // The engine.
 mod engine;
 
+// Internals for the loom models (only under `--cfg humpyard_loom`).
+#[cfg(humpyard_loom)]
+#[doc(hidden)]
+pub mod loom_api;
+
 pub use engine::{
     ConfigError, DeadLetter, Engine, EngineBuilder, Failure, Metrics, PanicReport, PanicSite, Removal, ShutdownReport,
     SlowHandler, SubmitError,

@@ -43,6 +43,11 @@ mod imp {
 
     pub(crate) mod thread {
         pub(crate) use std::thread::{current, panicking, park, park_timeout, Builder, JoinHandle, Thread};
+
+        /// Whether the thread behind `join` has ended.
+        pub(crate) fn is_finished<T>(join: &JoinHandle<T>) -> bool {
+            join.is_finished()
+        }
     }
 
     /// A hint to the processor inside a short spin.
@@ -62,6 +67,12 @@ mod imp {
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Mutex::new(T::default())
+        }
+    }
+
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {
             Mutex(loom::sync::Mutex::new(value))
@@ -79,6 +90,11 @@ mod imp {
         /// loom has no clock: a timed park is an untimed one.
         pub(crate) fn park_timeout(_: std::time::Duration) {
             loom::thread::park();
+        }
+
+        /// loom cannot observe a thread's end without joining it; models never kill workers.
+        pub(crate) fn is_finished<T>(_: &JoinHandle<T>) -> bool {
+            false
         }
     }
 

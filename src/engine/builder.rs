@@ -193,7 +193,7 @@ impl<H: Handler> EngineBuilder<H> {
                 )
             })
             .collect();
-        let placeholder = std::thread::current();
+        let placeholder = thread::current();
         let workers = (0..config.workers)
             .map(|_| WorkerSlot {
                 // Replaced by the real handle below, before any thread reads it.

@@ -32,7 +32,7 @@ pub(crate) struct WorkerHandle {
 impl WorkerHandle {
     /// Whether the thread has ended.
     pub(crate) fn is_finished(&self) -> bool {
-        self.join.lock().as_ref().is_some_and(|j| j.is_finished())
+        self.join.lock().as_ref().is_some_and(thread::is_finished)
     }
 }
 
