@@ -123,11 +123,7 @@ fn main() {
     );
     println!(
         "humpyard demo: {} producers -> {} workers, {} streams (uniform), entity cap {}, {} s",
-        o.producers,
-        o.workers,
-        o.streams,
-        o.max_entities,
-        o.seconds
+        o.producers, o.workers, o.streams, o.max_entities, o.seconds
     );
     let stop = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..o.producers)
@@ -165,17 +161,27 @@ fn main() {
     let m = engine.metrics();
     println!("\n");
     println!("  events processed   {:>14}", m.processed);
-    println!("  events/s           {:>14.0}", m.processed as f64 / elapsed.as_secs_f64());
+    println!(
+        "  events/s           {:>14.0}",
+        m.processed as f64 / elapsed.as_secs_f64()
+    );
     let (p50, p99, p999) = {
         let h = latencies.lock().expect("histogram");
-        (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999))
+        (
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+        )
     };
     println!("  latency p50/p99/p99.9 (submit -> handled, sampled 1/{SAMPLE_EVERY}, saturated load): {p50} / {p99} / {p999} us");
     println!(
         "  entities           live {} / reaped {} / evicted {}",
         m.entities_live, m.entities_reaped, m.entities_evicted
     );
-    println!("  backpressure       {} submits handed back (Full), producers retried them", m.rejected);
+    println!(
+        "  backpressure       {} submits handed back (Full), producers retried them",
+        m.rejected
+    );
     let ok = m.accepted == m.processed + m.dead_lettered + report.unprocessed.len() as u64;
     println!(
         "  accounting         accepted {} = processed {} + dead-lettered {} + unprocessed {}  {}",
@@ -209,7 +215,13 @@ fn produce(engine: &Engine<Demo>, stop: &AtomicBool, p: u64, producers: u64, str
             x ^= x << 17;
             let id = &ids[(x % ids.len() as u64) as usize];
             let sent_at = (sent % SAMPLE_EVERY == 0).then(Instant::now);
-            let event = Event::new(id.clone(), Tick { seq: sent, sent: sent_at });
+            let event = Event::new(
+                id.clone(),
+                Tick {
+                    seq: sent,
+                    sent: sent_at,
+                },
+            );
             match engine.try_submit(event) {
                 Ok(()) => {}
                 Err(SubmitError::Full(event)) => match engine.submit_timeout(event, Duration::from_secs(5)) {

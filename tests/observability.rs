@@ -1,0 +1,95 @@
+//! Logs and errors: R-SEC-3 (untrusted text reaches logs only as escaped structured fields),
+//! R-API-2 (errors are typed, implement std::error::Error, carry the value back).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use humpyard::{ConfigError, Engine, Event, Handler, StreamId, SubmitError};
+use log::kv::{Key, Value, VisitSource};
+
+/// Records every log line as its message plus `key=value` fields.
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        struct Fields(String);
+        impl<'kvs> VisitSource<'kvs> for Fields {
+            fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+                self.0.push_str(&format!(" {key}={value}"));
+                Ok(())
+            }
+        }
+        let mut fields = Fields(String::new());
+        record.key_values().visit(&mut fields).unwrap();
+        self.0.lock().unwrap().push(format!("{}{}", record.args(), fields.0));
+    }
+    fn flush(&self) {}
+}
+
+static LOG: Capture = Capture(Mutex::new(Vec::new()));
+
+struct Hostile;
+
+impl Handler for Hostile {
+    type Payload = ();
+    type State = ();
+    type Error = String;
+    fn init(&self, _: &StreamId) -> Result<(), String> {
+        Ok(())
+    }
+    fn handle(&self, _: &mut (), _: &Event<()>) -> Result<(), String> {
+        Err("boom\nlevel=error msg=\"forged line\"\u{1b}[31m".to_owned())
+    }
+}
+
+// proves R-SEC-3: a payload-derived error with newlines, quotes and escape codes reaches the log
+// as one escaped field, never as raw text that could forge a line.
+#[test]
+fn untrusted_text_is_logged_escaped() {
+    log::set_logger(&LOG).unwrap();
+    log::set_max_level(log::LevelFilter::Trace);
+    let engine = Engine::builder(Hostile).workers(1).max_attempts(1).start().unwrap();
+    engine
+        .try_submit(Event::new(StreamId::new("victim").unwrap(), ()))
+        .unwrap();
+    engine.shutdown(Duration::from_secs(5));
+    let lines = LOG.0.lock().unwrap();
+    let dead = lines
+        .iter()
+        .find(|l| l.starts_with("humpyard dead-lettered an event"))
+        .expect("the dead letter is logged");
+    assert!(!dead.contains('\n'), "raw newline in a log line: {dead:?}");
+    assert!(!dead.contains('\u{1b}'), "raw escape code in a log line: {dead:?}");
+    assert!(
+        dead.contains(r"boom\nlevel=error"),
+        "the text is kept, escaped: {dead:?}"
+    );
+    assert!(dead.contains("stream=victim"));
+}
+
+// proves R-API-2: errors are typed enums implementing std::error::Error, with sources, and a
+// rejected event comes back inside the error.
+#[test]
+fn errors_are_typed_and_hand_the_value_back() {
+    fn is_error<E: std::error::Error + Send + 'static>(_: &E) {}
+    let engine = Engine::builder(Hostile).workers(1).start().unwrap();
+    engine.shutdown(Duration::from_secs(1));
+    let err = engine
+        .try_submit(Event::new(StreamId::new("x").unwrap(), ()))
+        .unwrap_err();
+    is_error(&err);
+    assert!(matches!(err, SubmitError::Closed(_)));
+    assert_eq!(err.into_event().stream().as_str(), "x");
+    let config = Engine::builder(Hostile).workers(0).start().unwrap_err();
+    is_error(&config);
+    assert!(matches!(config, ConfigError::ZeroWorkers));
+    let spawn = ConfigError::Spawn(std::io::Error::other("no threads"));
+    assert!(
+        std::error::Error::source(&spawn).is_some(),
+        "the cause is kept as the source"
+    );
+    is_error(&StreamId::new("").unwrap_err());
+}
