@@ -184,7 +184,7 @@ impl<H: Handler> EngineBuilder<H> {
         let EngineBuilder { handler, config, hooks } = self;
         config.validate()?;
         let clock = Clock::new();
-        let seed = clock.now() ^ 0x9e37_79b9_7f4a_7c15;
+        let seed = random_seed();
         let shards = (0..config.shards)
             .map(|i| {
                 Shard::new(
@@ -239,4 +239,12 @@ impl<H: Handler> EngineBuilder<H> {
         engine.set_supervisor(supervisor);
         Ok(engine)
     }
+}
+
+/// A random 64-bit seed from the standard library's randomly keyed hasher (no extra crate).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x9e37_79b9_7f4a_7c15);
+    hasher.finish()
 }

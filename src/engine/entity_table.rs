@@ -48,19 +48,31 @@ pub(crate) struct EntityTable<S> {
     newest: u32,
     oldest: u32,
     len: usize,
+    /// Random per table: see [`index_hash`].
+    key: u64,
 }
 
-/// The hash the index uses. The shard was chosen from the hash's high bits, so every id in one
-/// shard shares them; multiplying by an odd constant spreads all bits into the top seven
-/// (hashbrown's tag) while the low bits (the bucket) stay as uniform as the id's.
+/// The hash the index uses: the id's precomputed hash mixed with the table's random `key`.
+///
+/// The shard was chosen from the id hash's high bits, so every id in one shard shares them; the
+/// murmur3 finaliser spreads every bit into the bucket bits and hashbrown's tag. The id hash is
+/// a fixed public function (it must be, for partitioning across processes), so without the
+/// per-table key a sender of chosen stream ids could aim them all at one bucket.
 #[inline]
-fn index_hash(id: &StreamId) -> u64 {
-    id.hash_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+fn index_hash(id: &StreamId, key: u64) -> u64 {
+    let mut h = id.hash_u64() ^ key;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 impl<S> EntityTable<S> {
-    pub(crate) fn new() -> EntityTable<S> {
+    /// An empty table whose index is keyed by `key` (random per table).
+    pub(crate) fn new(key: u64) -> EntityTable<S> {
         EntityTable {
+            key,
             index: HashTable::new(),
             slots: Vec::new(),
             free: NIL,
@@ -93,7 +105,7 @@ impl<S> EntityTable<S> {
     pub(crate) fn find(&self, id: &StreamId) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(index_hash(id), |&slot| match &slots[slot as usize] {
+            .find(index_hash(id, self.key), |&slot| match &slots[slot as usize] {
                 Slot::Live(entity) => entity.id == *id,
                 Slot::Free { .. } => false,
             })
@@ -119,7 +131,7 @@ impl<S> EntityTable<S> {
     /// Inserts a new entity (the id must not be live) as the newest; returns its slot.
     pub(crate) fn insert(&mut self, id: StreamId, state: S, now: u64) -> u32 {
         debug_assert!(self.find(&id).is_none());
-        let hash = index_hash(&id);
+        let hash = index_hash(&id, self.key);
         let entity = Entity {
             id,
             state,
@@ -143,9 +155,9 @@ impl<S> EntityTable<S> {
             self.slots.push(Slot::Live(entity));
             (self.slots.len() - 1) as u32
         };
-        let slots = &self.slots;
+        let (slots, key) = (&self.slots, self.key);
         self.index.insert_unique(hash, slot, |&s| match &slots[s as usize] {
-            Slot::Live(entity) => index_hash(&entity.id),
+            Slot::Live(entity) => index_hash(&entity.id, key),
             Slot::Free { .. } => unreachable!("entity table: index holds a free slot"),
         });
         self.link_newest(slot);
@@ -156,7 +168,7 @@ impl<S> EntityTable<S> {
     /// Removes the entity in `slot` and hands back its id and state.
     pub(crate) fn remove(&mut self, slot: u32) -> (StreamId, S) {
         self.unlink(slot);
-        let hash = index_hash(&self.entity(slot).id);
+        let hash = index_hash(&self.entity(slot).id, self.key);
         match self.index.find_entry(hash, |&s| s == slot) {
             Ok(entry) => {
                 entry.remove();
@@ -233,7 +245,7 @@ mod tests {
 
     #[test]
     fn recency_order_follows_touches() {
-        let mut table = EntityTable::new();
+        let mut table = EntityTable::new(0x1234_5678);
         let a = table.insert(id("a"), 1, 10);
         let b = table.insert(id("b"), 2, 20);
         let _c = table.insert(id("c"), 3, 30);
@@ -250,8 +262,21 @@ mod tests {
     }
 
     #[test]
+    fn ids_aimed_at_one_bucket_under_one_key_spread_under_another() {
+        // An attacker who knew the key could pick ids sharing a bucket; with another key (each
+        // table draws its own at random) the same ids spread out.
+        let aimed: Vec<StreamId> = (0u64..)
+            .map(|i| id(&format!("x{i}")))
+            .filter(|s| index_hash(s, 1) & 0x3ff == 0)
+            .take(64)
+            .collect();
+        let buckets: std::collections::HashSet<u64> = aimed.iter().map(|s| index_hash(s, 2) & 0x3ff).collect();
+        assert!(buckets.len() > 50, "only {} distinct buckets", buckets.len());
+    }
+
+    #[test]
     fn many_entities_round_trip() {
-        let mut table = EntityTable::new();
+        let mut table = EntityTable::new(0x1234_5678);
         for i in 0..10_000u64 {
             table.insert(id(&format!("s{i}")), i, i);
         }

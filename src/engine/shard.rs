@@ -85,6 +85,7 @@ pub(crate) struct Shard<H: Handler> {
 unsafe impl<H: Handler> Sync for Shard<H> {}
 
 impl<H: Handler> Shard<H> {
+    /// A shard with a ring of `capacity`; `seed` keys its table's index and its jitter.
     pub(crate) fn new(capacity: usize, seed: u64) -> Shard<H> {
         Shard {
             ring: Ring::new(capacity),
@@ -94,7 +95,7 @@ impl<H: Handler> Shard<H> {
             stats: ShardStats::default(),
             next_expiry: AtomicU64::new(u64::MAX),
             core: UnsafeCell::new(ShardCore {
-                table: EntityTable::new(),
+                table: EntityTable::new(seed.rotate_left(17) ^ 0x243f_6a88_85a3_08d3),
                 retry: None,
                 rng: seed | 1,
             }),
