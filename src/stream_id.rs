@@ -98,6 +98,12 @@ fn stable_hash(bytes: &[u8]) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    fmix64(h)
+}
+
+/// murmur3's 64-bit finaliser: a bijection in which every output bit depends on every input bit.
+#[inline]
+pub(crate) fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

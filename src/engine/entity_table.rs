@@ -17,6 +17,7 @@
 
 use hashbrown::HashTable;
 
+use crate::stream_id::fmix64;
 use crate::StreamId;
 
 /// "No slot": the end of a list.
@@ -60,12 +61,7 @@ pub(crate) struct EntityTable<S> {
 /// per-table key a sender of chosen stream ids could aim them all at one bucket.
 #[inline]
 fn index_hash(id: &StreamId, key: u64) -> u64 {
-    let mut h = id.hash_u64() ^ key;
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    fmix64(id.hash_u64() ^ key)
 }
 
 impl<S> EntityTable<S> {
