@@ -16,6 +16,9 @@ mod imp {
     pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
     pub(crate) use std::sync::Arc;
 
+    /// An atomically replaceable `std::sync::Arc`.
+    pub(crate) use arc_swap::ArcSwap;
+
     /// A mutual-exclusion lock whose `lock` cannot fail (no poisoning).
     pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
 
@@ -48,6 +51,19 @@ mod imp {
         pub(crate) fn is_finished<T>(join: &JoinHandle<T>) -> bool {
             join.is_finished()
         }
+
+        /// Starts a named thread.
+        pub(crate) fn spawn_named<F>(name: String, f: F) -> std::io::Result<JoinHandle<()>>
+        where
+            F: FnOnce() + Send + 'static,
+        {
+            Builder::new().name(name).spawn(f)
+        }
+
+        /// Waits a little before polling again.
+        pub(crate) fn pause(d: std::time::Duration) {
+            std::thread::sleep(d);
+        }
     }
 
     /// A hint to the processor inside a short spin.
@@ -62,6 +78,45 @@ mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
     pub(crate) use loom::sync::Arc;
+
+    /// `arc_swap::ArcSwap`'s API over a loom mutex. arc-swap's own atomics are invisible to
+    /// loom, and its thread-local debt slots assume real OS threads (loom runs its threads as
+    /// coroutines on one), so under loom the swap is modelled by a lock with the same
+    /// semantics: `compare_and_swap` replaces only the exact `Arc` the caller saw.
+    #[derive(Debug)]
+    pub(crate) struct ArcSwap<T>(loom::sync::Mutex<std::sync::Arc<T>>);
+
+    impl<T> ArcSwap<T> {
+        pub(crate) fn from_pointee(value: T) -> Self {
+            ArcSwap(loom::sync::Mutex::new(std::sync::Arc::new(value)))
+        }
+
+        pub(crate) fn load(&self) -> std::sync::Arc<T> {
+            self.0.lock().unwrap().clone()
+        }
+
+        pub(crate) fn load_full(&self) -> std::sync::Arc<T> {
+            self.load()
+        }
+
+        pub(crate) fn store(&self, value: std::sync::Arc<T>) {
+            *self.0.lock().unwrap() = value;
+        }
+
+        /// Replaces the value with `new` if it is `current`; returns the value before.
+        pub(crate) fn compare_and_swap(
+            &self,
+            current: &std::sync::Arc<T>,
+            new: std::sync::Arc<T>,
+        ) -> std::sync::Arc<T> {
+            let mut slot = self.0.lock().unwrap();
+            let before = slot.clone();
+            if std::sync::Arc::ptr_eq(&before, current) {
+                *slot = new;
+            }
+            before
+        }
+    }
 
     /// loom's mutex with the panic-free `lock` of parking_lot.
     #[derive(Debug)]
@@ -95,6 +150,23 @@ mod imp {
         /// loom cannot observe a thread's end without joining it; models never kill workers.
         pub(crate) fn is_finished<T>(_: &JoinHandle<T>) -> bool {
             false
+        }
+
+        /// Starts a named thread, then yields: loom 0.7 stops exploring when the spawner's next
+        /// step races a child that begins with an atomic load (tokio-rs/loom#392); a yield
+        /// right after the spawn restores the exploration.
+        pub(crate) fn spawn_named<F>(name: String, f: F) -> std::io::Result<JoinHandle<()>>
+        where
+            F: FnOnce() + Send + 'static,
+        {
+            let join = Builder::new().name(name).spawn(f)?;
+            loom::thread::yield_now();
+            Ok(join)
+        }
+
+        /// loom has no clock: polling again means letting another thread run.
+        pub(crate) fn pause(_: std::time::Duration) {
+            loom::thread::yield_now();
         }
     }
 

@@ -1,1 +1,42 @@
-//! loom models live in tests/.
+//! Shared pieces of the loom models in `tests/`: a small handler and id helper.
+//!
+//! Every model runs the library's real code built with `--cfg humpyard_loom`. Conventions:
+//! - the model's main thread starts the engine and drives it; every thread the library or a
+//!   model spawns is followed by a `yield_now` (the library's `spawn_named` does it), which
+//!   keeps loom 0.7 exploring (tokio-rs/loom#392);
+//! - shutdown uses a deadline that cannot pass in a model, so an event stranded by a lost
+//!   wake-up makes the drain loop spin until loom's branch limit fails the model, and a parked
+//!   thread nobody wakes makes loom report a deadlock.
+#![cfg(humpyard_loom)]
+
+use humpyard::{Event, Handler, StreamId};
+
+/// Handles `u64` payloads: even ones succeed, odd ones fail (`Err`).
+#[derive(Debug, Clone, Copy)]
+pub struct EvenOk;
+
+impl Handler for EvenOk {
+    type Payload = u64;
+    type State = u64;
+    type Error = String;
+
+    fn init(&self, _: &StreamId) -> Result<u64, String> {
+        Ok(0)
+    }
+
+    fn handle(&self, seen: &mut u64, event: &Event<u64>) -> Result<(), String> {
+        *seen += 1;
+        if event.payload() % 2 == 1 {
+            return Err("odd".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A stream id.
+pub fn id(s: &str) -> StreamId {
+    StreamId::new(s).expect("valid id")
+}
+
+/// A drain deadline that never passes within a model.
+pub const FOREVER: std::time::Duration = std::time::Duration::from_secs(3600);

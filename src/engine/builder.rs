@@ -5,20 +5,18 @@ use std::fmt;
 use std::sync::Arc as StdArc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use super::config::{Config, ConfigError};
 use super::hooks::{Hooks, PanicReport, Removal, SlowHandler};
 use super::inner::{Clock, EngineStats, Inner, WorkerSlot};
-use super::metrics::OwnedCounter;
 use super::ring::Ring;
 use super::shard::Shard;
 use super::sleepers::Sleepers;
 use super::supervisor::supervisor_main;
-use super::worker::spawn_worker;
+use super::worker::{spawn_worker, WorkerHandle};
 use super::Engine;
-use crate::sync::{thread, AtomicBool, AtomicU64, AtomicUsize, Mutex};
+use crate::sync::{thread, AtomicBool, AtomicU64, Mutex};
 use crate::{DeadLetter, Handler, StreamId};
 
 /// Configures and starts an [`Engine`]. Made by [`Engine::builder`].
@@ -174,6 +172,15 @@ impl<H: Handler> EngineBuilder<H> {
         self
     }
 
+    /// Model checking only: start no supervisor thread (no retry timers, time-driven reaping,
+    /// slow-handler reports or worker replacement), to keep a loom model's state space small.
+    #[cfg(humpyard_loom)]
+    #[doc(hidden)]
+    pub fn without_supervisor(mut self) -> Self {
+        self.config.supervisor = false;
+        self
+    }
+
     /// Validates the settings and starts the worker threads and the supervisor.
     ///
     /// # Errors
@@ -195,17 +202,9 @@ impl<H: Handler> EngineBuilder<H> {
             .collect();
         let placeholder = thread::current();
         let workers = (0..config.workers)
-            .map(|_| WorkerSlot {
+            .map(|_| {
                 // Replaced by the real handle below, before any thread reads it.
-                handle: ArcSwap::from_pointee(super::worker::WorkerHandle {
-                    epoch: 0,
-                    thread: placeholder.clone(),
-                    join: Mutex::new(None),
-                }),
-                calls: CachePadded::new(OwnedCounter::default()),
-                shard: AtomicUsize::new(0),
-                #[cfg(feature = "fault-injection")]
-                kill: AtomicBool::new(false),
+                WorkerSlot::new(WorkerHandle::unstarted(placeholder.clone()))
             })
             .collect();
         let inner = StdArc::new(Inner {
@@ -230,13 +229,15 @@ impl<H: Handler> EngineBuilder<H> {
             let handle = spawn_worker(&inner, index, 0).map_err(ConfigError::Spawn)?;
             inner.workers[index].handle.store(StdArc::new(handle));
         }
-        let for_supervisor = inner.clone();
-        let supervisor = thread::Builder::new()
-            .name("humpyard-supervisor".to_owned())
-            .spawn(move || supervisor_main(&for_supervisor))
+        if inner.config.supervisor {
+            let for_supervisor = inner.clone();
+            let supervisor = thread::spawn_named("humpyard-supervisor".to_owned(), move || {
+                supervisor_main(&for_supervisor)
+            })
             .map_err(ConfigError::Spawn)?;
-        *inner.supervisor.lock() = Some(supervisor.thread().clone());
-        engine.set_supervisor(supervisor);
+            *inner.supervisor.lock() = Some(supervisor.thread().clone());
+            engine.set_supervisor(supervisor);
+        }
         Ok(engine)
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub(crate) slow_handler_threshold: Duration,
     pub(crate) drop_deadline: Duration,
     pub(crate) dead_letter_buffer: usize,
+    /// Whether to start the supervisor thread (always, except in loom models).
+    pub(crate) supervisor: bool,
 }
 
 impl Config {
@@ -39,6 +41,7 @@ impl Config {
             slow_handler_threshold: Duration::from_secs(1),
             drop_deadline: Duration::from_secs(5),
             dead_letter_buffer: 1024,
+            supervisor: true,
         }
     }
 

@@ -29,7 +29,10 @@ pub(crate) const BATCH: usize = 128;
 pub(crate) const BATCH: usize = 2;
 
 /// Idle entities one run reaps at most; more are left to the next run (R-RES-2).
+#[cfg(not(humpyard_loom))]
 const REAP_BUDGET: usize = 64;
+#[cfg(humpyard_loom)]
+const REAP_BUDGET: usize = 2;
 
 /// How a run of a shard ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

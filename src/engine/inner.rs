@@ -4,7 +4,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use super::config::Config;
@@ -15,7 +14,7 @@ use super::shard::{Shard, IDLE};
 use super::sleepers::Sleepers;
 use super::worker::WorkerHandle;
 use crate::sync::thread::Thread;
-use crate::sync::{fence, spin_hint, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, spin_hint, ArcSwap, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{DeadLetter, Handler, StreamId};
 
 /// The engine's monotonic clock, in nanosecond ticks since the engine started.
@@ -53,6 +52,19 @@ pub(crate) struct WorkerSlot {
     /// Fault injection: the worker exits by an escaping panic at its next batch boundary.
     #[cfg(feature = "fault-injection")]
     pub(crate) kill: AtomicBool,
+}
+
+impl WorkerSlot {
+    /// A slot holding `handle`.
+    pub(crate) fn new(handle: WorkerHandle) -> WorkerSlot {
+        WorkerSlot {
+            handle: ArcSwap::from_pointee(handle),
+            calls: CachePadded::new(OwnedCounter::default()),
+            shard: AtomicUsize::new(0),
+            #[cfg(feature = "fault-injection")]
+            kill: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Counters kept outside any shard.

@@ -22,16 +22,16 @@ mod dead_letter;
 mod dispatch;
 mod entity_table;
 mod hooks;
-mod inner;
+pub(crate) mod inner;
 mod metrics;
 mod report;
 pub(crate) mod ring;
-mod shard;
+pub(crate) mod shard;
 mod sleepers;
 mod submit_error;
 mod supervisor;
 mod waiters;
-mod worker;
+pub(crate) mod worker;
 
 use std::fmt;
 use std::sync::Arc as StdArc;
@@ -247,8 +247,8 @@ impl<H: Handler> Engine<H> {
                     deadline_exceeded = true;
                     break;
                 }
-                Some(until) => std::thread::sleep(pause.min(until - now)),
-                None => std::thread::sleep(pause),
+                Some(until) => thread::pause(pause.min(until - now)),
+                None => thread::pause(pause),
             }
             pause = (pause * 2).min(Duration::from_millis(5));
         }

@@ -97,13 +97,10 @@ fn replace_dead_workers<H: Handler>(inner: &StdArc<Inner<H>>) {
         }
         match spawn_worker(inner, index, seen.epoch + 1) {
             Ok(fresh) => {
-                let previous = slot.handle.compare_and_swap(&seen, StdArc::new(fresh));
-                if StdArc::ptr_eq(&previous, &seen) {
+                if slot.install(&seen, StdArc::new(fresh)) {
                     inner.stats.workers_replaced.incr();
                     log::error!(worker = index, epoch = seen.epoch + 1; "humpyard replaced a dead worker thread");
                 }
-                // Otherwise a newer handle is in place; the thread just spawned sees its epoch
-                // is not the slot's and exits.
             }
             Err(error) => {
                 log::error!(worker = index, error:? = error; "humpyard could not replace a dead worker; will retry");

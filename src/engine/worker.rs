@@ -7,17 +7,19 @@
 //! Each worker index has a [`WorkerHandle`] in an `ArcSwap` (see `inner::WorkerSlot`). If the
 //! thread dies anyway (a bug in the engine, or injected in tests), the shard it was running is
 //! requeued by the unwinding [`RunGuard`] and the supervisor swaps in a new thread with
-//! `epoch + 1`. A worker whose epoch is older than its slot's current one exits: a replacement
-//! that lost a race never runs beside the winner.
+//! `epoch + 1`, installing it only in place of the exact handle it saw dead
+//! ([`WorkerSlot::install`]). A replacement that loses that race is retired and exits, and a
+//! worker whose epoch is older than its slot's current one exits too: two threads never serve
+//! one worker index.
 
 use std::io;
 use std::sync::Arc as StdArc;
 
 use super::dispatch::BatchEnd;
-use super::inner::Inner;
+use super::inner::{Inner, WorkerSlot};
 use super::shard::{SCHEDULED, WAITING};
 use crate::sync::thread::{self, JoinHandle, Thread};
-use crate::sync::{fence, Mutex, Ordering};
+use crate::sync::{fence, AtomicBool, Mutex, Ordering};
 use crate::Handler;
 
 /// A worker thread as the pool knows it.
@@ -27,32 +29,64 @@ pub(crate) struct WorkerHandle {
     pub(crate) epoch: u64,
     pub(crate) thread: Thread,
     pub(crate) join: Mutex<Option<JoinHandle<()>>>,
+    /// Set when this handle lost the race to be installed: its thread exits at once.
+    pub(crate) retired: StdArc<AtomicBool>,
 }
 
 impl WorkerHandle {
+    /// A handle with no thread behind it yet (a placeholder, or a model's stand-in), naming
+    /// `thread` as the one to unpark.
+    pub(crate) fn unstarted(thread: Thread) -> WorkerHandle {
+        WorkerHandle {
+            epoch: 0,
+            thread,
+            join: Mutex::new(None),
+            retired: StdArc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Whether the thread has ended.
     pub(crate) fn is_finished(&self) -> bool {
         self.join.lock().as_ref().is_some_and(thread::is_finished)
     }
 }
 
+impl WorkerSlot {
+    /// Installs `fresh` in place of `seen`, the exact handle the caller inspected, if it is
+    /// still the current one (compare by identity, so a stale caller never removes a newer
+    /// handle). A handle that is not installed is retired and its thread woken to exit.
+    /// Returns whether `fresh` was installed.
+    pub(crate) fn install(&self, seen: &StdArc<WorkerHandle>, fresh: StdArc<WorkerHandle>) -> bool {
+        let previous = self.handle.compare_and_swap(seen, fresh.clone());
+        if StdArc::ptr_eq(&previous, seen) {
+            return true;
+        }
+        fresh.retired.store(true, Ordering::Release);
+        fresh.thread.unpark();
+        false
+    }
+}
+
 /// Starts the worker thread for `index` with `epoch`.
 pub(crate) fn spawn_worker<H: Handler>(inner: &StdArc<Inner<H>>, index: usize, epoch: u64) -> io::Result<WorkerHandle> {
     let inner = inner.clone();
-    let join = thread::Builder::new()
-        .name(format!("humpyard-worker-{index}"))
-        .spawn(move || worker_main(&inner, index, epoch))?;
+    let retired = StdArc::new(AtomicBool::new(false));
+    let retired_in_thread = retired.clone();
+    let join = thread::spawn_named(format!("humpyard-worker-{index}"), move || {
+        worker_main(&inner, index, epoch, &retired_in_thread)
+    })?;
     Ok(WorkerHandle {
         epoch,
         thread: join.thread().clone(),
         join: Mutex::new(Some(join)),
+        retired,
     })
 }
 
-fn worker_main<H: Handler>(inner: &Inner<H>, index: usize, epoch: u64) {
+fn worker_main<H: Handler>(inner: &Inner<H>, index: usize, epoch: u64, retired: &AtomicBool) {
     loop {
-        if inner.workers[index].handle.load().epoch > epoch {
-            return; // superseded
+        if retired.load(Ordering::Acquire) || inner.workers[index].handle.load().epoch > epoch {
+            return; // lost the installation race, or superseded
         }
         if let Some(shard) = inner.run_queue.pop_shared() {
             if inner.run_queue.has_ready() {
