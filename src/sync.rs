@@ -1,6 +1,6 @@
 //! The one place the library names its synchronisation primitives.
 //!
-//! Every atomic, `Arc`, lock, `UnsafeCell` and thread operation in humpyard comes from this
+//! Every atomic, lock, `ArcSwap`, `UnsafeCell` and thread operation in humpyard comes from this
 //! module. Normally they are the standard library's (and parking_lot's `Mutex`); compiled with
 //! `RUSTFLAGS="--cfg humpyard_loom"` they are loom's, so the model checker in `loom-tests/` sees
 //! every interleaving of the real code. Library code never names `std::sync::atomic` directly.
@@ -14,7 +14,6 @@
 #[cfg(not(humpyard_loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-    pub(crate) use std::sync::Arc;
 
     /// An atomically replaceable `std::sync::Arc`.
     pub(crate) use arc_swap::ArcSwap;
@@ -77,22 +76,21 @@ mod imp {
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-    pub(crate) use loom::sync::Arc;
 
     /// `arc_swap::ArcSwap`'s API over a loom mutex. arc-swap's own atomics are invisible to
     /// loom, and its thread-local debt slots assume real OS threads (loom runs its threads as
     /// coroutines on one), so under loom the swap is modelled by a lock with the same
     /// semantics: `compare_and_swap` replaces only the exact `Arc` the caller saw.
     #[derive(Debug)]
-    pub(crate) struct ArcSwap<T>(loom::sync::Mutex<std::sync::Arc<T>>);
+    pub(crate) struct ArcSwap<T>(Mutex<std::sync::Arc<T>>);
 
     impl<T> ArcSwap<T> {
         pub(crate) fn from_pointee(value: T) -> Self {
-            ArcSwap(loom::sync::Mutex::new(std::sync::Arc::new(value)))
+            ArcSwap(Mutex::new(std::sync::Arc::new(value)))
         }
 
         pub(crate) fn load(&self) -> std::sync::Arc<T> {
-            self.0.lock().unwrap().clone()
+            self.0.lock().clone()
         }
 
         pub(crate) fn load_full(&self) -> std::sync::Arc<T> {
@@ -100,7 +98,7 @@ mod imp {
         }
 
         pub(crate) fn store(&self, value: std::sync::Arc<T>) {
-            *self.0.lock().unwrap() = value;
+            *self.0.lock() = value;
         }
 
         /// Replaces the value with `new` if it is `current`; returns the value before.
@@ -109,7 +107,7 @@ mod imp {
             current: &std::sync::Arc<T>,
             new: std::sync::Arc<T>,
         ) -> std::sync::Arc<T> {
-            let mut slot = self.0.lock().unwrap();
+            let mut slot = self.0.lock();
             let before = slot.clone();
             if std::sync::Arc::ptr_eq(&before, current) {
                 *slot = new;
@@ -119,6 +117,11 @@ mod imp {
     }
 
     /// loom's mutex with the panic-free `lock` of parking_lot.
+    ///
+    /// Beware tokio-rs/loom#249: loom resumes a thread blocked on this mutex when another thread
+    /// unparks it, which std never does. The engine therefore unparks only outside its locks
+    /// (`Waiters::notify`, `Sleepers::pop_one`), and models avoid unparking a thread that may be
+    /// taking a lock.
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 

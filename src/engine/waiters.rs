@@ -19,7 +19,9 @@
 use std::collections::VecDeque;
 
 use crate::sync::thread::{self, Thread};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
+use std::sync::Arc;
+
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 
 /// One parked producer.
 #[derive(Debug)]
@@ -85,13 +87,18 @@ impl Waiters {
         if n == 0 || self.count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut queue = self.queue.lock();
-        for _ in 0..n {
-            let Some(waiter) = queue.pop_front() else { break };
+        let woken: Vec<Arc<Waiter>> = {
+            let mut queue = self.queue.lock();
+            let take = n.min(queue.len());
+            let woken = queue.drain(..take).collect();
+            self.count.store(queue.len(), Ordering::Relaxed);
+            woken
+        };
+        // Unpark outside the lock: a woken producer's first step is to take it.
+        for waiter in woken {
             waiter.notified.store(true, Ordering::Release);
             waiter.thread.unpark();
         }
-        self.count.store(queue.len(), Ordering::Relaxed);
     }
 
     /// Wakes every waiter (the engine is closing).
