@@ -14,11 +14,11 @@
 //! fixed function of the text (FNV-1a, then the murmur3 finaliser), the same in every process,
 //! so a stream maps to the same partition everywhere.
 
+use crate::sync::Arc;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::Arc;
 
 /// The validated name of an event stream (one entity).
 ///

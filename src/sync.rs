@@ -5,6 +5,9 @@
 //! `RUSTFLAGS="--cfg humpyard_loom"` they are loom's, so the model checker in `loom-tests/` sees
 //! every interleaving of the real code. Library code never names `std::sync::atomic` directly.
 //!
+//! `Arc` is std's in both builds: no protocol here depends on the interleavings of a reference
+//! count, and `ArcSwap` holds std `Arc`s.
+//!
 //! Two differences loom forces on the shape of the API:
 //! - [`UnsafeCell`] exposes `with` / `with_mut` closures instead of `get`, so that loom can
 //!   check each access against concurrent ones;
@@ -181,3 +184,4 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+pub(crate) use std::sync::Arc;

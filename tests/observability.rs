@@ -93,3 +93,11 @@ fn errors_are_typed_and_hand_the_value_back() {
     );
     is_error(&StreamId::new("").unwrap_err());
 }
+
+// proves R-API-1 (contract): the engine is shared by producers behind an Arc.
+#[test]
+fn engine_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Engine<Hostile>>();
+    shareable::<humpyard::Metrics>();
+}

@@ -1,8 +1,8 @@
 //! [`EngineBuilder`]: settings, hooks, and starting the threads.
 
+use crate::sync::Arc as StdArc;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;

@@ -33,8 +33,8 @@ mod supervisor;
 mod waiters;
 pub(crate) mod worker;
 
+use crate::sync::Arc as StdArc;
 use std::fmt;
-use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
 pub use builder::EngineBuilder;

@@ -10,8 +10,8 @@
 //! Between ticks it sleeps until the next tick or the next retry timer, whichever is first; a
 //! new timer unparks it.
 
+use crate::sync::Arc as StdArc;
 use std::cmp::Reverse;
-use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use super::hooks::{contain, PanicSite, SlowHandler};

@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use crate::sync::thread::{self, Thread};
-use std::sync::Arc;
+use crate::sync::Arc;
 
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 

@@ -12,8 +12,8 @@
 //! worker whose epoch is older than its slot's current one exits too: two threads never serve
 //! one worker index.
 
+use crate::sync::Arc as StdArc;
 use std::io;
-use std::sync::Arc as StdArc;
 
 use super::dispatch::BatchEnd;
 use super::inner::{Inner, WorkerSlot};
