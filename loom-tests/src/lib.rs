@@ -9,7 +9,9 @@
 //!   thread nobody wakes makes loom report a deadlock.
 #![cfg(humpyard_loom)]
 
-use humpyard::{Event, Handler, StreamId};
+use humpyard::{Engine, Event, Handler, StreamId};
+use loom::sync::Arc;
+use loom::thread;
 
 /// Handles `u64` payloads: even ones succeed, odd ones fail (`Err`).
 #[derive(Debug, Clone, Copy)]
@@ -40,3 +42,25 @@ pub fn id(s: &str) -> StreamId {
 
 /// A drain deadline that never passes within a model.
 pub const FOREVER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// An engine for a model: `workers` workers, `shards` shards of `capacity`, `max_attempts`
+/// attempts per event, and no supervisor thread (models of it are separate).
+pub fn engine(workers: usize, shards: usize, capacity: usize, max_attempts: u32) -> Arc<Engine<EvenOk>> {
+    Arc::new(
+        Engine::builder(EvenOk)
+            .workers(workers)
+            .shards(shards)
+            .shard_capacity(capacity)
+            .max_attempts(max_attempts)
+            .without_supervisor()
+            .start()
+            .expect("valid configuration"),
+    )
+}
+
+/// Spawns a model thread, then yields, so loom keeps exploring (tokio-rs/loom#392).
+pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> thread::JoinHandle<T> {
+    let handle = thread::spawn(f);
+    thread::yield_now();
+    handle
+}

@@ -6,26 +6,16 @@
 //! machine, 2026-11-23).
 #![cfg(humpyard_loom)]
 
-use humpyard::{Engine, Event, SubmitError};
-use humpyard_loom_tests::{id, EvenOk, FOREVER};
-use loom::sync::Arc;
-use loom::thread;
+use humpyard::{Event, SubmitError};
+use humpyard_loom_tests::{engine, id, spawn, FOREVER};
 
 #[test]
 fn submits_racing_shutdown_are_accounted_once() {
     loom::model(|| {
-        let engine = Arc::new(
-            Engine::builder(EvenOk)
-                .workers(1)
-                .shards(1)
-                .shard_capacity(2)
-                .without_supervisor()
-                .start()
-                .unwrap(),
-        );
+        let engine = engine(1, 1, 2, 3);
         let producer = {
             let engine = engine.clone();
-            let h = thread::spawn(move || {
+            spawn(move || {
                 let mut accepted = Vec::new();
                 for n in [0u64, 2] {
                     match engine.try_submit(Event::new(id("a"), n)) {
@@ -35,9 +25,7 @@ fn submits_racing_shutdown_are_accounted_once() {
                     }
                 }
                 accepted
-            });
-            thread::yield_now();
-            h
+            })
         };
         let report = engine.shutdown(FOREVER);
         let accepted = producer.join().unwrap();

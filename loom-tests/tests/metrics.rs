@@ -6,34 +6,21 @@
 //! Bound: LOOM_MAX_PREEMPTIONS=3 (246 s on the 2-core machine, 2026-11-23).
 #![cfg(humpyard_loom)]
 
-use humpyard::{Engine, Event};
-use humpyard_loom_tests::{id, EvenOk, FOREVER};
-use loom::sync::Arc;
-use loom::thread;
+use humpyard::Event;
+use humpyard_loom_tests::{engine, id, spawn, FOREVER};
 
 #[test]
 fn accounting_identity_holds_at_quiescence() {
     loom::model(|| {
-        let engine = Arc::new(
-            Engine::builder(EvenOk)
-                .workers(2)
-                .shards(2)
-                .shard_capacity(1)
-                .max_attempts(1)
-                .without_supervisor()
-                .start()
-                .unwrap(),
-        );
+        let engine = engine(2, 2, 1, 1);
         let producer = {
             let engine = engine.clone();
-            let h = thread::spawn(move || {
+            spawn(move || {
                 // One event succeeds, one fails (dead-lettered), on whichever shards they hash to.
                 let ok = engine.try_submit(Event::new(id("even"), 0)).is_ok();
                 let bad = engine.try_submit(Event::new(id("odd"), 1)).is_ok();
                 u64::from(ok) + u64::from(bad)
-            });
-            thread::yield_now();
-            h
+            })
         };
         let accepted = producer.join().unwrap();
         let report = engine.shutdown(FOREVER);

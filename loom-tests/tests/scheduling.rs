@@ -9,8 +9,8 @@
 #![cfg(humpyard_loom)]
 
 use humpyard::loom_api::{Ring, Shard};
+use humpyard_loom_tests::spawn;
 use loom::sync::Arc;
-use loom::thread;
 
 /// A worker: run the shard each time it is taken from the run queue; stop when the queue is
 /// empty (the model's workers do not park; parking is the sleepers' protocol).
@@ -57,16 +57,12 @@ fn producers_racing_a_worker_going_idle() {
             .into_iter()
             .map(|v| {
                 let (shard, run_queue) = (shard.clone(), run_queue.clone());
-                let h = thread::spawn(move || produce(&shard, &run_queue, &[v]));
-                thread::yield_now();
-                h
+                spawn(move || produce(&shard, &run_queue, &[v]))
             })
             .collect();
         let consumer = {
             let (shard, run_queue) = (shard.clone(), run_queue.clone());
-            let h = thread::spawn(move || worker(&shard, &run_queue));
-            thread::yield_now();
-            h
+            spawn(move || worker(&shard, &run_queue))
         };
         let accepted: Vec<u64> = producers.into_iter().flat_map(|p| p.join().unwrap()).collect();
         let taken = consumer.join().unwrap();
@@ -82,16 +78,12 @@ fn two_workers_never_run_one_shard_together() {
         let run_queue = Arc::new(Ring::new(2));
         let producer = {
             let (shard, run_queue) = (shard.clone(), run_queue.clone());
-            let h = thread::spawn(move || produce(&shard, &run_queue, &[1, 2]));
-            thread::yield_now();
-            h
+            spawn(move || produce(&shard, &run_queue, &[1, 2]))
         };
         let workers: Vec<_> = (0..2)
             .map(|_| {
                 let (shard, run_queue) = (shard.clone(), run_queue.clone());
-                let h = thread::spawn(move || worker(&shard, &run_queue));
-                thread::yield_now();
-                h
+                spawn(move || worker(&shard, &run_queue))
             })
             .collect();
         let accepted = producer.join().unwrap();

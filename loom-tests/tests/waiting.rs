@@ -11,39 +11,23 @@
 //! (`shutdown_wakes_waiting_producers_with_closed`) until it is made tractable.
 #![cfg(humpyard_loom)]
 
-use humpyard::{Engine, Event};
-use humpyard_loom_tests::{id, EvenOk, FOREVER};
-use loom::sync::Arc;
-use loom::thread;
-
-fn engine() -> Arc<Engine<EvenOk>> {
-    Arc::new(
-        Engine::builder(EvenOk)
-            .workers(1)
-            .shards(1)
-            .shard_capacity(1)
-            .without_supervisor()
-            .start()
-            .unwrap(),
-    )
-}
+use humpyard::Event;
+use humpyard_loom_tests::{engine, id, spawn, FOREVER};
 
 /// The second submit finds the ring full until the worker takes the first event.
 #[test]
 fn waiting_producer_is_woken_by_freed_room() {
     loom::model(|| {
-        let engine = engine();
+        let engine = engine(1, 1, 1, 3);
         let producer = {
             let engine = engine.clone();
-            let h = thread::spawn(move || {
+            spawn(move || {
                 for n in [0u64, 2] {
                     engine
                         .submit_timeout(Event::new(id("a"), n), FOREVER)
                         .expect("room appears");
                 }
-            });
-            thread::yield_now();
-            h
+            })
         };
         producer.join().unwrap();
         let report = engine.shutdown(FOREVER);

@@ -6,8 +6,8 @@
 #![cfg(humpyard_loom)]
 
 use humpyard::loom_api::WorkerSlot;
+use humpyard_loom_tests::spawn;
 use loom::sync::Arc;
-use loom::thread;
 
 #[test]
 fn exactly_one_replacement_and_stale_replacers_lose() {
@@ -17,13 +17,11 @@ fn exactly_one_replacement_and_stale_replacers_lose() {
         let replacers: Vec<_> = (0..2)
             .map(|_| {
                 let slot = slot.clone();
-                let h = thread::spawn(move || {
+                spawn(move || {
                     let seen = slot.load();
-                    thread::yield_now();
+                    loom::thread::yield_now();
                     slot.replace(&seen)
-                });
-                thread::yield_now();
-                h
+                })
             })
             .collect();
         let results: Vec<_> = replacers.into_iter().map(|r| r.join().unwrap()).collect();
