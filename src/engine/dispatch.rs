@@ -79,11 +79,11 @@ impl<H: Handler> Inner<H> {
         };
 
         if let Some(pending) = core.retry.take() {
-            if pending.due > now && !self.stop.load(Ordering::Relaxed) {
-                end = BatchEnd::Waiting(pending.due);
-                core.retry = Some(pending);
-            } else if self.stop.load(Ordering::Relaxed) {
+            if self.stop.load(Ordering::Relaxed) {
                 end = BatchEnd::Stopped;
+                core.retry = Some(pending);
+            } else if pending.due > now {
+                end = BatchEnd::Waiting(pending.due);
                 core.retry = Some(pending);
             } else if let Outcome::Deferred(due) =
                 self.dispatch(worker, core, pending.event, pending.attempts, now, &mut tally)
@@ -129,7 +129,6 @@ impl<H: Handler> Inner<H> {
         stats.retries.add(tally.retries);
         stats.reaped.add(tally.reaped);
         stats.evicted.add(tally.evicted);
-        stats.live.set(core.table.len() as u64);
         stats.awaiting_retry.set(u64::from(core.retry.is_some()));
         let idle = ticks(self.config.idle_timeout);
         let expiry = core

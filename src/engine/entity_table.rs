@@ -78,6 +78,7 @@ impl<S> EntityTable<S> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -67,8 +67,6 @@ pub(crate) struct ShardStats {
     pub(crate) retries: OwnedCounter,
     pub(crate) reaped: OwnedCounter,
     pub(crate) evicted: OwnedCounter,
-    /// Live entities in the shard (a gauge).
-    pub(crate) live: OwnedCounter,
     /// 1 while an event of the shard waits for a retry (a gauge).
     pub(crate) awaiting_retry: OwnedCounter,
 }
