@@ -8,11 +8,13 @@
 //! `Arc` is std's in both builds: no protocol here depends on the interleavings of a reference
 //! count, and `ArcSwap` holds std `Arc`s.
 //!
-//! Two differences loom forces on the shape of the API:
+//! Three differences loom forces on the shape of the API:
 //! - [`UnsafeCell`] exposes `with` / `with_mut` closures instead of `get`, so that loom can
 //!   check each access against concurrent ones;
 //! - [`thread::park_timeout`] has no deadline under loom (loom has no clock): it parks until
-//!   unparked, which is the stricter behaviour for a model.
+//!   unparked, which is the stricter behaviour for a model;
+//! - under loom, [`thread`] keeps a park token per thread in front of loom's `park`, whose
+//!   `unpark` wrongly resumes a thread blocked on a lock (tokio-rs/loom#249).
 
 #[cfg(not(humpyard_loom))]
 mod imp {
@@ -121,10 +123,8 @@ mod imp {
 
     /// loom's mutex with the panic-free `lock` of parking_lot.
     ///
-    /// Beware tokio-rs/loom#249: loom resumes a thread blocked on this mutex when another thread
-    /// unparks it, which std never does. The engine therefore unparks only outside its locks
-    /// (`Waiters::notify`, `Sleepers::pop_one`), and models avoid unparking a thread that may be
-    /// taking a lock.
+    /// loom resumes a thread blocked on this mutex when another thread unparks it with loom's
+    /// own `unpark` (tokio-rs/loom#249); [`thread`] below therefore unparks only parked threads.
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
@@ -144,13 +144,105 @@ mod imp {
         }
     }
 
+    /// Threads, with a park token of their own in front of loom's park and unpark.
+    ///
+    /// loom's `unpark` resumes a thread blocked on a loom `Mutex` (tokio-rs/loom#249), which
+    /// std never does: a model in which one thread unparks another that is just then taking a
+    /// lock fails inside loom ("expected to be able to acquire lock"). Here each thread has a
+    /// token word (`EMPTY`, `NOTIFIED`, or `PARKED` while it is about to park or parked), as
+    /// std's futex parker has, and `unpark` calls loom's only on a thread that is `PARKED`,
+    /// which does nothing between marking itself so and parking: never a thread on a lock.
+    /// The semantics are std's: `unpark` leaves one token, `park` consumes it or waits.
     pub(crate) mod thread {
-        pub(crate) use loom::thread::{current, park, Builder, JoinHandle, Thread};
+        use std::cell::RefCell;
+        use std::sync::Arc;
+
+        use loom::sync::atomic::{AtomicIsize, Ordering};
+
         pub(crate) use std::thread::panicking;
+
+        const PARKED: isize = -1;
+        const EMPTY: isize = 0;
+        const NOTIFIED: isize = 1;
+
+        /// A handle to a thread: loom's handle and the thread's park token.
+        #[derive(Debug, Clone)]
+        pub(crate) struct Thread {
+            thread: loom::thread::Thread,
+            token: Arc<AtomicIsize>,
+        }
+
+        impl Thread {
+            /// Leaves the thread a token; wakes it if it is parked.
+            pub(crate) fn unpark(&self) {
+                if self.token.swap(NOTIFIED, Ordering::Release) == PARKED {
+                    self.thread.unpark();
+                }
+            }
+
+            pub(crate) fn id(&self) -> loom::thread::ThreadId {
+                self.thread.id()
+            }
+        }
+
+        loom::thread_local! {
+            static TOKEN: RefCell<Option<Arc<AtomicIsize>>> = RefCell::new(None);
+        }
+
+        fn my_token() -> Arc<AtomicIsize> {
+            TOKEN.with(|t| {
+                t.borrow_mut()
+                    .get_or_insert_with(|| Arc::new(AtomicIsize::new(EMPTY)))
+                    .clone()
+            })
+        }
+
+        /// The calling thread's handle.
+        pub(crate) fn current() -> Thread {
+            Thread {
+                thread: loom::thread::current(),
+                token: my_token(),
+            }
+        }
+
+        /// Consumes the calling thread's token, waiting for one if there is none.
+        pub(crate) fn park() {
+            let token = my_token();
+            // NOTIFIED -> EMPTY: consumed at once; EMPTY -> PARKED: wait for an unpark.
+            if token.fetch_sub(1, Ordering::Acquire) == NOTIFIED {
+                return;
+            }
+            loop {
+                loom::thread::park();
+                if token
+                    .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        }
 
         /// loom has no clock: a timed park is an untimed one.
         pub(crate) fn park_timeout(_: std::time::Duration) {
-            loom::thread::park();
+            park();
+        }
+
+        /// A started thread: join it, or reach it through [`JoinHandle::thread`].
+        #[derive(Debug)]
+        pub(crate) struct JoinHandle<T> {
+            join: loom::thread::JoinHandle<T>,
+            thread: Thread,
+        }
+
+        impl<T> JoinHandle<T> {
+            pub(crate) fn thread(&self) -> &Thread {
+                &self.thread
+            }
+
+            pub(crate) fn join(self) -> std::thread::Result<T> {
+                self.join.join()
+            }
         }
 
         /// loom cannot observe a thread's end without joining it; models never kill workers.
@@ -165,9 +257,18 @@ mod imp {
         where
             F: FnOnce() + Send + 'static,
         {
-            let join = Builder::new().name(name).spawn(f)?;
+            let token = Arc::new(AtomicIsize::new(EMPTY));
+            let child_token = token.clone();
+            let join = loom::thread::Builder::new().name(name).spawn(move || {
+                TOKEN.with(|t| *t.borrow_mut() = Some(child_token));
+                f();
+            })?;
+            let thread = Thread {
+                thread: join.thread().clone(),
+                token,
+            };
             loom::thread::yield_now();
-            Ok(join)
+            Ok(JoinHandle { join, thread })
         }
 
         /// loom has no clock: polling again means letting another thread run.

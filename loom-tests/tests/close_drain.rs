@@ -2,7 +2,7 @@
 //!
 //! Proves (R-LIFE-3, R-LIFE-4, R-CONC-1): every submit racing shutdown is either accepted and
 //! then processed (or handed back in the report), or handed back as `Closed`: never both,
-//! never neither; shutdown always finishes. Bound: LOOM_MAX_PREEMPTIONS=3 (271 s on the 2-core
+//! never neither; shutdown always finishes. Bound: LOOM_MAX_PREEMPTIONS=3 (184 s on the 2-core
 //! machine, 2026-11-23).
 #![cfg(humpyard_loom)]
 

@@ -3,7 +3,7 @@
 //!
 //! Proves (R-OBS-2, R-LIFE-3): `accepted == processed + dead_lettered + unprocessed` and
 //! `rejected` counts every handed-back submit, whichever worker ran which shard.
-//! Bound: LOOM_MAX_PREEMPTIONS=3 (246 s on the 2-core machine, 2026-11-23).
+//! Bound: LOOM_MAX_PREEMPTIONS=3 (215 s on the 2-core machine, 2026-11-23).
 #![cfg(humpyard_loom)]
 
 use humpyard::Event;

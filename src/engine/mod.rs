@@ -234,6 +234,9 @@ impl<H: Handler> Engine<H> {
         for shard in inner.shards.iter() {
             shard.ring.close();
         }
+        // Pairs with the fence of a producer registering as a waiter (see `waiters`): either it
+        // sees the closed mark on its re-try, or `notify_all` sees it registered.
+        fence(Ordering::SeqCst);
         for shard in inner.shards.iter() {
             shard.waiters.notify_all();
         }

@@ -1,7 +1,7 @@
 //! Producers parked by `submit_timeout`, waiting for room in one shard (R-BP-2).
 //!
 //! A waiting producer parks once; the consumer that frees room wakes one waiter per freed slot,
-//! and the producer's own deadline is the only other wake-up. There is no retry loop and no
+//! shutdown wakes them all, and the producer's own deadline is the only other wake-up. There is no retry loop and no
 //! timer per write.
 //!
 //! # Protocol (no lost wake-up)
@@ -12,6 +12,8 @@
 //! Either the producer's fence comes first in the single total order of `SeqCst` fences, and the
 //! consumer sees the count and wakes it, or the consumer's comes first, and the producer's
 //! re-try sees the freed slots. Either way a producer that could go ahead does.
+//! Shutdown is a consumer of the same kind: it closes the rings (the closed mark), fences
+//! (`SeqCst`), then `notify_all`; a producer either meets the mark on its re-try or is woken.
 //!
 //! A waiter that was notified but leaves without using the room (its re-try met a closed ring,
 //! or its deadline passed just then) passes the wake-up on to the next waiter.
