@@ -13,6 +13,11 @@
 //! the shard and the entity-table bucket from it without hashing the text again. The hash is a
 //! fixed function of the text (FNV-1a, then the murmur3 finaliser), the same in every process,
 //! so a stream maps to the same partition everywhere.
+//!
+//! Ids of up to [`StreamId::INLINE_LEN`] bytes are stored inline (no allocation; a clone is a
+//! copy and touches no shared memory), longer ones in a shared `Arc<str>`. Events carry their
+//! id by value, so with inline ids neither the producer nor the worker dereferences a pointer
+//! or bumps a reference count that another core also writes.
 
 use crate::sync::Arc;
 use std::borrow::Borrow;
@@ -22,7 +27,8 @@ use std::str::FromStr;
 
 /// The validated name of an event stream (one entity).
 ///
-/// Cloning is cheap (a reference count). Equality, ordering and hashing follow the text.
+/// Cloning is cheap: a 32-byte copy for ids of up to [`INLINE_LEN`](Self::INLINE_LEN) bytes,
+/// a reference count for longer ones. Equality, ordering and hashing follow the text.
 ///
 /// ```
 /// use humpyard::StreamId;
@@ -32,15 +38,32 @@ use std::str::FromStr;
 /// assert!(StreamId::new("order 42").is_err()); // spaces are not allowed
 /// # Ok::<(), humpyard::InvalidStreamId>(())
 /// ```
-#[derive(Clone)]
 pub struct StreamId {
     hash: u64,
-    text: Arc<str>,
+    text: Text,
+}
+
+/// Inline bytes, aligned so that a copy is two word moves (an unaligned array after the enum's
+/// tag made the compiler copy through overlapping narrow stores, which stall the loads after).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(align(8))]
+struct InlineText([u8; StreamId::INLINE_LEN]);
+
+/// Where an id's bytes live.
+enum Text {
+    /// The text, then zeros to the end (a valid id holds no NUL, so the first zero, if any,
+    /// ends the text).
+    Inline(InlineText),
+    /// Longer ids.
+    Shared(Arc<str>),
 }
 
 impl StreamId {
     /// The longest id, in bytes.
     pub const MAX_LEN: usize = 255;
+
+    /// The longest id stored inline, without allocating.
+    pub const INLINE_LEN: usize = 16;
 
     /// Validates `text` and makes a stream id of it.
     ///
@@ -49,16 +72,32 @@ impl StreamId {
     /// [`InvalidStreamId`] says which rule `text` breaks and at which byte.
     pub fn new(text: &str) -> Result<StreamId, InvalidStreamId> {
         validate(text)?;
+        let repr = if text.len() <= StreamId::INLINE_LEN {
+            let mut bytes = [0; StreamId::INLINE_LEN];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Text::Inline(InlineText(bytes))
+        } else {
+            Text::Shared(Arc::from(text))
+        };
         Ok(StreamId {
             hash: stable_hash(text.as_bytes()),
-            text: Arc::from(text),
+            text: repr,
         })
     }
 
     /// The id's text.
     #[inline]
     pub fn as_str(&self) -> &str {
-        &self.text
+        match &self.text {
+            Text::Inline(InlineText(bytes)) => {
+                let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                let bytes = &bytes[..len];
+                // SAFETY: `new` copied these bytes from a `&str` that passed `validate`, which
+                // admits ASCII only, and nothing mutates them afterwards: they are UTF-8.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            }
+            Text::Shared(text) => text,
+        }
     }
 
     /// The id's stable 64-bit hash, computed once at construction.
@@ -111,10 +150,28 @@ pub(crate) fn fmix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
+impl Clone for StreamId {
+    #[inline]
+    fn clone(&self) -> StreamId {
+        let text = match &self.text {
+            Text::Inline(bytes) => Text::Inline(*bytes),
+            Text::Shared(text) => Text::Shared(text.clone()),
+        };
+        StreamId { hash: self.hash, text }
+    }
+}
+
 impl PartialEq for StreamId {
     #[inline]
     fn eq(&self, other: &StreamId) -> bool {
-        self.hash == other.hash && self.text == other.text
+        self.hash == other.hash
+            && match (&self.text, &other.text) {
+                // Inline bytes past the text are zero, so whole arrays compare like the texts.
+                (Text::Inline(a), Text::Inline(b)) => a == b,
+                (Text::Shared(a), Text::Shared(b)) => Arc::ptr_eq(a, b) || a == b,
+                // Inline and shared ids differ in length.
+                _ => false,
+            }
     }
 }
 
@@ -128,7 +185,7 @@ impl PartialOrd for StreamId {
 
 impl Ord for StreamId {
     fn cmp(&self, other: &StreamId) -> std::cmp::Ordering {
-        self.text.cmp(&other.text)
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -153,14 +210,14 @@ impl AsRef<str> for StreamId {
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The text is known to hold only printable ASCII without quotes: safe to show as is.
-        write!(f, "StreamId({})", &*self.text)
+        write!(f, "StreamId({})", self.as_str())
     }
 }
 
@@ -239,6 +296,30 @@ impl std::error::Error for InvalidStreamId {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_and_shared_ids_read_back_and_compare_by_text() {
+        for len in [
+            1,
+            StreamId::INLINE_LEN - 1,
+            StreamId::INLINE_LEN,
+            StreamId::INLINE_LEN + 1,
+            StreamId::MAX_LEN,
+        ] {
+            let text: String = "a".repeat(len);
+            let id = StreamId::new(&text).unwrap();
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id, StreamId::new(&text).unwrap(), "equal texts, separate ids");
+            assert_eq!(id, id.clone());
+            let other = StreamId::new(&format!("{}b", &text[1..])).unwrap();
+            assert_ne!(id, other);
+            assert!(id < other);
+        }
+        let shared = StreamId::new(&"x".repeat(40)).unwrap();
+        assert!(matches!(shared.text, Text::Shared(_)));
+        assert!(matches!(StreamId::new("order-42").unwrap().text, Text::Inline(_)));
+        assert_eq!(std::mem::size_of::<StreamId>(), 32);
+    }
 
     #[test]
     fn hash_is_stable_across_processes() {
