@@ -68,6 +68,11 @@ mod imp {
         pub(crate) fn pause(d: std::time::Duration) {
             std::thread::sleep(d);
         }
+
+        /// Offers the rest of this time slice to another thread.
+        pub(crate) fn yield_now() {
+            std::thread::yield_now();
+        }
     }
 
     /// A hint to the processor inside a short spin.
@@ -273,6 +278,10 @@ mod imp {
 
         /// loom has no clock: polling again means letting another thread run.
         pub(crate) fn pause(_: std::time::Duration) {
+            loom::thread::yield_now();
+        }
+
+        pub(crate) fn yield_now() {
             loom::thread::yield_now();
         }
     }

@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 use super::config::{Config, ConfigError};
 use super::hooks::{Hooks, PanicReport, Removal, SlowHandler};
 use super::inner::{Clock, EngineStats, Inner, WorkerSlot};
-use super::ring::Ring;
+use super::run_queue::RunQueue;
 use super::shard::Shard;
 use super::sleepers::Sleepers;
 use super::supervisor::supervisor_main;
@@ -209,7 +209,7 @@ impl<H: Handler> EngineBuilder<H> {
             .collect();
         let inner = StdArc::new(Inner {
             handler,
-            run_queue: Ring::new(config.shards + config.workers),
+            run_queue: RunQueue::new(config.workers, config.shards),
             config,
             hooks,
             shards,

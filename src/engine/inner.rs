@@ -9,12 +9,12 @@ use crossbeam_utils::CachePadded;
 use super::config::Config;
 use super::hooks::{contain, Hooks, PanicReport, PanicSite};
 use super::metrics::{Metrics, OwnedCounter, SharedCounter};
-use super::ring::Ring;
+use super::run_queue::RunQueue;
 use super::shard::{Shard, IDLE};
 use super::sleepers::Sleepers;
 use super::worker::WorkerHandle;
 use crate::sync::thread::Thread;
-use crate::sync::{fence, spin_hint, ArcSwap, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, ArcSwap, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{DeadLetter, Handler, StreamId};
 
 /// The engine's monotonic clock, in nanosecond ticks since the engine started.
@@ -84,7 +84,7 @@ pub(crate) struct Inner<H: Handler> {
     pub(crate) hooks: Hooks<H::Payload>,
     pub(crate) shards: Box<[Shard<H>]>,
     /// Shards ready to run, each at most once (its state is `SCHEDULED`).
-    pub(crate) run_queue: Ring<usize>,
+    pub(crate) run_queue: RunQueue,
     pub(crate) sleepers: Sleepers,
     pub(crate) workers: Box<[WorkerSlot]>,
     /// Live entities across all shards, for the `max_entities` cap.
@@ -110,28 +110,19 @@ impl<H: Handler> Inner<H> {
         ((u128::from(stream.hash_u64()) * self.shards.len() as u128) >> 64) as usize
     }
 
-    /// Puts a `SCHEDULED` shard on the run queue and wakes a parked worker.
+    /// Puts a `SCHEDULED` shard on the run queue and wakes a parked worker, its home worker
+    /// if that one is parked.
     pub(crate) fn enqueue(&self, shard: usize) {
-        let mut shard = shard;
-        // The run queue has room for every shard plus every worker; a push fails only while a
-        // consumer is paused between claiming a slot and releasing it, for a few instructions.
-        loop {
-            match self.run_queue.push(shard) {
-                Ok(()) => break,
-                Err(super::ring::PushError::Full(s) | super::ring::PushError::Closed(s)) => {
-                    shard = s;
-                    spin_hint();
-                }
-            }
-        }
+        self.run_queue.push(shard);
         fence(Ordering::SeqCst);
-        self.wake_worker();
+        self.wake_worker(self.run_queue.home(shard));
     }
 
-    /// Wakes one parked worker, if any. The caller has fenced after publishing the work.
+    /// Wakes one parked worker, `preferred` if it is parked, if any is. The caller has fenced
+    /// after publishing the work.
     #[inline]
-    pub(crate) fn wake_worker(&self) {
-        if let Some(worker) = self.sleepers.pop_one() {
+    pub(crate) fn wake_worker(&self, preferred: usize) {
+        if let Some(worker) = self.sleepers.pop_one(preferred) {
             self.workers[worker].handle.load().thread.unpark();
         }
     }

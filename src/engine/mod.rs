@@ -11,7 +11,8 @@
 //!                                   processed | retry (timer) | dead letter
 //! ```
 //!
-//! The pieces, one per file: [`ring`] (ingress and run queue), [`shard`] (scheduling state
+//! The pieces, one per file: [`ring`] (the lock-free ring of ingress and run queue),
+//! [`run_queue`] (one lane per worker, home lanes and stealing), [`shard`] (scheduling state
 //! machine), [`entity_table`], [`dispatch`] (one batch), [`worker`] (threads), [`supervisor`]
 //! (timers, reaping, replacement, slow handlers), [`sleepers`] and [`waiters`] (parking),
 //! [`metrics`], [`hooks`], [`config`], [`builder`].
@@ -26,6 +27,7 @@ pub(crate) mod inner;
 mod metrics;
 mod report;
 pub(crate) mod ring;
+mod run_queue;
 pub(crate) mod shard;
 mod sleepers;
 mod submit_error;

@@ -1,8 +1,10 @@
 //! Worker threads: take a shard from the run queue, run a batch of its events, hand it on.
 //!
 //! A worker runs one shard at a time, so a slow or stuck handler stalls only its own shard;
-//! other shards are taken by the other workers from the shared run queue (R-PERF-3). An idle
-//! worker parks (see `sleepers`); it never spins.
+//! the other workers take its other queued shards from its lane of the run queue (R-PERF-3,
+//! see `run_queue`). A worker that runs out of work polls for about a microsecond and a few
+//! yields of its time slice ([`POLL_ROUNDS`]), then parks (see `sleepers`): an idle worker
+//! uses no CPU.
 //!
 //! Each worker index has a [`WorkerHandle`] in an `ArcSwap` (see `inner::WorkerSlot`). If the
 //! thread dies anyway (a bug in the engine, or injected in tests), the shard it was running is
@@ -19,7 +21,7 @@ use super::dispatch::BatchEnd;
 use super::inner::{Inner, WorkerSlot};
 use super::shard::{SCHEDULED, WAITING};
 use crate::sync::thread::{self, JoinHandle, Thread};
-use crate::sync::{fence, AtomicBool, Mutex, Ordering};
+use crate::sync::{fence, spin_hint, AtomicBool, Mutex, Ordering};
 use crate::Handler;
 
 /// A worker thread as the pool knows it.
@@ -88,16 +90,20 @@ fn worker_main<H: Handler>(inner: &Inner<H>, index: usize, epoch: u64, retired: 
         if retired.load(Ordering::Acquire) || inner.workers[index].handle.load().epoch > epoch {
             return; // lost the installation race, or superseded
         }
-        if let Some(shard) = inner.run_queue.pop_shared() {
-            if inner.run_queue.has_ready() {
-                // More work than this worker: wake a parked one (it re-checks the queue itself).
-                inner.wake_worker();
+        if let Some(shard) = inner.run_queue.pop(index) {
+            if inner.run_queue.own_has_ready(index) {
+                // More work than this worker: wake a parked one to steal (it re-checks the
+                // lanes itself).
+                inner.wake_worker(index);
             }
             run_shard(inner, index, shard);
             continue;
         }
         if inner.stop.load(Ordering::Acquire) {
             return;
+        }
+        if poll_briefly(inner) {
+            continue;
         }
         inner.sleepers.register(index);
         fence(Ordering::SeqCst);
@@ -108,6 +114,32 @@ fn worker_main<H: Handler>(inner: &Inner<H>, index: usize, epoch: u64, retired: 
         thread::park();
         inner.sleepers.unregister(index);
     }
+}
+
+/// Polling rounds before an idle worker parks: busy-waits of 1, 2, 4 ... 32 spin hints (about a
+/// microsecond in all), then yields of the time slice. Work often arrives within that time, and
+/// a park and unpark cost a few microseconds and two context switches; past it, the worker
+/// parks and uses no CPU. None under loom, whose models check the parking protocol itself.
+#[cfg(not(humpyard_loom))]
+const POLL_ROUNDS: u32 = 10;
+#[cfg(humpyard_loom)]
+const POLL_ROUNDS: u32 = 0;
+
+/// Polls the run queue for a short, bounded time; `true` if work (or stop) appeared.
+fn poll_briefly<H: Handler>(inner: &Inner<H>) -> bool {
+    for round in 0..POLL_ROUNDS {
+        if round < 6 {
+            for _ in 0..1u32 << round {
+                spin_hint();
+            }
+        } else {
+            thread::yield_now();
+        }
+        if inner.run_queue.has_ready() || inner.stop.load(Ordering::Relaxed) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Requeues the shard if the worker unwinds while running it, so the shard resumes on another
