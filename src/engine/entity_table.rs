@@ -6,11 +6,14 @@
 //!
 //! # Layout
 //!
-//! Entities live in a slab (`Vec<Slot>`), linked into a doubly linked list from newest to oldest
-//! by slab index; freed slots form a free list. The index is a `hashbrown::HashTable<u32>` of
-//! slab indices hashed by the id's precomputed hash, so the id is stored once (in the slab) and
-//! the index costs about five bytes per bucket. Per entity the table adds two `u32` links, a
-//! `u64` activity stamp and the index bucket to the id and the user's state.
+//! Entities (id and state) live in a slab (`Vec<Slot>`); freed slots form a free list. Their
+//! recency order is a doubly linked list by slab index whose links and activity stamps live in
+//! a separate dense array (`Vec<Recency>`, 16 bytes per slot), so moving an entity to the newest
+//! end touches its neighbours' 16-byte records, not their whole entities (most of the per-event
+//! cost here is cache misses). The index is a `hashbrown::HashTable<u32>` of slab indices hashed
+//! by the id's precomputed hash, so the id is stored once (in the slab) and the index costs
+//! about five bytes per bucket. Per entity the table adds the 16-byte recency record and the
+//! index bucket to the id and the user's state.
 //!
 //! Touching an entity moves it to the newest end (O(1)); the idle reaper and the cap evictor take
 //! from the oldest end, so reaping costs what expires, never a scan (R-RES-2).
@@ -27,6 +30,11 @@ const NIL: u32 = u32::MAX;
 struct Entity<S> {
     id: StreamId,
     state: S,
+}
+
+/// A slot's place in the recency order (meaningful while the slot is live).
+#[derive(Clone, Copy)]
+struct Recency {
     /// When it last handled an event, in engine ticks (nanoseconds since the engine started).
     last_active: u64,
     /// Towards the newest end.
@@ -44,6 +52,8 @@ enum Slot<S> {
 pub(crate) struct EntityTable<S> {
     index: HashTable<u32>,
     slots: Vec<Slot<S>>,
+    /// Parallel to `slots`.
+    recency: Vec<Recency>,
     /// Head of the free list.
     free: u32,
     newest: u32,
@@ -71,6 +81,7 @@ impl<S> EntityTable<S> {
             key,
             index: HashTable::new(),
             slots: Vec::new(),
+            recency: Vec::new(),
             free: NIL,
             newest: NIL,
             oldest: NIL,
@@ -112,7 +123,7 @@ impl<S> EntityTable<S> {
     /// Marks the entity in `slot` active at `now` and moves it to the newest end.
     #[inline]
     pub(crate) fn touch(&mut self, slot: u32, now: u64) {
-        self.entity_mut(slot).last_active = now;
+        self.recency[slot as usize].last_active = now;
         if self.newest != slot {
             self.unlink(slot);
             self.link_newest(slot);
@@ -129,9 +140,8 @@ impl<S> EntityTable<S> {
     pub(crate) fn insert(&mut self, id: StreamId, state: S, now: u64) -> u32 {
         debug_assert!(self.find(&id).is_none());
         let hash = index_hash(&id, self.key);
-        let entity = Entity {
-            id,
-            state,
+        let entity = Entity { id, state };
+        let recency = Recency {
             last_active: now,
             newer: NIL,
             older: NIL,
@@ -143,6 +153,7 @@ impl<S> EntityTable<S> {
                 Slot::Live(_) => unreachable!("entity table: free list holds a live slot"),
             };
             self.slots[slot as usize] = Slot::Live(entity);
+            self.recency[slot as usize] = recency;
             slot
         } else {
             assert!(
@@ -150,6 +161,7 @@ impl<S> EntityTable<S> {
                 "entity table: more than u32::MAX entities in one shard"
             );
             self.slots.push(Slot::Live(entity));
+            self.recency.push(recency);
             (self.slots.len() - 1) as u32
         };
         let (slots, key) = (&self.slots, self.key);
@@ -184,7 +196,7 @@ impl<S> EntityTable<S> {
     /// The least recently active entity: its slot and when it was last active.
     #[inline]
     pub(crate) fn oldest(&self) -> Option<(u32, u64)> {
-        (self.oldest != NIL).then(|| (self.oldest, self.entity(self.oldest).last_active))
+        (self.oldest != NIL).then(|| (self.oldest, self.recency[self.oldest as usize].last_active))
     }
 
     /// Removes every entity, oldest first.
@@ -194,23 +206,21 @@ impl<S> EntityTable<S> {
             out.push(self.remove(slot));
         }
         self.slots = Vec::new();
+        self.recency = Vec::new();
         self.free = NIL;
         self.index = HashTable::new();
         out
     }
 
     fn unlink(&mut self, slot: u32) {
-        let (newer, older) = {
-            let entity = self.entity(slot);
-            (entity.newer, entity.older)
-        };
+        let Recency { newer, older, .. } = self.recency[slot as usize];
         if newer != NIL {
-            self.entity_mut(newer).older = older;
+            self.recency[newer as usize].older = older;
         } else {
             self.newest = older;
         }
         if older != NIL {
-            self.entity_mut(older).newer = newer;
+            self.recency[older as usize].newer = newer;
         } else {
             self.oldest = newer;
         }
@@ -218,13 +228,11 @@ impl<S> EntityTable<S> {
 
     fn link_newest(&mut self, slot: u32) {
         let previous = self.newest;
-        {
-            let entity = self.entity_mut(slot);
-            entity.newer = NIL;
-            entity.older = previous;
-        }
+        let me = &mut self.recency[slot as usize];
+        me.newer = NIL;
+        me.older = previous;
         if previous != NIL {
-            self.entity_mut(previous).newer = slot;
+            self.recency[previous as usize].newer = slot;
         } else {
             self.oldest = slot;
         }
