@@ -1,237 +1,298 @@
-//! `humpyard-perf`: the demo and load generator.
+//! `humpyard-perf`: the demo, the load generator and the side-by-side comparison with peers.
 //!
-//! With no arguments it runs a demo of about ten seconds on the engine: producers submit events
-//! for 100 000 streams, a live progress line shows the rate, and a report gives events/s,
-//! submit-to-handled latency percentiles, entity counts and the accounting line.
+//! With no subcommand it runs a ten-second demo on the engine. The subcommands measure:
+//! `throughput` (humpyard over a grid of workloads), `compare` (the same workloads on humpyard
+//! and on the peers a Rust user would pick instead, in one run), `latency` (open-loop,
+//! interleaved with the crossbeam pool) and `entities` (memory per live entity). Each can
+//! write its results as JSON (`--json FILE`) and as an SVG chart (`--svg FILE`).
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod args;
+mod demo;
+mod latency;
+mod memory;
+mod report;
+mod runs;
+mod svg;
+mod systems;
+mod workload;
 
-use hdrhistogram::Histogram;
-use humpyard::{Engine, Event, Handler, StreamId, SubmitError};
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// One latency sample is taken every `SAMPLE_EVERY` events (timestamps cost a clock read).
-const SAMPLE_EVERY: u64 = 64;
+use args::Flags;
+use report::Machine;
+use workload::{Cost, Keys, Scenario};
 
-/// The demo's payload: a sequence number and, for sampled events, the submit time.
-struct Tick {
-    seq: u64,
-    sent: Option<Instant>,
+const HELP: &str = "humpyard-perf: the humpyard demo, load generator and peer comparison
+
+USAGE: cargo run --release -p humpyard-perf -- [SUBCOMMAND] [--flag value ...]
+
+(no subcommand)  a 10 s demo on the engine: live rate, then events/s, latency, entities and
+                 the accounting line
+    --seconds N  --streams N  --producers N  --workers N  --max-entities N
+
+throughput       humpyard at saturation over streams x keys x handler cost x producers
+    --streams 1,1000,100000,1000000   --keys uniform,zipf   --cost trivial,1us
+    --producers 1,<cores>   --workers <cores>   --events N (default: 2000000 trivial,
+    400000 costly)   --runs 3   --systems humpyard[,peer...]
+
+compare          the scenarios of the performance bars on humpyard and every peer, one run:
+                 uniform-10k, zipf-10k, mixed-cost-10k (2 producers, <cores> workers) and
+                 one-to-one-10k (1 producer, 1 worker, against the raw ring ceiling)
+    --runs 3   --events N   --scenarios NAME,...   --systems humpyard,crossbeam-pool,flume-pool,
+    mpsc-pool,tokio-tasks,ring-ceiling
+
+latency          open-loop load at a fixed rate, humpyard and the crossbeam pool interleaved;
+                 latency from each event's intended send time to the end of its handler
+    --rate 50000   --seconds 10   --streams 10000   --workers <cores>   --slice-ms 500
+
+entities         memory per live entity
+    --streams 1000000   --workers <cores>
+
+Every subcommand takes --json FILE (machine + results) and --svg FILE (a chart).
+The durable path (Postgres) is measured once the store exists (see perf/RESULTS.md).";
+
+/// Cores of this machine (the default worker count, as in the engine).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
-
-/// Keeps a running total per stream and records sampled latencies.
-struct Demo {
-    latencies: Arc<Mutex<Histogram<u64>>>,
-}
-
-impl Handler for Demo {
-    type Payload = Tick;
-    type State = u64;
-    type Error = String;
-
-    fn init(&self, _: &StreamId) -> Result<u64, String> {
-        Ok(0)
-    }
-
-    fn handle(&self, total: &mut u64, event: &Event<Tick>) -> Result<(), String> {
-        let tick = event.payload();
-        *total = total.wrapping_add(tick.seq);
-        if let Some(sent) = tick.sent {
-            let micros = sent.elapsed().as_nanos() as u64 / 1_000;
-            if let Ok(mut h) = self.latencies.lock() {
-                let _ = h.record(micros.max(1));
-            }
-        }
-        Ok(())
-    }
-}
-
-struct Options {
-    seconds: u64,
-    streams: u64,
-    producers: u64,
-    workers: usize,
-    max_entities: u64,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        seconds: 10,
-        streams: 100_000,
-        producers: 2,
-        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        max_entities: 1_000_000,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = |name: &str| -> Result<u64, String> {
-            args.next()
-                .ok_or(format!("{name} needs a value"))?
-                .parse()
-                .map_err(|e| format!("{name}: {e}"))
-        };
-        match flag.as_str() {
-            "--seconds" => o.seconds = value("--seconds")?,
-            "--streams" => o.streams = value("--streams")?.max(1),
-            "--producers" => o.producers = value("--producers")?.max(1),
-            "--workers" => o.workers = value("--workers")?.max(1) as usize,
-            "--max-entities" => o.max_entities = value("--max-entities")?.max(1),
-            "-h" | "--help" => {
-                println!("{HELP}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n\n{HELP}")),
-        }
-    }
-    Ok(o)
-}
-
-const HELP: &str = "humpyard-perf: the humpyard demo on the in-memory engine
-
-USAGE: cargo run --release -p humpyard-perf -- [--seconds N] [--streams N] [--producers N] [--workers N]
-                                              [--max-entities N]
-
-  --seconds N     how long producers submit (default 10)
-  --streams N     distinct stream ids, uniform keys (default 100000)
-  --producers N   producer threads (default 2)
-  --workers N     engine worker threads (default: cores)
-  --max-entities N  live entity cap; below --streams it shows LRU eviction (default 1000000)";
 
 fn main() {
-    let o = match parse_args() {
-        Ok(o) => o,
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "-h" || a == "--help" || a == "help") {
+        println!("{HELP}");
+        return;
+    }
+    let command = match argv.first() {
+        Some(first) if !first.starts_with("--") => argv.remove(0),
+        _ => String::new(),
+    };
+    let outcome = Flags::parse(argv).and_then(|mut flags| run(&command, &mut flags));
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("humpyard-perf: {e}\n(see --help)");
             std::process::exit(2);
         }
-    };
-    let latencies = Arc::new(Mutex::new(
-        Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-    ));
-    let handler = Demo {
-        latencies: latencies.clone(),
-    };
-    let engine = Arc::new(
-        Engine::builder(handler)
-            .workers(o.workers)
-            .max_entities(o.max_entities)
-            .idle_timeout(Duration::from_secs(2))
-            .start()
-            .expect("valid configuration"),
-    );
-    println!(
-        "humpyard demo: {} producers -> {} workers, {} streams (uniform), entity cap {}, {} s",
-        o.producers, o.workers, o.streams, o.max_entities, o.seconds
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (0..o.producers)
-        .map(|p| {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            let (streams, producers) = (o.streams, o.producers);
-            std::thread::spawn(move || produce(&engine, &stop, p, producers, streams))
-        })
-        .collect();
-
-    let started = Instant::now();
-    let mut last = (started, 0u64);
-    while started.elapsed() < Duration::from_secs(o.seconds) {
-        std::thread::sleep(Duration::from_millis(500));
-        let m = engine.metrics();
-        let now = Instant::now();
-        let rate = (m.processed - last.1) as f64 / (now - last.0).as_secs_f64();
-        last = (now, m.processed);
-        print!(
-            "\r  {:>4.1} s  {:>7.2} M events/s  processed {:>11}  live {:>7}  queued {:>6}  rejected {:>9}   ",
-            started.elapsed().as_secs_f64(),
-            rate / 1e6,
-            m.processed,
-            m.entities_live,
-            m.queued,
-            m.rejected
-        );
-        let _ = std::io::stdout().flush();
-    }
-    stop.store(true, Ordering::SeqCst);
-    let submitted: u64 = producers.into_iter().map(|p| p.join().expect("producer")).sum();
-    let elapsed = started.elapsed();
-    let report = engine.shutdown(Duration::from_secs(10));
-    let m = engine.metrics();
-    println!("\n");
-    println!("  events processed   {:>14}", m.processed);
-    println!(
-        "  events/s           {:>14.0}",
-        m.processed as f64 / elapsed.as_secs_f64()
-    );
-    let (p50, p99, p999) = {
-        let h = latencies.lock().expect("histogram");
-        (
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-        )
-    };
-    println!("  latency p50/p99/p99.9 (submit -> handled, sampled 1/{SAMPLE_EVERY}, saturated load): {p50} / {p99} / {p999} us");
-    println!(
-        "  entities           live {} / reaped {} / evicted {}",
-        m.entities_live, m.entities_reaped, m.entities_evicted
-    );
-    println!(
-        "  backpressure       {} submits handed back (Full), producers retried them",
-        m.rejected
-    );
-    let ok = m.accepted == m.processed + m.dead_lettered + report.unprocessed.len() as u64;
-    println!(
-        "  accounting         accepted {} = processed {} + dead-lettered {} + unprocessed {}  {}",
-        m.accepted,
-        m.processed,
-        m.dead_lettered,
-        report.unprocessed.len(),
-        if ok { "OK" } else { "MISMATCH" }
-    );
-    println!("  submitted by producers {submitted} (each accepted exactly once)");
-    println!();
-    println!("More: cargo run --release -p humpyard-perf -- --help   (streams, producers, workers, duration)");
-    if !ok || submitted != m.accepted {
-        std::process::exit(1);
     }
 }
 
-/// Submits round-robin over this producer's share of the streams until `stop`; a full shard
-/// is answered by waiting for room (`submit_timeout`), never by dropping the event.
-fn produce(engine: &Engine<Demo>, stop: &AtomicBool, p: u64, producers: u64, streams: u64) -> u64 {
-    let ids: Vec<StreamId> = (p..streams)
-        .step_by(producers as usize)
-        .map(|i| StreamId::new(&format!("stream-{i}")).expect("valid id"))
-        .collect();
-    let mut sent = 0u64;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ p;
-    while !stop.load(Ordering::Relaxed) {
-        for _ in 0..1024 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let id = &ids[(x % ids.len() as u64) as usize];
-            let sent_at = (sent % SAMPLE_EVERY == 0).then(Instant::now);
-            let event = Event::new(
-                id.clone(),
-                Tick {
-                    seq: sent,
-                    sent: sent_at,
-                },
-            );
-            match engine.try_submit(event) {
-                Ok(()) => {}
-                Err(SubmitError::Full(event)) => match engine.submit_timeout(event, Duration::from_secs(5)) {
-                    Ok(()) => {}
-                    Err(e) => panic!("no room within 5 s: {e}"),
-                },
-                Err(e) => panic!("{e}"),
+/// Runs one subcommand; `Ok(false)` when a check inside it failed.
+fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
+    let json = flags.take_opt("json").map(PathBuf::from);
+    let svg = flags.take_opt("svg").map(PathBuf::from);
+    let (title, rows, chart) = match command {
+        "" => {
+            let options = demo::DemoOptions::from_flags(flags)?;
+            take_leftovers(flags)?;
+            return Ok(demo::run(&options));
+        }
+        "throughput" => {
+            let (scenarios, systems, runs) = throughput_plan(flags)?;
+            take_leftovers(flags)?;
+            let rows = runs::measure(&scenarios, &systems, runs);
+            let chart = svg::throughput_chart("humpyard throughput", &rows);
+            ("throughput", rows, chart)
+        }
+        "compare" => {
+            let (scenarios, systems, runs) = compare_plan(flags)?;
+            take_leftovers(flags)?;
+            let rows = runs::measure(&scenarios, &systems, runs);
+            let chart = svg::throughput_chart("humpyard and its peers", &rows);
+            ("compare", rows, chart)
+        }
+        "latency" => {
+            let options = latency::LatencyOptions {
+                rate: flags.take("rate", 50_000u64)?.max(1),
+                seconds: flags.take("seconds", 10.0f64)?,
+                streams: flags.take("streams", 10_000u64)?.max(1),
+                workers: flags.take("workers", cores())?.max(1),
+                slice: Duration::from_millis(flags.take("slice-ms", 500u64)?.max(10)),
+            };
+            take_leftovers(flags)?;
+            let results = latency::run(&options);
+            print_latency(&results);
+            let series: Vec<_> = results
+                .iter()
+                .map(|r| (r.row.system.clone(), r.curve.clone()))
+                .collect();
+            let chart = svg::latency_chart(&format!("open loop, {} events/s", options.rate), &series);
+            ("latency", results.into_iter().map(|r| r.row).collect(), chart)
+        }
+        "entities" => {
+            let streams = flags.take("streams", 1_000_000u64)?.max(1);
+            let workers = flags.take("workers", cores())?.max(1);
+            take_leftovers(flags)?;
+            let rows = vec![memory::run(streams, workers)];
+            let chart = svg::throughput_chart("entities", &rows);
+            ("entities", rows, chart)
+        }
+        other => return Err(format!("unknown subcommand {other:?}")),
+    };
+    let machine = Machine::here();
+    if let Some(path) = json {
+        report::write_json(&path, &machine, &rows).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{title}: results written to {}", path.display());
+    }
+    if let Some(path) = svg {
+        std::fs::write(&path, chart).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{title}: chart written to {}", path.display());
+    }
+    Ok(true)
+}
+
+fn take_leftovers(flags: &mut Flags) -> Result<(), String> {
+    std::mem::replace(flags, Flags::parse(Vec::new())?).finish()
+}
+
+type Plan = (Vec<Scenario>, Vec<Box<dyn systems::System>>, usize);
+
+fn throughput_plan(flags: &mut Flags) -> Result<Plan, String> {
+    let streams = flags.take_list("streams", &[1u64, 1_000, 100_000, 1_000_000])?;
+    let keys = flags.take_list("keys", &["uniform".to_owned(), "zipf".to_owned()])?;
+    let costs = flags.take_list("cost", &["trivial".to_owned(), "1us".to_owned()])?;
+    let producers = flags.take_list("producers", &[1usize, cores()])?;
+    let workers = flags.take("workers", cores())?.max(1);
+    let events: Option<u64> = flags
+        .take_opt("events")
+        .map(|e| e.parse().map_err(|e| format!("--events: {e}")))
+        .transpose()?;
+    let runs = flags.take("runs", 3usize)?;
+    let systems = systems::by_names(&flags.take("systems", "humpyard".to_owned())?)?;
+    let mut scenarios = Vec::new();
+    for &streams in &streams {
+        for key in &keys {
+            let keys = match key.as_str() {
+                "uniform" => Keys::Uniform,
+                "zipf" => Keys::Zipf(1.1),
+                other => return Err(format!("--keys: {other:?} is not uniform or zipf")),
+            };
+            for cost in &costs {
+                let (cost, default_events) = match cost.as_str() {
+                    "trivial" => (Cost::Trivial, 2_000_000),
+                    "1us" => (Cost::Spin(Duration::from_micros(1)), 400_000),
+                    other => return Err(format!("--cost: {other:?} is not trivial or 1us")),
+                };
+                for &producers in &producers {
+                    let producers = producers.max(1);
+                    scenarios.push(Scenario {
+                        name: format!(
+                            "{}-{}-{}-{}p",
+                            key,
+                            latency::short(streams),
+                            if cost == Cost::Trivial { "trivial" } else { "1us" },
+                            producers
+                        ),
+                        streams: streams.max(1),
+                        keys,
+                        cost,
+                        producers,
+                        workers,
+                        events: events.unwrap_or(default_events),
+                    });
+                }
             }
-            sent += 1;
         }
     }
-    sent
+    Ok((scenarios, systems, runs))
+}
+
+fn compare_plan(flags: &mut Flags) -> Result<Plan, String> {
+    let runs = flags.take("runs", 3usize)?;
+    let events: Option<u64> = flags
+        .take_opt("events")
+        .map(|e| e.parse().map_err(|e| format!("--events: {e}")))
+        .transpose()?;
+    let names = flags.take_list(
+        "scenarios",
+        &["uniform-10k", "zipf-10k", "mixed-cost-10k", "one-to-one-10k"].map(str::to_owned),
+    )?;
+    let systems = match flags.take_opt("systems") {
+        Some(names) => systems::by_names(&names)?,
+        None => systems::all(),
+    };
+    let workers = cores();
+    let scenario = |name: &str, keys, cost, producers, workers, events| Scenario {
+        name: name.to_owned(),
+        streams: 10_000,
+        keys,
+        cost,
+        producers,
+        workers,
+        events,
+    };
+    let mixed = Cost::Mixed {
+        one_in: 100,
+        slow: Duration::from_micros(100),
+    };
+    let scenarios = names
+        .iter()
+        .map(|name| match name.as_str() {
+            "uniform-10k" => Ok(scenario(
+                name,
+                Keys::Uniform,
+                Cost::Trivial,
+                2,
+                workers,
+                events.unwrap_or(4_000_000),
+            )),
+            "zipf-10k" => Ok(scenario(
+                name,
+                Keys::Zipf(1.1),
+                Cost::Trivial,
+                2,
+                workers,
+                events.unwrap_or(4_000_000),
+            )),
+            "mixed-cost-10k" => Ok(scenario(
+                name,
+                Keys::Uniform,
+                mixed,
+                2,
+                workers,
+                events.unwrap_or(600_000),
+            )),
+            "one-to-one-10k" => Ok(scenario(
+                name,
+                Keys::Uniform,
+                Cost::Trivial,
+                1,
+                1,
+                events.unwrap_or(4_000_000),
+            )),
+            other => Err(format!("--scenarios: unknown {other:?}")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((scenarios, systems, runs))
+}
+
+fn print_latency(results: &[latency::LatencyResult]) {
+    println!("{}", results.first().map_or("", |r| r.row.scenario.as_str()));
+    println!(
+        "  {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "system", "events", "p50 us", "p90 us", "p99 us", "p99.9 us", "p99.99", "max us"
+    );
+    for r in results {
+        let at = |q: f64| r.curve.iter().find(|p| p.0 == q).map_or(f64::NAN, |p| p.1);
+        println!(
+            "  {:<16} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.0}",
+            r.row.system,
+            r.row.events,
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(0.999),
+            at(0.9999),
+            r.max_us
+        );
+    }
+    if let [ours, pool] = results {
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(f64::NAN, |(a, b)| a / b);
+        println!(
+            "  humpyard / crossbeam-pool: p99 {:.2}x, p99.9 {:.2}x",
+            ratio(ours.row.p99_us, pool.row.p99_us),
+            ratio(ours.row.p999_us, pool.row.p999_us)
+        );
+    }
 }
