@@ -30,7 +30,11 @@ mod stream_id;
 // The engine.
 mod engine;
 
-// Internals for the loom models (only under `--cfg humpyard_loom`).
+// Internals for the loom models (only under `--cfg humpyard_loom`) and the benches (only with
+// the `internals` feature).
+#[cfg(any(humpyard_loom, feature = "internals"))]
+#[doc(hidden)]
+pub mod internals;
 #[cfg(humpyard_loom)]
 #[doc(hidden)]
 pub mod loom_api;

@@ -1,59 +1,9 @@
 //! Internals exposed to the loom models in `loom-tests/`, and only there: this module exists
 //! only when the crate is built with `--cfg humpyard_loom`. The models drive the library's real
-//! code through these thin wrappers, never a copy of it.
+//! code through these thin wrappers, never a copy of it. The ring's wrapper lives in
+//! [`internals`](crate::internals), which the benches use too.
 
-/// The ingress ring (`engine::ring::Ring`).
-#[derive(Debug)]
-pub struct Ring<T>(crate::engine::ring::Ring<T>);
-
-/// Why a push handed its element back.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PushError<T> {
-    /// The ring held `capacity` elements.
-    Full(T),
-    /// The ring was closed.
-    Closed(T),
-}
-
-impl<T> Ring<T> {
-    /// A ring of `capacity` elements.
-    pub fn new(capacity: usize) -> Ring<T> {
-        Ring(crate::engine::ring::Ring::new(capacity))
-    }
-
-    /// Appends, or hands the element back.
-    pub fn push(&self, value: T) -> Result<(), PushError<T>> {
-        self.0.push(value).map_err(|e| match e {
-            crate::engine::ring::PushError::Full(v) => PushError::Full(v),
-            crate::engine::ring::PushError::Closed(v) => PushError::Closed(v),
-        })
-    }
-
-    /// Single-consumer pop.
-    ///
-    /// # Safety
-    ///
-    /// As `engine::ring::Ring::pop_exclusive`: no concurrent consumer.
-    pub unsafe fn pop_exclusive(&self) -> Option<T> {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.0.pop_exclusive() }
-    }
-
-    /// Multi-consumer pop.
-    pub fn pop_shared(&self) -> Option<T> {
-        self.0.pop_shared()
-    }
-
-    /// Closes the ring.
-    pub fn close(&self) {
-        self.0.close()
-    }
-
-    /// Elements ever accepted.
-    pub fn accepted(&self) -> u64 {
-        self.0.accepted()
-    }
-}
+pub use crate::internals::{PushError, Ring};
 
 /// One worker index's slot (`engine::inner::WorkerSlot`), with stand-in handles that have no
 /// thread behind them, for the replacement-by-epoch model.
