@@ -164,7 +164,8 @@ fn run_slice(target: &dyn Target, rate: u64, slice: Duration, streams: u64, rng:
         if intended - start >= slice {
             break;
         }
-        // Wait for the intended time: sleep while it is far, spin when it is near.
+        // Wait for the intended time: sleep while it is far, yield when it is near (a spin
+        // would hold a core the woken workers need, on a machine with few cores).
         loop {
             let now = Instant::now();
             if now >= intended {
@@ -173,7 +174,7 @@ fn run_slice(target: &dyn Target, rate: u64, slice: Duration, streams: u64, rng:
             if intended - now > Duration::from_micros(200) {
                 std::thread::sleep(intended - now - Duration::from_micros(100));
             } else {
-                std::hint::spin_loop();
+                std::thread::yield_now();
             }
         }
         target.submit(rng.next() % streams, intended);
