@@ -115,12 +115,19 @@ impl<H: Handler> Inner<H> {
             }
         }
 
-        self.publish(index, core, &tally, taken);
+        self.publish(index, core, &tally, taken, end);
         end
     }
 
     /// Publishes a batch's tally and gauges, and wakes producers waiting for the room it freed.
-    fn publish(&self, index: usize, core: &ShardCore<H>, tally: &Tally, taken: usize) {
+    ///
+    /// Waiting producers are woken when this run leaves the ring at most half full, or when it
+    /// ends for any other reason than its batch budget (drained, waiting for a retry, stopped),
+    /// so no run that stops taking events leaves a producer parked beside free room. A run
+    /// that used its budget on a fuller ring is requeued and runs again soon. So each wake-up
+    /// lets a producer push up to half a ring, not one batch: a park and a wake cost two context
+    /// switches, which under saturation cost more than the events they let in.
+    fn publish(&self, index: usize, core: &ShardCore<H>, tally: &Tally, taken: usize, end: BatchEnd) {
         let shard = &self.shards[index];
         let stats = &shard.stats;
         stats.processed.add(tally.processed);
@@ -139,7 +146,12 @@ impl<H: Handler> Inner<H> {
         if taken > 0 {
             // Pairs with the fence of a producer registering as a waiter (see `waiters`).
             fence(Ordering::SeqCst);
-            shard.waiters.notify(taken);
+            if shard.waiters.any() {
+                let (len, capacity) = (shard.ring.len(), shard.ring.capacity());
+                if end != BatchEnd::More || len <= capacity / 2 {
+                    shard.waiters.notify(capacity.saturating_sub(len) as usize);
+                }
+            }
         }
     }
 
@@ -339,7 +351,7 @@ impl<H: Handler> Inner<H> {
                     for (id, state) in core.table.drain() {
                         self.cleanup(id, state, Removal::Shutdown, &mut tally);
                     }
-                    self.publish(index, core, &tally, 0);
+                    self.publish(index, core, &tally, 0, BatchEnd::Stopped);
                 });
             }
         }

@@ -222,6 +222,12 @@ impl<T> Ring<T> {
         self.head.load(Ordering::Acquire)
     }
 
+    /// The most elements the ring holds.
+    #[inline]
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Accepted and not yet taken (a snapshot).
     pub(crate) fn len(&self) -> u64 {
         let head = self.taken();

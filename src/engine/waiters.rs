@@ -1,8 +1,9 @@
 //! Producers parked by `submit_timeout`, waiting for room in one shard (R-BP-2).
 //!
-//! A waiting producer parks once; the consumer that frees room wakes one waiter per freed slot,
-//! shutdown wakes them all, and the producer's own deadline is the only other wake-up. There is no retry loop and no
-//! timer per write.
+//! A waiting producer parks once; the consumer that frees room wakes one waiter per free slot
+//! (at the end of a run that leaves the ring at most half full or stops taking events, see
+//! `dispatch::publish`), shutdown wakes them all, and the producer's own deadline is the only
+//! other wake-up. There is no retry loop and no timer per write.
 //!
 //! # Protocol (no lost wake-up)
 //!
@@ -82,6 +83,12 @@ impl Waiters {
             queue.remove(at);
             self.count.store(queue.len(), Ordering::Relaxed);
         }
+    }
+
+    /// Whether any producer is registered. The caller has fenced (`SeqCst`) after freeing room.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) != 0
     }
 
     /// Wakes up to `n` waiters, oldest first. The caller has fenced (`SeqCst`) after freeing room.

@@ -73,7 +73,7 @@ impl System for Humpyard {
             let began = Instant::now();
             let total = load.events();
             while engine.metrics().processed < total {
-                std::thread::sleep(Duration::from_micros(100));
+                std::thread::sleep(Duration::from_millis(1));
             }
             let elapsed = began.elapsed();
             let report = engine.shutdown(Duration::from_secs(30));
