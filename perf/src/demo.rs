@@ -121,6 +121,7 @@ pub fn run(o: &DemoOptions) -> bool {
     stop.store(true, Ordering::SeqCst);
     let submitted: u64 = producers.into_iter().map(|p| p.join().expect("producer")).sum();
     let elapsed = started.elapsed();
+    let live_at_end = engine.metrics().entities_live;
     let report = engine.shutdown(Duration::from_secs(10));
     let m = engine.metrics();
     println!("\n");
@@ -139,8 +140,8 @@ pub fn run(o: &DemoOptions) -> bool {
     };
     println!("  latency p50/p99/p99.9 (submit -> handled, sampled 1/{SAMPLE_EVERY}, saturated load): {p50} / {p99} / {p999} us");
     println!(
-        "  entities           live {} / reaped {} / evicted {}",
-        m.entities_live, m.entities_reaped, m.entities_evicted
+        "  entities           live {} at the end (cleaned up by shutdown) / reaped {} / evicted {}",
+        live_at_end, m.entities_reaped, m.entities_evicted
     );
     println!(
         "  backpressure       {} submits handed back (Full), producers retried them",

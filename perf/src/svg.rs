@@ -101,7 +101,7 @@ pub fn latency_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
             r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.0}" stroke="#ddd"/><text x="{x:.1}" y="{:.0}" text-anchor="middle">p{}</text>"##,
             top + h,
             top + h + 16.0,
-            q * 100.0,
+            (q * 100_000.0).round() / 1_000.0,
             x = px(q)
         );
     }
@@ -167,7 +167,7 @@ mod tests {
             QUANTILES.iter().map(|&q| (q, 10.0 / (1.0 - q))).collect(),
         )];
         let svg = latency_chart("lat", &series);
-        assert!(svg.contains("<polyline") && svg.contains("p99.9"));
+        assert!(svg.contains("<polyline") && svg.contains(">p99.9<") && svg.contains(">p99.999<"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
     }
 }
