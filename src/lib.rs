@@ -30,6 +30,9 @@ mod stream_id;
 // The engine.
 mod engine;
 
+// The event store: the trait, the in-memory store (and, with its feature, Postgres).
+pub mod store;
+
 // Internals for the loom models (only under `--cfg humpyard_loom`) and the benches (only with
 // the `internals` feature).
 #[cfg(any(humpyard_loom, feature = "internals"))]

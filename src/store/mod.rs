@@ -1,0 +1,97 @@
+//! The event store: durable, ordered streams of events behind one trait, [`EventStore`].
+//!
+//! Two implementations pass one contract test suite (`tests/store_contract.rs`):
+//! [`InMemoryStore`], the embedded default, and (with the Postgres issue) `PgEventStore`.
+//!
+//! # The contract
+//!
+//! - A stream's first event has version 0; one append's events take consecutive versions.
+//!   [`ExpectedVersion`] is checked before anything is written: `Exact(v)` means the stream's
+//!   last version is `v`, `NoStream` that it has no events.
+//! - Global positions start at 1 and only grow; within a stream, position order is version
+//!   order. An append that fails takes no position.
+//! - Event ids are unique across the store. Appending again exactly the events of an earlier
+//!   append (same ids, same order, one append) returns that append's [`Appended`] and writes
+//!   nothing, whatever the expected version: a client may retry safely. Any other reuse of a
+//!   stored id (part of an append, reordered, another stream, twice in one call) is
+//!   [`StoreError::DuplicateEventId`] with the first offending id, and writes nothing.
+//! - [`EventStore::append_many`] applies its items in order, each seeing those before it; an
+//!   item that fails is rolled back alone and reported in its own slot (R-FT-6).
+//! - [`EventStore::read_all`] returns events in position order and never one past the commit
+//!   watermark: a reader never skips an event that commits late with a lower position (R-PG-5).
+//! - Subscriber names follow the [`StreamId`] rules; a bad name is a typed
+//!   error, never text spliced into a query (R-SEC-1).
+
+mod error;
+mod memory;
+mod types;
+
+pub use error::{InvalidInput, StoreError};
+pub use memory::InMemoryStore;
+pub use types::{Appended, ExpectedVersion, NewEvent, RecordedEvent};
+
+use crate::StreamId;
+
+/// A durable store of event streams. See the [module docs](self) for the contract.
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to `stream` if its last version is as `expected`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::WrongExpectedVersion`], [`StoreError::DuplicateEventId`],
+    /// [`StoreError::InvalidInput`] (no events), or the backend's errors. Nothing is written.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError>;
+
+    /// Appends many items in one round trip; one result per item, in order. A conflict fails
+    /// only its own item.
+    ///
+    /// # Errors
+    ///
+    /// The outer error only when the batch as a whole could not be attempted (the connection
+    /// failed); then nothing was written.
+    fn append_many(
+        &self,
+        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError>;
+
+    /// Up to `max` events of `stream` from version `from_version` on, in version order.
+    ///
+    /// # Errors
+    ///
+    /// The backend's errors.
+    fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max` events with position greater than `after`, in position order, never past
+    /// the commit watermark (`usize::MAX`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// The backend's errors.
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position `subscriber` last saved, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors.
+    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Saves `position` as `subscriber`'s checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors.
+    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError>;
+}
+
+/// Checks a subscriber name against the [`StreamId`] rules.
+pub(crate) fn check_subscriber(subscriber: &str) -> Result<(), StoreError> {
+    StreamId::new(subscriber)
+        .map(drop)
+        .map_err(|e| StoreError::InvalidInput(InvalidInput::SubscriberName(e)))
+}

@@ -1,0 +1,127 @@
+//! The values that go into and come out of an [`EventStore`](super::EventStore).
+
+use std::fmt;
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::StreamId;
+
+/// What an append expects of the stream's last version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream holds.
+    Any,
+    /// The stream must have no events.
+    NoStream,
+    /// The stream's last version must be this one (its first event is version 0).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last version is `actual` (`None`: no events) satisfies this.
+    pub fn admits(self, actual: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// An event to append: its id (for idempotent appends), type, data and metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) data: serde_json::Value,
+    pub(crate) metadata: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event with a fresh random id and empty metadata (`{}`).
+    pub fn new(event_type: impl Into<String>, data: serde_json::Value) -> NewEvent {
+        NewEvent {
+            id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            data,
+            metadata: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// Sets the id (a client retrying an append passes the same ids again).
+    #[must_use]
+    pub fn with_id(mut self, id: Uuid) -> NewEvent {
+        self.id = id;
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: serde_json::Value) -> NewEvent {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The event's type.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The event's data.
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
+    /// The event's metadata.
+    pub fn metadata(&self) -> &serde_json::Value {
+        &self.metadata
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Its global position (from 1, growing).
+    pub position: u64,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its version in the stream (from 0).
+    pub version: u64,
+    /// Its id.
+    pub id: Uuid,
+    /// Its type.
+    pub event_type: String,
+    /// Its data.
+    pub data: serde_json::Value,
+    /// Its metadata.
+    pub metadata: serde_json::Value,
+    /// When the store recorded it.
+    pub recorded_at: SystemTime,
+}
+
+/// Where an append's events went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The first event's global position.
+    pub first_position: u64,
+    /// The last event's global position.
+    pub last_position: u64,
+    /// The stream's version after the append (the last event's).
+    pub last_version: u64,
+}

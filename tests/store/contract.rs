@@ -1,0 +1,315 @@
+//! The event store contract (`humpyard::store` module docs), as checks any store must pass.
+//! `contract_tests!(module, factory)` instantiates every check as a test for one store; each
+//! test gets a fresh, empty store from `factory`.
+
+use std::sync::{Arc, Barrier};
+
+use humpyard::store::{EventStore, ExpectedVersion, InvalidInput, NewEvent, StoreError};
+use humpyard::StreamId;
+use serde_json::json;
+use uuid::Uuid;
+
+pub fn sid(s: &str) -> StreamId {
+    StreamId::new(s).unwrap()
+}
+
+fn ev(n: u64) -> NewEvent {
+    NewEvent::new("counted", json!({ "n": n }))
+}
+
+// proves R-PG-4 (versions and positions)
+pub fn versions_and_positions(store: &dyn EventStore) {
+    let a = sid("order-1");
+    let first = store.append(&a, ExpectedVersion::NoStream, vec![ev(0), ev(1)]).unwrap();
+    assert_eq!(
+        (first.first_position, first.last_position, first.last_version),
+        (1, 2, 1)
+    );
+    let b = sid("order-2");
+    let other = store.append(&b, ExpectedVersion::Any, vec![ev(0)]).unwrap();
+    assert_eq!((other.first_position, other.last_version), (3, 0));
+    let next = store.append(&a, ExpectedVersion::Exact(1), vec![ev(2)]).unwrap();
+    assert_eq!((next.first_position, next.last_version), (4, 2));
+    let read = store.read_stream(&a, 0, usize::MAX).unwrap();
+    let versions: Vec<_> = read.iter().map(|e| (e.version, e.position)).collect();
+    assert_eq!(versions, vec![(0, 1), (1, 2), (2, 4)]);
+    assert!(read.iter().all(|e| e.stream == a && e.event_type == "counted"));
+}
+
+// proves R-PG-4: a conflict takes no position
+pub fn wrong_expected_version_writes_nothing(store: &dyn EventStore) {
+    let a = sid("acct-1");
+    store.append(&a, ExpectedVersion::NoStream, vec![ev(0)]).unwrap();
+    for (expected, actual) in [
+        (ExpectedVersion::NoStream, Some(0)),
+        (ExpectedVersion::Exact(5), Some(0)),
+    ] {
+        match store.append(&a, expected, vec![ev(1)]) {
+            Err(StoreError::WrongExpectedVersion {
+                stream,
+                expected: e,
+                actual: got,
+            }) => {
+                assert_eq!((stream, e, got), (a.clone(), expected, actual));
+            }
+            other => panic!("expected WrongExpectedVersion, got {other:?}"),
+        }
+    }
+    match store.append(&sid("fresh"), ExpectedVersion::Exact(0), vec![ev(0)]) {
+        Err(StoreError::WrongExpectedVersion { actual: None, .. }) => {}
+        other => panic!("expected WrongExpectedVersion with no stream, got {other:?}"),
+    }
+    // No position was burnt by the failures.
+    let next = store.append(&a, ExpectedVersion::Exact(0), vec![ev(1)]).unwrap();
+    assert_eq!(next.first_position, 2);
+    assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 2);
+}
+
+pub fn retrying_an_append_is_idempotent(store: &dyn EventStore) {
+    let a = sid("cart-7");
+    let events = vec![ev(0), ev(1), ev(2)];
+    let first = store.append(&a, ExpectedVersion::NoStream, events.clone()).unwrap();
+    store.append(&a, ExpectedVersion::Any, vec![ev(3)]).unwrap();
+    // The retry carries a stale expected version: it still gets the first answer.
+    let again = store.append(&a, ExpectedVersion::NoStream, events).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        store.read_all(0, usize::MAX).unwrap().len(),
+        4,
+        "the retry wrote nothing"
+    );
+}
+
+pub fn reusing_a_stored_id_otherwise_is_a_duplicate(store: &dyn EventStore) {
+    let a = sid("inv-1");
+    let (x, y) = (ev(0), ev(1));
+    store
+        .append(&a, ExpectedVersion::NoStream, vec![x.clone(), y.clone()])
+        .unwrap();
+    let fresh = ev(9);
+    let cases: Vec<(&str, StreamId, Vec<NewEvent>, Uuid)> = vec![
+        ("part of the append", a.clone(), vec![x.clone()], x.id()),
+        ("reordered", a.clone(), vec![y.clone(), x.clone()], y.id()),
+        ("another stream", sid("inv-2"), vec![x.clone(), y.clone()], x.id()),
+        (
+            "with a new event",
+            a.clone(),
+            vec![x.clone(), y.clone(), fresh.clone()],
+            x.id(),
+        ),
+        ("after a new event", a.clone(), vec![fresh.clone(), y.clone()], y.id()),
+    ];
+    for (case, stream, events, offending) in cases {
+        match store.append(&stream, ExpectedVersion::Any, events) {
+            Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, offending, "{case}"),
+            other => panic!("{case}: expected DuplicateEventId, got {other:?}"),
+        }
+    }
+    let twice = ev(5);
+    match store.append(
+        &sid("inv-3"),
+        ExpectedVersion::Any,
+        vec![twice.clone(), ev(6), twice.clone()],
+    ) {
+        Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, twice.id()),
+        other => panic!("twice in one call: expected DuplicateEventId, got {other:?}"),
+    }
+    assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 2, "nothing written");
+    assert_eq!(
+        store
+            .append(&a, ExpectedVersion::Exact(1), vec![fresh])
+            .unwrap()
+            .first_position,
+        3
+    );
+}
+
+pub fn an_empty_append_is_invalid(store: &dyn EventStore) {
+    match store.append(&sid("s"), ExpectedVersion::Any, Vec::new()) {
+        Err(StoreError::InvalidInput(InvalidInput::NoEvents)) => {}
+        other => panic!("expected InvalidInput::NoEvents, got {other:?}"),
+    }
+}
+
+// proves R-FT-6: a batch settles per item
+pub fn append_many_settles_each_item(store: &dyn EventStore) {
+    let (a, b, c) = (sid("a"), sid("b"), sid("c"));
+    let results = store
+        .append_many(vec![
+            (a.clone(), ExpectedVersion::NoStream, vec![ev(0)]),
+            (b.clone(), ExpectedVersion::Exact(3), vec![ev(0)]), // conflict
+            (a.clone(), ExpectedVersion::Exact(0), vec![ev(1), ev(2)]), // sees the first item
+            (c.clone(), ExpectedVersion::Any, Vec::new()),       // invalid
+            (c.clone(), ExpectedVersion::NoStream, vec![ev(0)]),
+        ])
+        .unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0].as_ref().unwrap().first_position, 1);
+    assert!(matches!(
+        results[1],
+        Err(StoreError::WrongExpectedVersion { actual: None, .. })
+    ));
+    let third = results[2].as_ref().unwrap();
+    assert_eq!(
+        (third.first_position, third.last_position, third.last_version),
+        (2, 3, 2)
+    );
+    assert!(matches!(
+        results[3],
+        Err(StoreError::InvalidInput(InvalidInput::NoEvents))
+    ));
+    assert_eq!(results[4].as_ref().unwrap().first_position, 4);
+    assert!(store.read_stream(&b, 0, usize::MAX).unwrap().is_empty());
+    let all: Vec<_> = store
+        .read_all(0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(all, vec![1, 2, 3, 4]);
+}
+
+pub fn reads_page_forward(store: &dyn EventStore) {
+    let a = sid("log");
+    for n in 0..10 {
+        store.append(&a, ExpectedVersion::Any, vec![ev(n)]).unwrap();
+        store.append(&sid("noise"), ExpectedVersion::Any, vec![ev(n)]).unwrap();
+    }
+    let page = store.read_stream(&a, 3, 4).unwrap();
+    assert_eq!(page.iter().map(|e| e.version).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+    assert!(store.read_stream(&a, 10, 5).unwrap().is_empty());
+    assert!(store.read_stream(&sid("missing"), 0, 5).unwrap().is_empty());
+    let all = store.read_all(5, 3).unwrap();
+    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), vec![6, 7, 8]);
+    assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 20);
+    assert!(store.read_all(20, usize::MAX).unwrap().is_empty());
+    assert!(store.read_all(0, 0).unwrap().is_empty());
+}
+
+pub fn checkpoints_round_trip_and_names_are_checked(store: &dyn EventStore) {
+    assert_eq!(store.load_checkpoint("projector-1").unwrap(), None);
+    store.save_checkpoint("projector-1", 41).unwrap();
+    store.save_checkpoint("projector-1", 42).unwrap();
+    assert_eq!(store.load_checkpoint("projector-1").unwrap(), Some(42));
+    assert_eq!(store.load_checkpoint("projector-2").unwrap(), None);
+    for bad in ["", "a b", "x'; drop table events; --", "émile"] {
+        assert!(
+            matches!(
+                store.save_checkpoint(bad, 1),
+                Err(StoreError::InvalidInput(InvalidInput::SubscriberName(_)))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(store.load_checkpoint(bad), Err(StoreError::InvalidInput(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+// proves R-SEC-1: hostile text goes in and comes out exactly
+pub fn hostile_payloads_round_trip(store: &dyn EventStore) {
+    let a = sid("x--=@+/.:_9=="); // every punctuation a stream id may hold
+    let data = json!({
+        "quote": "it's \"quoted\"", "backslash": "C:\\path\\", "placeholder": "$1 $2 ?",
+        "sql": "'); DROP TABLE events; --", "unicode": "žluťoučký kůň 🐎 \u{2028}", "nested": [1, null, {"k": true}]
+    });
+    let meta = json!({ "trace": "$$ dollar $$", "empty": "" });
+    let event = NewEvent::new("type with 'quote' and $1", data.clone()).with_metadata(meta.clone());
+    store
+        .append(&a, ExpectedVersion::NoStream, vec![event.clone()])
+        .unwrap();
+    let back = &store.read_stream(&a, 0, 1).unwrap()[0];
+    assert_eq!(back.stream, a);
+    assert_eq!(back.id, event.id());
+    assert_eq!(back.event_type, "type with 'quote' and $1");
+    assert_eq!(back.data, data);
+    assert_eq!(back.metadata, meta);
+    let defaulted = NewEvent::new("t", json!(null));
+    store.append(&a, ExpectedVersion::Any, vec![defaulted]).unwrap();
+    assert_eq!(store.read_stream(&a, 1, 1).unwrap()[0].metadata, json!({}));
+}
+
+// proves R-PG-4: of 16 racing appends with one expected version, exactly one wins
+pub fn racing_appends_one_wins(store: Arc<dyn EventStore>) {
+    let a = sid("contended");
+    store.append(&a, ExpectedVersion::NoStream, vec![ev(0)]).unwrap();
+    let start = Arc::new(Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|n| {
+            let (store, start, a) = (store.clone(), start.clone(), a.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                store.append(&a, ExpectedVersion::Exact(0), vec![ev(n)])
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(winners[0].first_position, 2);
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, StoreError::WrongExpectedVersion { actual: Some(1), .. }),
+                "{e:?}"
+            );
+        }
+    }
+    // The losers burnt no position.
+    let next = store
+        .append(&sid("after"), ExpectedVersion::NoStream, vec![ev(0)])
+        .unwrap();
+    assert_eq!(next.first_position, 3);
+}
+
+/// Instantiates every check as a test of the store that `$make` returns (a fresh one each).
+#[macro_export]
+macro_rules! contract_tests {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn versions_and_positions() {
+                store::contract::versions_and_positions(&*$make);
+            }
+            #[test]
+            fn wrong_expected_version_writes_nothing() {
+                store::contract::wrong_expected_version_writes_nothing(&*$make);
+            }
+            #[test]
+            fn retrying_an_append_is_idempotent() {
+                store::contract::retrying_an_append_is_idempotent(&*$make);
+            }
+            #[test]
+            fn reusing_a_stored_id_otherwise_is_a_duplicate() {
+                store::contract::reusing_a_stored_id_otherwise_is_a_duplicate(&*$make);
+            }
+            #[test]
+            fn an_empty_append_is_invalid() {
+                store::contract::an_empty_append_is_invalid(&*$make);
+            }
+            #[test]
+            fn append_many_settles_each_item() {
+                store::contract::append_many_settles_each_item(&*$make);
+            }
+            #[test]
+            fn reads_page_forward() {
+                store::contract::reads_page_forward(&*$make);
+            }
+            #[test]
+            fn checkpoints_round_trip_and_names_are_checked() {
+                store::contract::checkpoints_round_trip_and_names_are_checked(&*$make);
+            }
+            #[test]
+            fn hostile_payloads_round_trip() {
+                store::contract::hostile_payloads_round_trip(&*$make);
+            }
+            #[test]
+            fn racing_appends_one_wins() {
+                store::contract::racing_appends_one_wins($make);
+            }
+        }
+    };
+}

@@ -1,0 +1,3 @@
+//! Shared pieces of the store tests.
+
+pub mod contract;
