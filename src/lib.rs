@@ -30,8 +30,12 @@ mod stream_id;
 // The engine.
 mod engine;
 
-// The event store: the trait, the in-memory store (and, with its feature, Postgres).
+// The event store: the trait, the in-memory store and the Postgres store.
 pub mod store;
+
+// A throwaway PostgreSQL server for tests and the perf tool (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing;
 
 // Internals for the loom models (only under `--cfg humpyard_loom`) and the benches (only with
 // the `internals` feature).
