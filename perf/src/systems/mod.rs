@@ -1,6 +1,6 @@
 //! The systems a run compares: humpyard and the peers a Rust user would pick instead.
 //!
-//! Every system gets the same pre-drawn key sequences, the same handler work ([`Cost`]) and
+//! Every system gets the same pre-drawn key sequences, the same handler work ([`Cost`](crate::workload::Cost)) and
 //! the same guarantees where it can give them: one stream's events are handled in order, by
 //! one thread at a time, with that stream's state at hand. Producers that meet a full queue
 //! wait (blocking send, or `submit_timeout` for humpyard); nothing is dropped, and each system
