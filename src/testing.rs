@@ -5,7 +5,10 @@
 //! `postgres` on a free loopback port with durability off (`fsync`, `synchronous_commit` and
 //! `full_page_writes`: a test server's data is thrown away). PostgreSQL refuses to run as root,
 //! so as root both run as the `postgres` user (`runuser`). Dropping the value stops the server
-//! (fast shutdown) and removes the directory, also while a test unwinds from a panic.
+//! (fast shutdown) and removes the directory, also while a test unwinds from a panic. The
+//! server runs under a small `sh` guard that holds a pipe from this process: if the process
+//! exits without dropping the value (a `static`, an abort, a kill), the pipe closes and the
+//! guard stops the server and removes the directory.
 //!
 //! Binaries are looked up in `$HUMPYARD_PG_BIN`, then the newest `/usr/lib/postgresql/*/bin`,
 //! then `PATH`.
@@ -14,7 +17,7 @@ use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,7 +27,8 @@ pub struct ThrowawayPostgres {
     bin: PathBuf,
     port: u16,
     as_postgres_user: bool,
-    server: Option<Child>,
+    /// The guard shell and the pipe whose end tells it to stop the server.
+    server: Option<(Child, ChildStdin)>,
 }
 
 impl fmt::Debug for ThrowawayPostgres {
@@ -104,18 +108,29 @@ impl ThrowawayPostgres {
 
     /// Stops the server (fast shutdown: open connections are cut), keeping its data.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            if let Some(pid) = self.postmaster_pid() {
-                // SIGINT is PostgreSQL's fast shutdown; as root the child is `runuser`, so the
-                // signal goes to the postmaster itself.
-                let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        self.stop_guard(true);
+    }
+
+    /// Closes the guard's pipe: it stops the postmaster (SIGINT, PostgreSQL's fast shutdown)
+    /// and, unless `keep`, removes the directory.
+    fn stop_guard(&mut self, keep: bool) {
+        if let Some((mut guard, pipe)) = self.server.take() {
+            if keep {
+                let _ = std::fs::write(self.dir.join("keep"), b"");
             }
+            drop(pipe);
             let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && self.postmaster_pid().is_some() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = guard.try_wait() {
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            if let Some(pid) = self.postmaster_pid() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+            let _ = guard.kill();
+            let _ = guard.wait();
         }
     }
 
@@ -155,8 +170,15 @@ impl ThrowawayPostgres {
         }
         let data = self.data_dir();
         let log = std::fs::File::create(self.dir.join("server.log"))?;
-        let child = self
-            .command("postgres")
+        let _ = std::fs::remove_file(self.dir.join("keep"));
+        let server = self.command("postgres");
+        let mut guard = Command::new("sh");
+        guard
+            .arg("-c")
+            .arg(GUARD)
+            .arg("sh")
+            .arg(server.get_program())
+            .args(server.get_args())
             .args([
                 "-D",
                 path_str(&data)?,
@@ -168,10 +190,17 @@ impl ThrowawayPostgres {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200"])
+            .env("HUMPYARD_PG_DATA", &data)
+            .env("HUMPYARD_PG_DIR", &self.dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        self.server = Some(child);
+            .stderr(log);
+        let mut child = guard.spawn()?;
+        let pipe = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("no pipe to the guard"))?;
+        self.server = Some((child, pipe));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = postgres::Config::new()
@@ -185,7 +214,7 @@ impl ThrowawayPostgres {
             if ready {
                 return Ok(());
             }
-            if let Some(child) = self.server.as_mut() {
+            if let Some((child, _)) = self.server.as_mut() {
                 if let Some(status) = child.try_wait()? {
                     let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
                     return Err(io::Error::other(format!("postgres exited ({status}): {}", log.trim())));
@@ -204,10 +233,22 @@ impl ThrowawayPostgres {
 
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_guard(false);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Runs the server (`"$@"`) in the background, waits for its stdin to close, then stops the
+/// postmaster, waits for it and removes the directory unless a `keep` file says otherwise.
+const GUARD: &str = r#"
+"$@" &
+server=$!
+read -r _ || true
+pid=$(head -n 1 "$HUMPYARD_PG_DATA/postmaster.pid" 2>/dev/null)
+[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null
+wait "$server"
+[ -e "$HUMPYARD_PG_DIR/keep" ] || rm -rf "$HUMPYARD_PG_DIR"
+"#;
 
 fn path_str(path: &Path) -> io::Result<&str> {
     path.to_str()

@@ -25,6 +25,54 @@ pub enum StoreError {
     DuplicateEventId(Uuid),
     /// The request itself is malformed.
     InvalidInput(InvalidInput),
+    /// No connection could be had or kept: connecting failed or timed out, the pool had no
+    /// connection within its checkout timeout, or the server closed the connection.
+    Unavailable(BackendError),
+    /// The database cancelled the statement: `statement_timeout` or `lock_timeout`.
+    Timeout(BackendError),
+    /// Any other error the database reported.
+    Backend(BackendError),
+    /// A stored event that humpyard cannot read back (a row written by another tool with a
+    /// stream id that breaks the rules).
+    InvalidStoredEvent {
+        /// The row's position.
+        position: u64,
+        /// What is wrong with its stream id.
+        reason: InvalidStreamId,
+    },
+}
+
+/// An error from the database or its driver, with the SQLSTATE code when the server sent one.
+#[derive(Debug)]
+pub struct BackendError {
+    sqlstate: Option<String>,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl BackendError {
+    pub(crate) fn new(
+        sqlstate: Option<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> BackendError {
+        BackendError {
+            sqlstate,
+            source: source.into(),
+        }
+    }
+
+    /// The SQLSTATE code the server sent (`57014`, `40P01`, ...), if any.
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.sqlstate.as_deref()
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.sqlstate {
+            Some(code) => write!(f, "{} (SQLSTATE {code})", self.source),
+            None => write!(f, "{}", self.source),
+        }
+    }
 }
 
 /// What is wrong with a request.
@@ -35,6 +83,12 @@ pub enum InvalidInput {
     NoEvents,
     /// A subscriber name that breaks the [`StreamId`] rules.
     SubscriberName(InvalidStreamId),
+    /// A schema name that is not `[a-z_][a-z0-9_]{0,62}`.
+    SchemaName,
+    /// A connection string that `postgres::Config` cannot parse.
+    ConnectionString,
+    /// A number too large for the database (positions and versions are `bigint`).
+    OutOfRange,
 }
 
 impl fmt::Display for StoreError {
@@ -54,6 +108,21 @@ impl fmt::Display for StoreError {
             StoreError::DuplicateEventId(id) => write!(f, "event id {id} is stored already"),
             StoreError::InvalidInput(InvalidInput::NoEvents) => f.write_str("an append needs at least one event"),
             StoreError::InvalidInput(InvalidInput::SubscriberName(e)) => write!(f, "invalid subscriber name: {e}"),
+            StoreError::InvalidInput(InvalidInput::SchemaName) => {
+                f.write_str("invalid schema name: it must match [a-z_][a-z0-9_]{0,62}")
+            }
+            StoreError::InvalidInput(InvalidInput::ConnectionString) => {
+                f.write_str("the connection string does not parse")
+            }
+            StoreError::InvalidInput(InvalidInput::OutOfRange) => {
+                f.write_str("a position or version is beyond i64::MAX")
+            }
+            StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
+            StoreError::Timeout(e) => write!(f, "the database cancelled the statement: {e}"),
+            StoreError::Backend(e) => write!(f, "the database failed: {e}"),
+            StoreError::InvalidStoredEvent { position, reason } => {
+                write!(f, "the event at position {position} has an invalid stream id: {reason}")
+            }
         }
     }
 }
@@ -62,6 +131,8 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::InvalidInput(InvalidInput::SubscriberName(e)) => Some(e),
+            StoreError::Unavailable(e) | StoreError::Timeout(e) | StoreError::Backend(e) => Some(&*e.source),
+            StoreError::InvalidStoredEvent { reason, .. } => Some(reason),
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 //! The event store: durable, ordered streams of events behind one trait, [`EventStore`].
 //!
 //! Two implementations pass one contract test suite (`tests/store_contract.rs`):
-//! [`InMemoryStore`], the embedded default, and (with the Postgres issue) `PgEventStore`.
+//! [`InMemoryStore`], the embedded default, and [`PgEventStore`] on PostgreSQL.
 //!
 //! # The contract
 //!
@@ -24,10 +24,12 @@
 
 mod error;
 mod memory;
+mod postgres;
 mod types;
 
-pub use error::{InvalidInput, StoreError};
+pub use error::{BackendError, InvalidInput, StoreError};
 pub use memory::InMemoryStore;
+pub use postgres::{PgEventStore, PgStoreConfig};
 pub use types::{Appended, ExpectedVersion, NewEvent, RecordedEvent};
 
 use crate::StreamId;

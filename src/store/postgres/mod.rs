@@ -1,0 +1,314 @@
+//! [`PgEventStore`]: the durable store on PostgreSQL, through a pool of synchronous
+//! connections (`postgres`, `r2d2`, `r2d2_postgres`).
+//!
+//! # Connection hygiene (R-PG-1..3)
+//!
+//! Every connection is opened with `connect_timeout` and TCP keepalives, and with the startup
+//! options `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`, so a
+//! setting is in force from the first statement and nothing a borrower does can leave another
+//! borrower without it. Checkout waits at most `checkout_timeout`. Locks are transaction-scoped
+//! (`pg_advisory_xact_lock`), and every statement runs in its own or a scoped transaction, so a
+//! connection goes back to the pool clean. The pool's own errors (failed reconnects) go to the
+//! log facade and to [`PgEventStore::pool_errors`]; an operation's error comes back typed.
+//!
+//! # Reading
+//!
+//! Appends serialise on a transaction-scoped advisory lock (see `schema`), so positions are
+//! taken and committed in one order and [`read_all`](EventStore::read_all) can read by position
+//! without ever skipping a late commit. Rows that other tools insert straight into the events
+//! table do not take that lock; they are valid events, but a reader may pass one that commits
+//! late with a lower position.
+
+mod config;
+mod schema;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use postgres::error::SqlState;
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+use uuid::Uuid;
+
+pub use config::PgStoreConfig;
+
+use self::config::{millis, SchemaName};
+use super::{
+    check_subscriber, Appended, BackendError, EventStore, ExpectedVersion, InvalidInput, NewEvent, RecordedEvent,
+    StoreError,
+};
+use crate::StreamId;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The event store on PostgreSQL.
+pub struct PgEventStore {
+    pool: Pool,
+    schema: SchemaName,
+    append_lock: i64,
+    pool_errors: Arc<AtomicU64>,
+    sql: Statements,
+}
+
+impl std::fmt::Debug for PgEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEventStore")
+            .field("schema", &self.schema.as_str())
+            .field("pool", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The statements' text for one schema (built once from the validated name).
+struct Statements {
+    append_batch: String,
+    read_stream: String,
+    read_all: String,
+    load_checkpoint: String,
+    save_checkpoint: String,
+}
+
+impl Statements {
+    fn new(schema: &SchemaName) -> Statements {
+        let s = schema.quoted();
+        let columns = "position, stream_id, version, event_id, event_type, data, metadata, recorded_at";
+        Statements {
+            append_batch: format!(
+                "select item, status, first_position, last_position, last_version, actual, dup \
+                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            read_stream: format!(
+                "select {columns} from {s}.events where stream_id = $1 and version >= $2 \
+                 order by version limit $3"
+            ),
+            read_all: format!("select {columns} from {s}.events where position > $1 order by position limit $2"),
+            load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1"),
+            save_checkpoint: format!(
+                "insert into {s}.checkpoints (subscriber, position) values ($1, $2) \
+                 on conflict (subscriber) do update set position = excluded.position, updated_at = now()"
+            ),
+        }
+    }
+}
+
+/// Routes the pool's background errors to the log and a counter (R-PG-3).
+#[derive(Debug)]
+struct PoolErrors(Arc<AtomicU64>);
+
+impl r2d2::HandleError<postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        log::warn!(error:% = error; "humpyard store: connection error in the pool");
+    }
+}
+
+impl PgEventStore {
+    /// Connects a pool to `url` (anything `postgres::Config` parses: a URI or `key=value`
+    /// pairs) with `config`'s timeouts, and migrates the schema.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] for a bad schema name or connection string;
+    /// [`StoreError::Unavailable`] if no connection could be opened within the timeouts.
+    pub fn connect(url: &str, config: PgStoreConfig) -> Result<PgEventStore, StoreError> {
+        let schema = SchemaName::new(&config.schema)?;
+        let mut pg: postgres::Config = url
+            .parse()
+            .map_err(|_| StoreError::InvalidInput(InvalidInput::ConnectionString))?;
+        pg.connect_timeout(config.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(config.keepalive_idle)
+            .application_name("humpyard")
+            .options(&format!(
+                "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+                millis(config.statement_timeout),
+                millis(config.lock_timeout),
+                millis(config.idle_in_transaction_timeout)
+            ));
+        // One direct connection first: an unreachable server fails here within
+        // `connect_timeout` (a pool would retry until its checkout timeout), and it migrates.
+        let mut first = pg.connect(NoTls).map_err(backend_error)?;
+        schema::migrate(&mut first, &schema)?;
+        drop(first);
+        let pool_errors = Arc::new(AtomicU64::new(0));
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(config.checkout_timeout)
+            .error_handler(Box::new(PoolErrors(pool_errors.clone())))
+            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
+        let store = PgEventStore {
+            append_lock: schema::lock_key("append", &schema),
+            sql: Statements::new(&schema),
+            pool,
+            schema,
+            pool_errors,
+        };
+        Ok(store)
+    }
+
+    /// Connection errors the pool met in the background (failed reconnects), since start.
+    pub fn pool_errors(&self) -> u64 {
+        self.pool_errors.load(Ordering::Relaxed)
+    }
+
+    fn checkout(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(BackendError::new(None, e)))
+    }
+}
+
+/// Classifies a driver error: timeouts, lost connections, and the rest.
+pub(crate) fn backend_error(e: postgres::Error) -> StoreError {
+    let code = e.code().cloned();
+    let sqlstate = code.as_ref().map(|c| c.code().to_owned());
+    let closed = e.is_closed() || code.is_none();
+    let backend = BackendError::new(sqlstate, e);
+    match code {
+        Some(c) if c == SqlState::QUERY_CANCELED || c == SqlState::LOCK_NOT_AVAILABLE => StoreError::Timeout(backend),
+        Some(c) if c.code().starts_with("08") || c == SqlState::ADMIN_SHUTDOWN || c == SqlState::CRASH_SHUTDOWN => {
+            StoreError::Unavailable(backend)
+        }
+        _ if closed => StoreError::Unavailable(backend),
+        _ => StoreError::Backend(backend),
+    }
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))
+}
+
+fn recorded(row: &postgres::Row) -> Result<RecordedEvent, StoreError> {
+    let position = row.get::<_, i64>(0) as u64;
+    let stream: String = row.get(1);
+    let stream = StreamId::new(&stream).map_err(|reason| StoreError::InvalidStoredEvent { position, reason })?;
+    Ok(RecordedEvent {
+        position,
+        stream,
+        version: row.get::<_, i64>(2) as u64,
+        id: row.get(3),
+        event_type: row.get(4),
+        data: row.get(5),
+        metadata: row.get(6),
+        recorded_at: row.get(7),
+    })
+}
+
+impl EventStore for PgEventStore {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let mut results = self.append_many(vec![(stream.clone(), expected, events)])?;
+        results
+            .pop()
+            .unwrap_or(Err(StoreError::InvalidInput(InvalidInput::NoEvents)))
+    }
+
+    fn append_many(
+        &self,
+        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let total: usize = batch.iter().map(|(_, _, events)| events.len()).sum();
+        let mut streams = Vec::with_capacity(batch.len());
+        let mut expected = Vec::with_capacity(batch.len());
+        let mut counts = Vec::with_capacity(batch.len());
+        let mut ids = Vec::with_capacity(total);
+        let mut types = Vec::with_capacity(total);
+        let mut data = Vec::with_capacity(total);
+        let mut meta = Vec::with_capacity(total);
+        for (stream, expect, events) in &batch {
+            streams.push(stream.as_str());
+            expected.push(match *expect {
+                ExpectedVersion::Any => -1,
+                ExpectedVersion::NoStream => -2,
+                ExpectedVersion::Exact(v) => to_i64(v)?,
+            });
+            counts.push(i32::try_from(events.len()).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))?);
+            for event in events {
+                ids.push(event.id);
+                types.push(event.event_type.as_str());
+                data.push(&event.data);
+                meta.push(&event.metadata);
+            }
+        }
+        let rows = self
+            .checkout()?
+            .query(
+                &self.sql.append_batch,
+                &[
+                    &streams,
+                    &expected,
+                    &counts,
+                    &ids,
+                    &types,
+                    &data,
+                    &meta,
+                    &self.append_lock,
+                ],
+            )
+            .map_err(backend_error)?;
+        let mut results: Vec<Result<Appended, StoreError>> = Vec::with_capacity(batch.len());
+        for (row, (stream, expect, _)) in rows.iter().zip(&batch) {
+            let status: i16 = row.get(1);
+            results.push(match status {
+                0 => Ok(Appended {
+                    first_position: row.get::<_, i64>(2) as u64,
+                    last_position: row.get::<_, i64>(3) as u64,
+                    last_version: row.get::<_, i64>(4) as u64,
+                }),
+                1 => Err(StoreError::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected: *expect,
+                    actual: row.get::<_, Option<i64>>(5).map(|v| v as u64),
+                }),
+                2 => Err(StoreError::DuplicateEventId(row.get::<_, Uuid>(6))),
+                _ => Err(StoreError::InvalidInput(InvalidInput::NoEvents)),
+            });
+        }
+        Ok(results)
+    }
+
+    fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(max).ok();
+        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+        self.checkout()?
+            .query(&self.sql.read_stream, &[&stream.as_str(), &from, &limit])
+            .map_err(backend_error)?
+            .iter()
+            .map(recorded)
+            .collect()
+    }
+
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(max).ok();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.checkout()?
+            .query(&self.sql.read_all, &[&after, &limit])
+            .map_err(backend_error)?
+            .iter()
+            .map(recorded)
+            .collect()
+    }
+
+    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
+        check_subscriber(subscriber)?;
+        let row = self
+            .checkout()?
+            .query_opt(&self.sql.load_checkpoint, &[&subscriber])
+            .map_err(backend_error)?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        check_subscriber(subscriber)?;
+        let position = to_i64(position)?;
+        self.checkout()?
+            .execute(&self.sql.save_checkpoint, &[&subscriber, &position])
+            .map_err(backend_error)?;
+        Ok(())
+    }
+}
