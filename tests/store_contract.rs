@@ -14,46 +14,8 @@ fn in_memory() -> Arc<dyn EventStore> {
 
 contract_tests!(in_memory_store, in_memory());
 
-mod postgres_server {
-    use std::sync::OnceLock;
-
-    use humpyard::store::{PgEventStore, PgStoreConfig};
-    use humpyard::testing::ThrowawayPostgres;
-
-    /// One server for the whole test binary, started on first use (or `DATABASE_URL`). A
-    /// static is never dropped: the server's guard stops it when this process exits.
-    fn url() -> String {
-        static SERVER: OnceLock<(Option<ThrowawayPostgres>, String)> = OnceLock::new();
-        SERVER
-            .get_or_init(|| match std::env::var("DATABASE_URL") {
-                Ok(url) => (None, url),
-                Err(_) => {
-                    let server = ThrowawayPostgres::start().expect("a throwaway PostgreSQL server");
-                    let url = server.url();
-                    (Some(server), url)
-                }
-            })
-            .1
-            .clone()
-    }
-
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-    /// A store in a schema of its own: each test starts empty.
-    pub fn fresh() -> PgEventStore {
-        let mut config = PgStoreConfig::default();
-        config.schema = format!(
-            "contract_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        config.pool_size = 20;
-        PgEventStore::connect(&url(), config).expect("connect")
-    }
-}
-
 fn postgres() -> Arc<dyn EventStore> {
-    Arc::new(postgres_server::fresh())
+    Arc::new(store::server::fresh_store())
 }
 
 contract_tests!(postgres_store, postgres());

@@ -1,3 +1,5 @@
+#![allow(dead_code)] // each test binary uses part of these helpers
 //! Shared pieces of the store tests.
 
 pub mod contract;
+pub mod server;

@@ -91,6 +91,20 @@ impl Statements {
     }
 }
 
+/// Settings of a pooled connection, as `SHOW` prints them (`30s`, `10s`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionSettings {
+    /// `statement_timeout`.
+    pub statement_timeout: String,
+    /// `lock_timeout`.
+    pub lock_timeout: String,
+    /// `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction_session_timeout: String,
+    /// `application_name` (`humpyard`).
+    pub application_name: String,
+}
+
 /// Routes the pool's background errors to the log and a counter (R-PG-3).
 #[derive(Debug)]
 struct PoolErrors(Arc<AtomicU64>);
@@ -127,7 +141,7 @@ impl PgEventStore {
             ));
         // One direct connection first: an unreachable server fails here within
         // `connect_timeout` (a pool would retry until its checkout timeout), and it migrates.
-        let mut first = pg.connect(NoTls).map_err(backend_error)?;
+        let mut first = connect_within(&pg, config.connect_timeout)?;
         schema::migrate(&mut first, &schema)?;
         drop(first);
         let pool_errors = Arc::new(AtomicU64::new(0));
@@ -147,6 +161,28 @@ impl PgEventStore {
         Ok(store)
     }
 
+    /// The settings in force on a pooled connection, as the server reports them (`SHOW`): for
+    /// health checks and to prove the hygiene settings (R-PG-1).
+    ///
+    /// # Errors
+    ///
+    /// As any operation: [`StoreError::Unavailable`] and the like.
+    pub fn session_settings(&self) -> Result<SessionSettings, StoreError> {
+        let mut conn = self.checkout()?;
+        let mut show = |name: &str| -> Result<String, StoreError> {
+            let row = conn
+                .query_one("select current_setting($1)", &[&name])
+                .map_err(backend_error)?;
+            Ok(row.get(0))
+        };
+        Ok(SessionSettings {
+            statement_timeout: show("statement_timeout")?,
+            lock_timeout: show("lock_timeout")?,
+            idle_in_transaction_session_timeout: show("idle_in_transaction_session_timeout")?,
+            application_name: show("application_name")?,
+        })
+    }
+
     /// Connection errors the pool met in the background (failed reconnects), since start.
     pub fn pool_errors(&self) -> u64 {
         self.pool_errors.load(Ordering::Relaxed)
@@ -156,6 +192,31 @@ impl PgEventStore {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(BackendError::new(None, e)))
+    }
+}
+
+/// Opens one connection, giving up after `timeout` in all. The driver's `connect_timeout`
+/// bounds only the TCP connect; a server that accepts and then never answers the startup
+/// handshake would hang it forever. The attempt runs on a helper thread, which is left to
+/// finish (or stay blocked) on its own if the deadline passes.
+fn connect_within(pg: &postgres::Config, timeout: std::time::Duration) -> Result<postgres::Client, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let pg = pg.clone();
+    std::thread::Builder::new()
+        .name("humpyard-pg-connect".to_owned())
+        .spawn(move || {
+            let _ = tx.send(pg.connect(NoTls));
+        })
+        .map_err(|e| StoreError::Unavailable(BackendError::new(None, e)))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result.map_err(backend_error),
+        Err(_) => Err(StoreError::Unavailable(BackendError::new(
+            None,
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from the server within {timeout:?}"),
+            ),
+        ))),
     }
 }
 

@@ -1,0 +1,206 @@
+//! The Postgres store beyond the shared contract: connection hygiene (R-PG-1), nothing left
+//! on a returned connection (R-PG-2), typed errors and recovery (R-PG-3), migrations racing
+//! (R-PG-2), on a throwaway server (or `DATABASE_URL`).
+
+mod store;
+
+use std::net::TcpListener;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use humpyard::store::{EventStore, ExpectedVersion, InvalidInput, NewEvent, PgEventStore, PgStoreConfig, StoreError};
+use humpyard::testing::ThrowawayPostgres;
+use humpyard::StreamId;
+use serde_json::json;
+use store::server;
+
+fn sid(s: &str) -> StreamId {
+    StreamId::new(s).unwrap()
+}
+
+fn config(schema: String) -> PgStoreConfig {
+    let mut c = PgStoreConfig::default();
+    c.schema = schema;
+    c
+}
+
+fn outside() -> postgres::Client {
+    postgres::Client::connect(&server::url(), postgres::NoTls).unwrap()
+}
+
+// proves R-PG-1: every pooled connection runs with the timeouts
+#[test]
+fn pooled_connections_run_with_the_configured_timeouts() {
+    let mut c = config(server::fresh_schema("hyg"));
+    c.statement_timeout = Duration::from_millis(1500);
+    c.lock_timeout = Duration::from_millis(700);
+    c.idle_in_transaction_timeout = Duration::from_secs(9);
+    c.pool_size = 3;
+    let store = PgEventStore::connect(&server::url(), c).unwrap();
+    // Several checkouts, so more than one pooled connection answers.
+    let seen: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6).map(|_| s.spawn(|| store.session_settings().unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for settings in seen {
+        assert_eq!(settings.statement_timeout, "1500ms");
+        assert_eq!(settings.lock_timeout, "700ms");
+        assert_eq!(settings.idle_in_transaction_session_timeout, "9s");
+        assert_eq!(settings.application_name, "humpyard");
+    }
+}
+
+// proves R-PG-1: an unreachable server is an error within the connect timeout, never a hang
+#[test]
+fn an_unresponsive_server_fails_within_the_connect_timeout() {
+    // A listener that never accepts: TCP connects (the kernel's backlog), the startup
+    // handshake never answers.
+    let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = black_hole.local_addr().unwrap().port();
+    let mut c = config("humpyard".to_owned());
+    c.connect_timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let url = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    match PgEventStore::connect(&url, c) {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Nothing listening at all: refused at once, still typed.
+    let closed_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("host=127.0.0.1 port={closed_port} user=postgres dbname=postgres");
+    assert!(matches!(
+        PgEventStore::connect(&url, config("humpyard".to_owned())),
+        Err(StoreError::Unavailable(_))
+    ));
+    drop(black_hole);
+}
+
+// proves R-SEC-1: names and connection strings are validated, typed errors
+#[test]
+fn bad_schema_names_and_urls_are_typed_errors() {
+    for bad in ["Public", "x\"; drop schema public; --", "", "1abc"] {
+        match PgEventStore::connect(&server::url(), config(bad.to_owned())) {
+            Err(StoreError::InvalidInput(InvalidInput::SchemaName)) => {}
+            other => panic!("{bad:?}: expected InvalidInput::SchemaName, got {other:?}"),
+        }
+    }
+    match PgEventStore::connect("host=127.0.0.1 port=notaport", config("humpyard".to_owned())) {
+        Err(StoreError::InvalidInput(InvalidInput::ConnectionString)) => {}
+        other => panic!("expected InvalidInput::ConnectionString, got {other:?}"),
+    }
+}
+
+// proves R-PG-2: locks are transaction-scoped; nothing is left on a returned connection
+#[test]
+fn no_lock_or_open_transaction_outlives_an_operation() {
+    let store = server::fresh_store();
+    let a = sid("leak-check");
+    store
+        .append(&a, ExpectedVersion::NoStream, vec![NewEvent::new("e", json!(1))])
+        .unwrap();
+    assert!(store
+        .append(&a, ExpectedVersion::NoStream, vec![NewEvent::new("e", json!(2))])
+        .is_err());
+    store.save_checkpoint("reader", 1).unwrap();
+    store.read_all(0, 10).unwrap();
+    let mut watcher = outside();
+    let advisory: i64 = watcher
+        .query_one(
+            "select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid \
+             where l.locktype = 'advisory' and a.application_name = 'humpyard'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(advisory, 0, "an advisory lock outlived its operation");
+    let in_transaction: i64 = watcher
+        .query_one(
+            "select count(*) from pg_stat_activity where application_name = 'humpyard' \
+             and state like 'idle in transaction%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        in_transaction, 0,
+        "a pooled connection was returned inside a transaction"
+    );
+}
+
+// proves R-PG-2: processes migrating one schema at once serialise on the advisory lock
+#[test]
+fn concurrent_migrations_of_one_schema_all_succeed_once() {
+    let schema = server::fresh_schema("mig");
+    let start = Arc::new(Barrier::new(8));
+    let results: Vec<_> = (0..8)
+        .map(|_| {
+            let (schema, start, url) = (schema.clone(), start.clone(), server::url());
+            std::thread::spawn(move || {
+                start.wait();
+                PgEventStore::connect(&url, config(schema)).map(drop)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let applied: i64 = outside()
+        .query_one(&format!("select count(*) from \"{schema}\".migrations"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 1);
+}
+
+// proves R-PG-3: a server restart surfaces as typed errors, then the pool recovers; nothing
+// is lost or written twice
+#[test]
+fn the_pool_recovers_after_a_server_restart() {
+    let mut own = ThrowawayPostgres::start().unwrap();
+    let mut c = config("restart".to_owned());
+    c.pool_size = 2;
+    c.checkout_timeout = Duration::from_secs(5);
+    let store = PgEventStore::connect(&own.url(), c).unwrap();
+    let a = sid("survivor");
+    let first = NewEvent::new("e", json!(0));
+    store.append(&a, ExpectedVersion::NoStream, vec![first]).unwrap();
+    own.restart().unwrap();
+    // Until the pool notices the old connections are gone, an operation may fail: typed.
+    let mut written = 1;
+    let mut errors = 0;
+    for n in 1..=5 {
+        let event = NewEvent::new("e", json!(n));
+        loop {
+            match store.append(&a, ExpectedVersion::Any, vec![event.clone()]) {
+                Ok(_) => {
+                    written += 1;
+                    break;
+                }
+                Err(StoreError::Unavailable(_)) if errors < 10 => errors += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let versions: Vec<u64> = store
+        .read_stream(&a, 0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(
+        versions,
+        (0..written).collect::<Vec<_>>(),
+        "nothing lost, nothing twice"
+    );
+}
