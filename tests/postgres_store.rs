@@ -102,7 +102,9 @@ fn bad_schema_names_and_urls_are_typed_errors() {
 // proves R-PG-2: locks are transaction-scoped; nothing is left on a returned connection
 #[test]
 fn no_lock_or_open_transaction_outlives_an_operation() {
-    let store = server::fresh_store();
+    // A server of its own: other tests' operations in flight would hold locks of their own.
+    let own = ThrowawayPostgres::start().unwrap();
+    let store = PgEventStore::connect(&own.url(), config("leaks".to_owned())).unwrap();
     let a = sid("leak-check");
     store
         .append(&a, ExpectedVersion::NoStream, vec![NewEvent::new("e", json!(1))])
@@ -112,7 +114,7 @@ fn no_lock_or_open_transaction_outlives_an_operation() {
         .is_err());
     store.save_checkpoint("reader", 1).unwrap();
     store.read_all(0, 10).unwrap();
-    let mut watcher = outside();
+    let mut watcher = postgres::Client::connect(&own.url(), postgres::NoTls).unwrap();
     let advisory: i64 = watcher
         .query_one(
             "select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid \

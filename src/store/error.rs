@@ -89,6 +89,8 @@ pub enum InvalidInput {
     ConnectionString,
     /// A number too large for the database (positions and versions are `bigint`).
     OutOfRange,
+    /// An idempotency key that is empty or longer than 255 bytes.
+    IdempotencyKey,
 }
 
 impl fmt::Display for StoreError {
@@ -116,6 +118,9 @@ impl fmt::Display for StoreError {
             }
             StoreError::InvalidInput(InvalidInput::OutOfRange) => {
                 f.write_str("a position or version is beyond i64::MAX")
+            }
+            StoreError::InvalidInput(InvalidInput::IdempotencyKey) => {
+                f.write_str("an idempotency key must be 1 to 255 bytes")
             }
             StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
             StoreError::Timeout(e) => write!(f, "the database cancelled the statement: {e}"),

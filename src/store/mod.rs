@@ -29,7 +29,7 @@ mod types;
 
 pub use error::{BackendError, InvalidInput, StoreError};
 pub use memory::InMemoryStore;
-pub use postgres::{PgEventStore, PgStoreConfig, SessionSettings};
+pub use postgres::{Claim, PgEventStore, PgStoreConfig, SessionSettings};
 pub use types::{Appended, ExpectedVersion, NewEvent, RecordedEvent};
 
 use crate::StreamId;

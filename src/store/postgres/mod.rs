@@ -20,6 +20,7 @@
 //! late with a lower position.
 
 mod config;
+mod idempotency;
 mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,14 +31,14 @@ use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
-pub use config::PgStoreConfig;
-
 use self::config::{millis, SchemaName};
 use super::{
     check_subscriber, Appended, BackendError, EventStore, ExpectedVersion, InvalidInput, NewEvent, RecordedEvent,
     StoreError,
 };
 use crate::StreamId;
+pub use config::PgStoreConfig;
+pub use idempotency::Claim;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -66,6 +67,9 @@ struct Statements {
     read_all: String,
     load_checkpoint: String,
     save_checkpoint: String,
+    claim: String,
+    claim_state: String,
+    finish_claim: String,
 }
 
 impl Statements {
@@ -87,6 +91,16 @@ impl Statements {
                 "insert into {s}.checkpoints (subscriber, position) values ($1, $2) \
                  on conflict (subscriber) do update set position = excluded.position, updated_at = now()"
             ),
+            claim: format!(
+                "insert into {s}.idempotency_keys as k (key, state, expires_at) \
+                 values ($1, 'claimed', now() + $2::bigint * interval '1 millisecond') \
+                 on conflict (key) do update set state = 'claimed', outcome = null, \
+                 claimed_at = now(), expires_at = excluded.expires_at \
+                 where k.expires_at <= now() \
+                 returning 1"
+            ),
+            claim_state: format!("select state, outcome from {s}.idempotency_keys where key = $1"),
+            finish_claim: format!("update {s}.idempotency_keys set state = $2, outcome = $3 where key = $1"),
         }
     }
 }
@@ -224,7 +238,10 @@ fn connect_within(pg: &postgres::Config, timeout: std::time::Duration) -> Result
 pub(crate) fn backend_error(e: postgres::Error) -> StoreError {
     let code = e.code().cloned();
     let sqlstate = code.as_ref().map(|c| c.code().to_owned());
-    let closed = e.is_closed() || code.is_none();
+    // No SQLSTATE: the driver's own error. The connection is gone if it says so or the cause
+    // is I/O; otherwise it is a client-side error (a type mismatch, say).
+    let io = std::error::Error::source(&e).is_some_and(|cause| cause.is::<std::io::Error>());
+    let closed = e.is_closed() || (code.is_none() && io);
     let backend = BackendError::new(sqlstate, e);
     match code {
         Some(c) if c == SqlState::QUERY_CANCELED || c == SqlState::LOCK_NOT_AVAILABLE => StoreError::Timeout(backend),
