@@ -10,6 +10,7 @@ mod args;
 mod demo;
 mod latency;
 mod memory;
+mod postgres;
 mod report;
 mod runs;
 mod svg;
@@ -49,8 +50,11 @@ latency          open-loop load at a fixed rate, humpyard and the crossbeam pool
 entities         memory per live entity
     --streams 1000000   --workers <cores>
 
-Every subcommand takes --json FILE (machine + results) and --svg FILE (a chart).
-The durable path (Postgres) is measured once the store exists (see perf/RESULTS.md).";
+postgres         the store's batched appends against the raw multi-row insert ceiling of the
+                 same server (DATABASE_URL, else a throwaway server)
+    --events 200000   --batch 500   --threads 2   --streams 10000   --runs 3
+
+Every subcommand takes --json FILE (machine + results) and --svg FILE (a chart).";
 
 /// Cores of this machine (the default worker count, as in the engine).
 pub(crate) fn cores() -> usize {
@@ -127,6 +131,19 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
             let rows = vec![memory::run(streams, workers)];
             let chart = svg::throughput_chart("entities", &rows);
             ("entities", rows, chart)
+        }
+        "postgres" => {
+            let options = postgres::PgOptions {
+                events: flags.take("events", 200_000u64)?.max(1),
+                batch: flags.take("batch", 500usize)?.max(1),
+                threads: flags.take("threads", 2usize)?.max(1),
+                streams: flags.take("streams", 10_000u64)?.max(1),
+                runs: flags.take("runs", 3usize)?,
+            };
+            take_leftovers(flags)?;
+            let rows = postgres::run(&options)?;
+            let chart = svg::throughput_chart("PostgreSQL: batched appends", &rows);
+            ("postgres", rows, chart)
         }
         other => return Err(format!("unknown subcommand {other:?}")),
     };

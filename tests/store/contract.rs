@@ -169,6 +169,28 @@ pub fn append_many_settles_each_item(store: &dyn EventStore) {
     assert_eq!(all, vec![1, 2, 3, 4]);
 }
 
+pub fn ids_repeated_across_items_of_one_batch(store: &dyn EventStore) {
+    let (a, b) = (sid("rep-a"), sid("rep-b"));
+    let (x, y) = (ev(0), ev(1));
+    let results = store
+        .append_many(vec![
+            (a.clone(), ExpectedVersion::NoStream, vec![x.clone(), y.clone()]),
+            (a.clone(), ExpectedVersion::NoStream, vec![x.clone(), y.clone()]), // a retry
+            (b.clone(), ExpectedVersion::Any, vec![y.clone()]),                 // a duplicate
+            (b.clone(), ExpectedVersion::Any, vec![ev(2)]),
+        ])
+        .unwrap();
+    let first = *results[0].as_ref().unwrap();
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &first,
+        "the repeat is answered as a retry"
+    );
+    assert!(matches!(results[2], Err(StoreError::DuplicateEventId(id)) if id == y.id()));
+    assert_eq!(results[3].as_ref().unwrap().first_position, 3);
+    assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 3);
+}
+
 pub fn reads_page_forward(store: &dyn EventStore) {
     let a = sid("log");
     for n in 0..10 {
@@ -293,6 +315,10 @@ macro_rules! contract_tests {
             #[test]
             fn append_many_settles_each_item() {
                 store::contract::append_many_settles_each_item(&*$make);
+            }
+            #[test]
+            fn ids_repeated_across_items_of_one_batch() {
+                store::contract::ids_repeated_across_items_of_one_batch(&*$make);
             }
             #[test]
             fn reads_page_forward() {

@@ -197,6 +197,69 @@ impl PgEventStore {
         })
     }
 
+    /// One `append_batch` call for `items` (each with events; no id twice in the call).
+    fn call_append_batch(
+        &self,
+        items: &[(StreamId, ExpectedVersion, Vec<NewEvent>)],
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let total: usize = items.iter().map(|(_, _, events)| events.len()).sum();
+        let mut streams = Vec::with_capacity(items.len());
+        let mut expected = Vec::with_capacity(items.len());
+        let mut counts = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(total);
+        let mut types = Vec::with_capacity(total);
+        let mut data = Vec::with_capacity(total);
+        let mut meta = Vec::with_capacity(total);
+        for (stream, expect, events) in items {
+            streams.push(stream.as_str());
+            expected.push(match *expect {
+                ExpectedVersion::Any => -1,
+                ExpectedVersion::NoStream => -2,
+                ExpectedVersion::Exact(v) => to_i64(v)?,
+            });
+            counts.push(i32::try_from(events.len()).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))?);
+            for event in events {
+                ids.push(event.id);
+                types.push(event.event_type.as_str());
+                data.push(&event.data);
+                meta.push(&event.metadata);
+            }
+        }
+        let rows = self
+            .checkout()?
+            .query(
+                &self.sql.append_batch,
+                &[
+                    &streams,
+                    &expected,
+                    &counts,
+                    &ids,
+                    &types,
+                    &data,
+                    &meta,
+                    &self.append_lock,
+                ],
+            )
+            .map_err(backend_error)?;
+        Ok(rows
+            .iter()
+            .zip(items)
+            .map(|(row, (stream, expect, _))| match row.get::<_, i16>(1) {
+                0 => Ok(Appended {
+                    first_position: row.get::<_, i64>(2) as u64,
+                    last_position: row.get::<_, i64>(3) as u64,
+                    last_version: row.get::<_, i64>(4) as u64,
+                }),
+                1 => Err(StoreError::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected: *expect,
+                    actual: row.get::<_, Option<i64>>(5).map(|v| v as u64),
+                }),
+                _ => Err(StoreError::DuplicateEventId(row.get::<_, Uuid>(6))),
+            })
+            .collect())
+    }
+
     /// Connection errors the pool met in the background (failed reconnects), since start.
     pub fn pool_errors(&self) -> u64 {
         self.pool_errors.load(Ordering::Relaxed)
@@ -290,64 +353,42 @@ impl EventStore for PgEventStore {
         &self,
         batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let total: usize = batch.iter().map(|(_, _, events)| events.len()).sum();
-        let mut streams = Vec::with_capacity(batch.len());
-        let mut expected = Vec::with_capacity(batch.len());
-        let mut counts = Vec::with_capacity(batch.len());
-        let mut ids = Vec::with_capacity(total);
-        let mut types = Vec::with_capacity(total);
-        let mut data = Vec::with_capacity(total);
-        let mut meta = Vec::with_capacity(total);
-        for (stream, expect, events) in &batch {
-            streams.push(stream.as_str());
-            expected.push(match *expect {
-                ExpectedVersion::Any => -1,
-                ExpectedVersion::NoStream => -2,
-                ExpectedVersion::Exact(v) => to_i64(v)?,
-            });
-            counts.push(i32::try_from(events.len()).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))?);
-            for event in events {
-                ids.push(event.id);
-                types.push(event.event_type.as_str());
-                data.push(&event.data);
-                meta.push(&event.metadata);
+        // Answered here: items with no events, and items naming one id twice. The rest go to
+        // the server in one call, unless an id appears in two items: then item by item, so
+        // that each sees the ones before it (a repeat is a retry or a duplicate).
+        let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(batch.len());
+        let mut send = Vec::with_capacity(batch.len());
+        let mut seen_in_call = std::collections::HashSet::new();
+        let mut shared_ids = false;
+        for (index, (_, _, events)) in batch.iter().enumerate() {
+            if events.is_empty() {
+                results.push(Some(Err(StoreError::InvalidInput(InvalidInput::NoEvents))));
+                continue;
+            }
+            let mut seen = std::collections::HashSet::with_capacity(events.len());
+            if let Some(twice) = events.iter().find(|e| !seen.insert(e.id)) {
+                results.push(Some(Err(StoreError::DuplicateEventId(twice.id))));
+                continue;
+            }
+            shared_ids |= events.iter().any(|e| !seen_in_call.insert(e.id));
+            results.push(None);
+            send.push(index);
+        }
+        if shared_ids {
+            for index in send {
+                let mut one = self.call_append_batch(&batch[index..=index])?;
+                results[index] = one.pop();
+            }
+        } else if !send.is_empty() {
+            let items: Vec<_> = send.iter().map(|&i| batch[i].clone()).collect();
+            for (index, result) in send.into_iter().zip(self.call_append_batch(&items)?) {
+                results[index] = Some(result);
             }
         }
-        let rows = self
-            .checkout()?
-            .query(
-                &self.sql.append_batch,
-                &[
-                    &streams,
-                    &expected,
-                    &counts,
-                    &ids,
-                    &types,
-                    &data,
-                    &meta,
-                    &self.append_lock,
-                ],
-            )
-            .map_err(backend_error)?;
-        let mut results: Vec<Result<Appended, StoreError>> = Vec::with_capacity(batch.len());
-        for (row, (stream, expect, _)) in rows.iter().zip(&batch) {
-            let status: i16 = row.get(1);
-            results.push(match status {
-                0 => Ok(Appended {
-                    first_position: row.get::<_, i64>(2) as u64,
-                    last_position: row.get::<_, i64>(3) as u64,
-                    last_version: row.get::<_, i64>(4) as u64,
-                }),
-                1 => Err(StoreError::WrongExpectedVersion {
-                    stream: stream.clone(),
-                    expected: *expect,
-                    actual: row.get::<_, Option<i64>>(5).map(|v| v as u64),
-                }),
-                2 => Err(StoreError::DuplicateEventId(row.get::<_, Uuid>(6))),
-                _ => Err(StoreError::InvalidInput(InvalidInput::NoEvents)),
-            });
-        }
-        Ok(results)
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(StoreError::InvalidInput(InvalidInput::NoEvents))))
+            .collect())
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -66,42 +66,54 @@ returns table (item int, status smallint, first_position bigint, last_position b
 language plpgsql as $fn$
 #variable_conflict use_column
 declare
+    n_items int := coalesce(array_length(p_streams, 1), 0);
     i int;
+    k int;
     off int := 0;
     n int;
-    cur bigint;
+    s text;
+    v bigint;
     ids uuid[];
+    stored uuid[];
     r record;
     v_dup uuid;
-    v_first bigint;
-    v_last bigint;
-    v_lastver bigint;
+    -- The call's streams that have events, and their last version so far.
+    b_streams text[] := '{}';
+    b_last bigint[] := '{}';
+    -- Accepted items and the version before each: their rows are inserted at the end, in
+    -- one statement.
+    item_ok boolean[] := array_fill(false, array[n_items]);
+    item_base bigint[] := array_fill(null::bigint, array[n_items]);
+    any_ok boolean := false;
+    res_status smallint[] := array_fill(0::smallint, array[n_items]);
+    res_first bigint[] := array_fill(null::bigint, array[n_items]);
+    res_last bigint[] := array_fill(null::bigint, array[n_items]);
+    res_lastver bigint[] := array_fill(null::bigint, array[n_items]);
+    res_actual bigint[] := array_fill(null::bigint, array[n_items]);
+    res_dup uuid[] := array_fill(null::uuid, array[n_items]);
 begin
+    -- The caller guarantees: every item has events, no id appears twice in the call.
     perform pg_advisory_xact_lock(p_lock);
-    for i in 1 .. coalesce(array_length(p_streams, 1), 0) loop
+    -- Joins with unnest, not `= any(array)`: a cached generic plan for the latter may scan
+    -- the whole table; these probe the indexes once per id and per stream.
+    select coalesce(array_agg(e.event_id), '{}') into stored
+        from unnest(p_ids) as u(id) join {s}.events e on e.event_id = u.id;
+    select coalesce(array_agg(t.stream), '{}'), coalesce(array_agg(t.last), '{}')
+        into b_streams, b_last
+        from (select d.stream, (select max(e.version) from {s}.events e
+                                where e.stream_id = d.stream) as last
+              from (select distinct x from unnest(p_streams) as x) as d(stream)) as t
+        where t.last is not null;
+    for i in 1 .. n_items loop
         n := p_counts[i];
-        item := i; status := 0; first_position := null; last_position := null;
-        last_version := null; actual := null; dup := null;
-        if n = 0 then
-            status := 3;
-            return next;
-            continue;
-        end if;
+        s := p_streams[i];
         ids := p_ids[off + 1 : off + n];
         off := off + n;
-        -- An id twice in this append.
-        select u.id into v_dup from unnest(ids) with ordinality as u(id, ord)
-            group by u.id having count(*) > 1 order by min(u.ord) limit 1;
-        if v_dup is not null then
-            status := 2; dup := v_dup;
-            return next;
-            continue;
-        end if;
-        -- Ids stored already: exactly one earlier append again (a retry), or a duplicate.
-        if exists (select 1 from {s}.events e where e.event_id = any(ids)) then
+        if cardinality(stored) > 0 and ids && stored then
+            -- Exactly one earlier append again (a retry), or a duplicate.
             select e.position, e.version, e.stream_id, e.tx into r
                 from {s}.events e where e.event_id = ids[1];
-            if found and r.stream_id = p_streams[i]
+            if found and r.stream_id = s
                 and (select count(*) from unnest(ids) with ordinality as u(id, ord)
                      join {s}.events e on e.event_id = u.id
                      where e.stream_id = r.stream_id and e.tx = r.tx
@@ -111,36 +123,62 @@ begin
                      where e.stream_id = r.stream_id and e.tx = r.tx
                        and e.version in (r.version - 1, r.version + n))
             then
-                first_position := r.position; last_position := r.position + n - 1;
-                last_version := r.version + n - 1;
+                res_first[i] := r.position;
+                res_last[i] := r.position + n - 1;
+                res_lastver[i] := r.version + n - 1;
             else
                 select u.id into v_dup from unnest(ids) with ordinality as u(id, ord)
-                    where exists (select 1 from {s}.events e where e.event_id = u.id)
-                    order by u.ord limit 1;
-                status := 2; dup := v_dup;
+                    where u.id = any(stored) order by u.ord limit 1;
+                res_status[i] := 2;
+                res_dup[i] := v_dup;
             end if;
-            return next;
             continue;
         end if;
-        select max(e.version) into cur from {s}.events e where e.stream_id = p_streams[i];
-        if (p_expected[i] = -2 and cur is not null)
-            or (p_expected[i] >= 0 and cur is distinct from p_expected[i]) then
-            status := 1; actual := cur;
-            return next;
+        k := array_position(b_streams, s);
+        v := case when k is null then null else b_last[k] end;
+        if (p_expected[i] = -2 and v is not null)
+            or (p_expected[i] >= 0 and v is distinct from p_expected[i]) then
+            res_status[i] := 1;
+            res_actual[i] := v;
             continue;
         end if;
-        with ins as (
-            insert into {s}.events (stream_id, version, event_id, event_type, data, metadata)
-            select p_streams[i], coalesce(cur, -1) + u.ord, u.id,
-                   p_types[off - n + u.ord], p_data[off - n + u.ord], p_meta[off - n + u.ord]
-            from unnest(ids) with ordinality as u(id, ord)
-            order by u.ord
-            returning position, version)
-        select min(ins.position), max(ins.position), max(ins.version)
-            into v_first, v_last, v_lastver from ins;
-        first_position := v_first; last_position := v_last; last_version := v_lastver;
-        return next;
+        item_ok[i] := true;
+        item_base[i] := coalesce(v, -1);
+        any_ok := true;
+        res_lastver[i] := coalesce(v, -1) + n;
+        if k is null then
+            b_streams := b_streams || s;
+            b_last := b_last || (coalesce(v, -1) + n);
+        else
+            b_last[k] := coalesce(v, -1) + n;
+        end if;
     end loop;
+    if any_ok then
+        for r in
+            with items as (
+                select u.i::int as i, u.c, (sum(u.c) over (order by u.i) - u.c)::int as start
+                from unnest(p_counts) with ordinality as u(c, i)),
+            rows as (
+                select items.i, items.start + k as idx, item_base[items.i] + k as version
+                from items, generate_series(1, items.c) as k
+                where item_ok[items.i]),
+            ins as (
+                insert into {s}.events (stream_id, version, event_id, event_type, data, metadata)
+                select p_streams[rows.i], rows.version, p_ids[rows.idx], p_types[rows.idx],
+                       p_data[rows.idx], p_meta[rows.idx]
+                from rows order by rows.idx
+                returning position, event_id)
+            select rows.i, min(ins.position) as first, max(ins.position) as last
+            from ins join rows on p_ids[rows.idx] = ins.event_id
+            group by rows.i
+        loop
+            res_first[r.i] := r.first;
+            res_last[r.i] := r.last;
+        end loop;
+    end if;
+    return query select g, res_status[g], res_first[g], res_last[g], res_lastver[g],
+                        res_actual[g], res_dup[g]
+                 from generate_series(1, n_items) as g;
 end;
 $fn$;
 "#;

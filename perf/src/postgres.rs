@@ -1,0 +1,157 @@
+//! `postgres`: the store's append path against the raw insert ceiling of the same server.
+//!
+//! Both sides write the same rows (one event per item, uniform over the streams) in batches,
+//! from the same number of threads: humpyard through `PgEventStore::append_many` (one statement
+//! per batch: version and id checks under the append lock, per-item results), the ceiling
+//! through a plain multi-row `INSERT ... SELECT FROM unnest(...)` of the same columns into a
+//! table of the same shape, with no checks. Runs alternate; the median is kept.
+//!
+//! The subscription and pipeline half of the durable path comes with them (the store issue).
+
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+use humpyard::store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, PgStoreConfig};
+use humpyard::testing::ThrowawayPostgres;
+use humpyard::StreamId;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::report::Row;
+
+/// Options of `postgres`.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub events: u64,
+    pub batch: usize,
+    pub threads: usize,
+    pub streams: u64,
+    pub runs: usize,
+}
+
+/// Runs the comparison on `DATABASE_URL` or a throwaway server.
+pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
+    let (_server, url) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let server = ThrowawayPostgres::start().map_err(|e| format!("throwaway server: {e}"))?;
+            let url = server.url();
+            println!("throwaway PostgreSQL server on port {}", server.port());
+            (Some(server), url)
+        }
+    };
+    let ids: Arc<Vec<StreamId>> = Arc::new(
+        (0..o.streams)
+            .map(|i| StreamId::new(&format!("s-{i}")).expect("valid id"))
+            .collect(),
+    );
+    let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..o.runs.max(1) {
+        let schema = format!("perf_{}_{run}", std::process::id());
+        let mut config = PgStoreConfig::default();
+        config.schema = schema.clone();
+        config.pool_size = o.threads as u32 + 1;
+        let store = Arc::new(PgEventStore::connect(&url, config).map_err(|e| e.to_string())?);
+        samples[0].push(append_store(&store, &ids, o));
+        samples[1].push(raw_insert(&url, &schema, &ids, o)?);
+    }
+    let mut rows = Vec::new();
+    for (i, system) in ["humpyard-append-many", "raw-insert-ceiling"].into_iter().enumerate() {
+        let s = &mut samples[i];
+        s.sort_by(f64::total_cmp);
+        let seconds = s[s.len() / 2];
+        let rates: Vec<String> = s.iter().map(|t| format!("{:.0}", o.events as f64 / t)).collect();
+        let row = Row::throughput("pg-append-uniform", system, o.events, seconds, None);
+        println!(
+            "  {system:<22} {:>10.0} events/s   (runs: {})",
+            row.events_per_sec,
+            rates.join(" / ")
+        );
+        rows.push(row);
+    }
+    println!(
+        "  humpyard / raw insert ceiling: {:.0}%",
+        100.0 * rows[0].events_per_sec / rows[1].events_per_sec
+    );
+    Ok(rows)
+}
+
+/// Seconds to append `o.events` through the store.
+fn append_store(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> f64 {
+    let per_thread = o.events / o.threads as u64;
+    let start = Arc::new(Barrier::new(o.threads + 1));
+    let threads: Vec<_> = (0..o.threads)
+        .map(|t| {
+            let (store, ids, start, o) = (store.clone(), ids.clone(), start.clone(), o.clone());
+            std::thread::spawn(move || {
+                let mut batch = Vec::with_capacity(o.batch);
+                start.wait();
+                for n in 0..per_thread {
+                    let key = (n * o.threads as u64 + t as u64) % o.streams;
+                    let event = NewEvent::new("perf", json!({ "n": n }));
+                    batch.push((ids[key as usize].clone(), ExpectedVersion::Any, vec![event]));
+                    if batch.len() == o.batch || n + 1 == per_thread {
+                        let results = store.append_many(std::mem::take(&mut batch)).expect("append_many");
+                        assert!(results.iter().all(Result::is_ok), "an append failed");
+                    }
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for t in threads {
+        t.join().expect("appender");
+    }
+    began.elapsed().as_secs_f64()
+}
+
+/// Seconds to insert the same rows with plain multi-row inserts into a copy of the table.
+fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> Result<f64, String> {
+    let table = format!("\"{schema}\".raw_events");
+    let mut setup = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    setup
+        .batch_execute(&format!(
+            "create table {table} (like \"{schema}\".events including defaults including identity including indexes)"
+        ))
+        .map_err(|e| e.to_string())?;
+    let per_thread = o.events / o.threads as u64;
+    let start = Arc::new(Barrier::new(o.threads + 1));
+    let insert = format!(
+        "insert into {table} (stream_id, version, event_id, event_type, data, metadata) \
+         select s, v, i, 'perf', d, '{{}}'::jsonb from unnest($1::text[], $2::bigint[], $3::uuid[], $4::jsonb[]) as u(s, v, i, d)"
+    );
+    let threads: Vec<_> = (0..o.threads)
+        .map(|t| {
+            let (ids, start, o, insert) = (ids.clone(), start.clone(), o.clone(), insert.clone());
+            let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+            Ok(std::thread::spawn(move || {
+                let (mut streams, mut versions, mut uuids, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                start.wait();
+                for n in 0..per_thread {
+                    let key = (n * o.threads as u64 + t as u64) % o.streams;
+                    streams.push(ids[key as usize].as_str().to_owned());
+                    // Versions made unique per thread so the (stream, version) index accepts them.
+                    versions.push((n * o.threads as u64 + t as u64) as i64);
+                    uuids.push(Uuid::new_v4());
+                    data.push(json!({ "n": n }));
+                    if streams.len() == o.batch || n + 1 == per_thread {
+                        client
+                            .execute(&insert, &[&streams, &versions, &uuids, &data])
+                            .expect("raw insert");
+                        streams.clear();
+                        versions.clear();
+                        uuids.clear();
+                        data.clear();
+                    }
+                }
+            }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    start.wait();
+    let began = Instant::now();
+    for t in threads {
+        t.join().map_err(|_| "inserter panicked".to_owned())?;
+    }
+    Ok(began.elapsed().as_secs_f64())
+}
