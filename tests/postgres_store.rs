@@ -158,6 +158,7 @@ fn concurrent_migrations_of_one_schema_all_succeed_once() {
     for r in &results {
         assert!(r.is_ok(), "{r:?}");
     }
+    // `schema` is a name this test made (`fresh_schema`), quoted: no value is spliced.
     let applied: i64 = outside()
         .query_one(&format!("select count(*) from \"{schema}\".migrations"), &[])
         .unwrap()

@@ -60,7 +60,9 @@ impl std::fmt::Debug for PgEventStore {
     }
 }
 
-/// The statements' text for one schema (built once from the validated name).
+/// The statements' text for one schema, built once. The only text spliced in is the schema
+/// name, validated (`[a-z_][a-z0-9_]{0,62}`, see `SchemaName`) and double-quoted, and the fixed
+/// column list; every value is a `$n` parameter (R-SEC-1).
 struct Statements {
     append_batch: String,
     read_stream: String,

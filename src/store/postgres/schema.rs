@@ -186,6 +186,7 @@ $fn$;
 /// Brings `schema` up to the newest migration. Safe to run from many processes at once: the
 /// first takes the advisory lock and migrates, the others wait and find nothing to do.
 pub(crate) fn migrate(client: &mut Client, schema: &SchemaName) -> Result<(), StoreError> {
+    // The validated, quoted schema name is the only text spliced in; values are bound.
     let s = schema.quoted();
     let mut tx = client.transaction().map_err(backend_error)?;
     tx.execute("select pg_advisory_xact_lock($1)", &[&lock_key("migrate", schema)])
