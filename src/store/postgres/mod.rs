@@ -81,7 +81,7 @@ impl Statements {
         Statements {
             append_batch: format!(
                 "select item, status, first_position, last_position, last_version, actual, dup \
-                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8)"
+                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             read_stream: format!(
                 "select {columns} from {s}.events where stream_id = $1 and version >= $2 \
@@ -208,11 +208,13 @@ impl PgEventStore {
         let mut streams = Vec::with_capacity(items.len());
         let mut expected = Vec::with_capacity(items.len());
         let mut counts = Vec::with_capacity(items.len());
+        let mut item_of = Vec::with_capacity(total);
+        let mut offset_in = Vec::with_capacity(total);
         let mut ids = Vec::with_capacity(total);
         let mut types = Vec::with_capacity(total);
         let mut data = Vec::with_capacity(total);
         let mut meta = Vec::with_capacity(total);
-        for (stream, expect, events) in items {
+        for (item, (stream, expect, events)) in (1i32..).zip(items) {
             streams.push(stream.as_str());
             expected.push(match *expect {
                 ExpectedVersion::Any => -1,
@@ -220,7 +222,9 @@ impl PgEventStore {
                 ExpectedVersion::Exact(v) => to_i64(v)?,
             });
             counts.push(i32::try_from(events.len()).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))?);
-            for event in events {
+            for (offset, event) in (1i32..).zip(events) {
+                item_of.push(item);
+                offset_in.push(offset);
                 ids.push(event.id);
                 types.push(event.event_type.as_str());
                 data.push(&event.data);
@@ -235,6 +239,8 @@ impl PgEventStore {
                     &streams,
                     &expected,
                     &counts,
+                    &item_of,
+                    &offset_in,
                     &ids,
                     &types,
                     &data,
