@@ -117,6 +117,9 @@ proptest! {
                 }
             }
         }
+        if let Some(last) = memory.read_all(0, usize::MAX).unwrap().last() {
+            store::contract::settled(&pg, last.position);
+        }
         prop_assert_eq!(
             comparable(pg.read_all(0, usize::MAX).unwrap()),
             comparable(memory.read_all(0, usize::MAX).unwrap())

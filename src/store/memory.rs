@@ -5,12 +5,15 @@
 //! nothing is persisted. Examples and the perf tool use it when no database is given.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use super::watch::Signal;
 use super::{
-    check_subscriber, Appended, EventStore, ExpectedVersion, InvalidInput, NewEvent, RecordedEvent, StoreError,
+    check_subscriber, AppendWatch, Appended, EventStore, ExpectedVersion, InvalidInput, NewEvent, RecordedEvent,
+    StoreError,
 };
 use crate::sync::Mutex;
 use crate::StreamId;
@@ -19,6 +22,7 @@ use crate::StreamId;
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     log: Mutex<Log>,
+    appended: Arc<Signal>,
 }
 
 #[derive(Debug, Default)]
@@ -126,18 +130,28 @@ impl EventStore for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        self.log.lock().append(stream, expected, events)
+        let result = self.log.lock().append(stream, expected, events);
+        if result.is_ok() {
+            self.appended.notify();
+        }
+        result
     }
 
     fn append_many(
         &self,
         batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let mut log = self.log.lock();
-        Ok(batch
-            .into_iter()
-            .map(|(stream, expected, events)| log.append(&stream, expected, events))
-            .collect())
+        let results: Vec<_> = {
+            let mut log = self.log.lock();
+            batch
+                .into_iter()
+                .map(|(stream, expected, events)| log.append(&stream, expected, events))
+                .collect()
+        };
+        if results.iter().any(Result::is_ok) {
+            self.appended.notify();
+        }
+        Ok(results)
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -168,5 +182,9 @@ impl EventStore for InMemoryStore {
         check_subscriber(subscriber)?;
         self.log.lock().checkpoints.insert(subscriber.to_owned(), position);
         Ok(())
+    }
+
+    fn watch(&self) -> Box<dyn AppendWatch> {
+        Box::new(self.appended.watch())
     }
 }

@@ -19,18 +19,28 @@
 //!   item that fails is rolled back alone and reported in its own slot (R-FT-6).
 //! - [`EventStore::read_all`] returns events in position order and never one past the commit
 //!   watermark: a reader never skips an event that commits late with a lower position (R-PG-5).
+//!   A stored event that cannot be decoded is an error in its own place: a read returns the
+//!   events before it, and the read that starts at it returns
+//!   [`StoreError::InvalidStoredEvent`] with its position, so a reader can report it and go on
+//!   (R-FT-5).
+//! - [`Subscription`] follows `read_all` from a position on, woken by the store's
+//!   [`AppendWatch`] and polling as well; errors are per item and never its end.
 //! - Subscriber names follow the [`StreamId`] rules; a bad name is a typed
 //!   error, never text spliced into a query (R-SEC-1).
 
 mod error;
 mod memory;
 mod postgres;
+mod subscription;
 mod types;
+mod watch;
 
 pub use error::{BackendError, InvalidInput, StoreError};
 pub use memory::InMemoryStore;
 pub use postgres::{Claim, PgEventStore, PgStoreConfig, SessionSettings};
+pub use subscription::{Subscription, SubscriptionConfig};
 pub use types::{Appended, ExpectedVersion, NewEvent, RecordedEvent};
+pub use watch::AppendWatch;
 
 use crate::StreamId;
 
@@ -73,7 +83,8 @@ pub trait EventStore: Send + Sync {
     ///
     /// # Errors
     ///
-    /// The backend's errors.
+    /// [`StoreError::InvalidStoredEvent`] when the first event after `after` cannot be decoded
+    /// (a later one ends the batch before it instead), or the backend's errors.
     fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The position `subscriber` last saved, if any.
@@ -89,6 +100,12 @@ pub trait EventStore: Send + Sync {
     ///
     /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors.
     fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError>;
+
+    /// A watch that wakes when an append may have committed, for readers that wait for new
+    /// events. The default gives no hints (it sleeps; readers poll).
+    fn watch(&self) -> Box<dyn AppendWatch> {
+        Box::new(watch::Sleep)
+    }
 }
 
 /// Checks a subscriber name against the [`StreamId`] rules.

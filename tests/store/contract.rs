@@ -3,6 +3,7 @@
 //! test gets a fresh, empty store from `factory`.
 
 use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use humpyard::store::{EventStore, ExpectedVersion, InvalidInput, NewEvent, StoreError};
 use humpyard::StreamId;
@@ -11,6 +12,17 @@ use uuid::Uuid;
 
 pub fn sid(s: &str) -> StreamId {
     StreamId::new(s).unwrap()
+}
+
+/// Waits until the event at `last` has passed the commit watermark. `read_all` shows a
+/// committed event once every older transaction has ended, and on a server shared by tests
+/// running in parallel another test's transaction may hold the watermark back for a moment.
+pub fn settled(store: &dyn EventStore, last: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.read_all(last - 1, 1).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "position {last} never became readable");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn ev(n: u64) -> NewEvent {
@@ -62,6 +74,7 @@ pub fn wrong_expected_version_writes_nothing(store: &dyn EventStore) {
     // No position was burnt by the failures.
     let next = store.append(&a, ExpectedVersion::Exact(0), vec![ev(1)]).unwrap();
     assert_eq!(next.first_position, 2);
+    settled(store, 2);
     assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 2);
 }
 
@@ -73,6 +86,7 @@ pub fn retrying_an_append_is_idempotent(store: &dyn EventStore) {
     // The retry carries a stale expected version: it still gets the first answer.
     let again = store.append(&a, ExpectedVersion::NoStream, events).unwrap();
     assert_eq!(again, first);
+    settled(store, 4);
     assert_eq!(
         store.read_all(0, usize::MAX).unwrap().len(),
         4,
@@ -114,6 +128,7 @@ pub fn reusing_a_stored_id_otherwise_is_a_duplicate(store: &dyn EventStore) {
         Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, twice.id()),
         other => panic!("twice in one call: expected DuplicateEventId, got {other:?}"),
     }
+    settled(store, 2);
     assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 2, "nothing written");
     assert_eq!(
         store
@@ -160,6 +175,7 @@ pub fn append_many_settles_each_item(store: &dyn EventStore) {
     ));
     assert_eq!(results[4].as_ref().unwrap().first_position, 4);
     assert!(store.read_stream(&b, 0, usize::MAX).unwrap().is_empty());
+    settled(store, 4);
     let all: Vec<_> = store
         .read_all(0, usize::MAX)
         .unwrap()
@@ -188,6 +204,7 @@ pub fn ids_repeated_across_items_of_one_batch(store: &dyn EventStore) {
     );
     assert!(matches!(results[2], Err(StoreError::DuplicateEventId(id)) if id == y.id()));
     assert_eq!(results[3].as_ref().unwrap().first_position, 3);
+    settled(store, 3);
     assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 3);
 }
 
@@ -201,6 +218,7 @@ pub fn reads_page_forward(store: &dyn EventStore) {
     assert_eq!(page.iter().map(|e| e.version).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
     assert!(store.read_stream(&a, 10, 5).unwrap().is_empty());
     assert!(store.read_stream(&sid("missing"), 0, 5).unwrap().is_empty());
+    settled(store, 20);
     let all = store.read_all(5, 3).unwrap();
     assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), vec![6, 7, 8]);
     assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 20);

@@ -13,14 +13,39 @@
 //!
 //! # Reading
 //!
-//! Appends serialise on a transaction-scoped advisory lock (see `schema`), so positions are
-//! taken and committed in one order and [`read_all`](EventStore::read_all) can read by position
-//! without ever skipping a late commit. Rows that other tools insert straight into the events
-//! table do not take that lock; they are valid events, but a reader may pass one that commits
-//! late with a lower position.
+//! Two guards keep [`read_all`](EventStore::read_all) from skipping an event that commits late
+//! with a lower position (R-PG-5):
+//!
+//! - Appends serialise on a transaction-scoped advisory lock (see `schema`), so humpyard's own
+//!   appends take positions, transaction ids and commits in one order (design (b) of
+//!   DESIGN.md).
+//! - Reads stop at the commit watermark: only rows whose writing transaction (`tx`, an `xid8`)
+//!   is older than `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
+//!   running, are returned. That also holds back a row a tool inserted straight into the
+//!   table (without the lock) while its transaction runs, and every row after it. The price: a
+//!   long-running writing transaction anywhere on the server holds readers back until it
+//!   ends. (A tool transaction that writes elsewhere first and takes its position later can
+//!   still be passed; tools that insert events should do so first in their transaction.)
+//!
+//! An event that cannot be decoded (a tool's row with a stream id that breaks the rules) ends
+//! the batch before it; the read that starts at it returns
+//! [`StoreError::InvalidStoredEvent`], so subscribers report it and go on (R-FT-5).
+//!
+//! # Wake-ups
+//!
+//! Each appending transaction sends one notification, `pg_notify($1, $2)` on the constant
+//! channel `humpyard_appends` with the schema name as payload (R-SEC-4); [`PgEventStore`]'s
+//! [`watch`](EventStore::watch) listens on a connection of its own (see `listen`).
+//!
+//! # The events table
+//!
+//! As DESIGN.md documents it, plus one optional column of humpyard's own, `opens_append
+//! boolean`: false on every event of an append but its first, so that an exact retry of an
+//! append can be told from a part of one. Rows tools insert leave it null.
 
 mod config;
 mod idempotency;
+mod listen;
 mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +58,8 @@ use uuid::Uuid;
 
 use self::config::{millis, SchemaName};
 use super::{
-    check_subscriber, Appended, BackendError, EventStore, ExpectedVersion, InvalidInput, NewEvent, RecordedEvent,
-    StoreError,
+    check_subscriber, AppendWatch, Appended, BackendError, EventStore, ExpectedVersion, InvalidInput, NewEvent,
+    RecordedEvent, StoreError,
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
@@ -49,6 +74,10 @@ pub struct PgEventStore {
     append_lock: i64,
     pool_errors: Arc<AtomicU64>,
     sql: Statements,
+    /// For the watches' own connections.
+    pg: postgres::Config,
+    connect_timeout: std::time::Duration,
+    watch_errors: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PgEventStore {
@@ -81,13 +110,19 @@ impl Statements {
         Statements {
             append_batch: format!(
                 "select item, status, first_position, last_position, last_version, actual, dup \
-                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ),
             read_stream: format!(
                 "select {columns} from {s}.events where stream_id = $1 and version >= $2 \
                  order by version limit $3"
             ),
-            read_all: format!("select {columns} from {s}.events where position > $1 order by position limit $2"),
+            // The commit watermark: every transaction older than the oldest still running has
+            // ended, so no row can appear below a row whose tx is older than it.
+            read_all: format!(
+                "select {columns} from {s}.events \
+                 where position > $1 and tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                 order by position limit $2"
+            ),
             load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1"),
             save_checkpoint: format!(
                 "insert into {s}.checkpoints (subscriber, position) values ($1, $2) \
@@ -166,13 +201,16 @@ impl PgEventStore {
             .min_idle(Some(0))
             .connection_timeout(config.checkout_timeout)
             .error_handler(Box::new(PoolErrors(pool_errors.clone())))
-            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(pg.clone(), NoTls));
         let store = PgEventStore {
             append_lock: schema::lock_key("append", &schema),
             sql: Statements::new(&schema),
             pool,
             schema,
             pool_errors,
+            pg,
+            connect_timeout: config.connect_timeout,
+            watch_errors: Arc::new(AtomicU64::new(0)),
         };
         Ok(store)
     }
@@ -246,6 +284,8 @@ impl PgEventStore {
                     &data,
                     &meta,
                     &self.append_lock,
+                    &listen::CHANNEL,
+                    &self.schema.as_str(),
                 ],
             )
             .map_err(backend_error)?;
@@ -271,6 +311,12 @@ impl PgEventStore {
     /// Connection errors the pool met in the background (failed reconnects), since start.
     pub fn pool_errors(&self) -> u64 {
         self.pool_errors.load(Ordering::Relaxed)
+    }
+
+    /// Failures of the append watches' listening connections (each retried after a capped
+    /// backoff; readers poll meanwhile), since start.
+    pub fn watch_errors(&self) -> u64 {
+        self.watch_errors.load(Ordering::Relaxed)
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
@@ -413,12 +459,21 @@ impl EventStore for PgEventStore {
     fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(max).ok();
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        self.checkout()?
+        let rows = self
+            .checkout()?
             .query(&self.sql.read_all, &[&after, &limit])
-            .map_err(backend_error)?
-            .iter()
-            .map(recorded)
-            .collect()
+            .map_err(backend_error)?;
+        // An event that cannot be decoded ends the batch; it is the error of the read that
+        // starts at it (R-FT-5: reported in its own place, the rest still readable).
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match recorded(row) {
+                Ok(event) => events.push(event),
+                Err(e) if events.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(events)
     }
 
     fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
@@ -437,5 +492,14 @@ impl EventStore for PgEventStore {
             .execute(&self.sql.save_checkpoint, &[&subscriber, &position])
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    fn watch(&self) -> Box<dyn AppendWatch> {
+        Box::new(listen::PgWatch::new(
+            self.pg.clone(),
+            self.connect_timeout,
+            self.schema.as_str().to_owned(),
+            self.watch_errors.clone(),
+        ))
     }
 }

@@ -64,7 +64,7 @@ create table if not exists {s}.idempotency_keys (
 create or replace function {s}.append_batch(
     p_streams text[], p_expected bigint[], p_counts int[],
     p_items int[], p_offsets int[], p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[],
-    p_lock bigint)
+    p_lock bigint, p_channel text, p_payload text)
 returns table (item int, status smallint, first_position bigint, last_position bigint,
                last_version bigint, actual bigint, dup uuid)
 -- No JIT: the planner's row guesses for unnest over parameters make these small queries look
@@ -191,6 +191,9 @@ begin
             res_first[r.i] := r.first;
             res_last[r.i] := r.last;
         end loop;
+        -- One wake-up per appending transaction, delivered at commit (R-SEC-4: the channel
+        -- and payload are bound values, never spliced).
+        perform pg_notify(p_channel, p_payload);
     end if;
 
     return query

@@ -1,0 +1,312 @@
+//! Subscriptions (`humpyard::store::Subscription`) on both stores: every event once, in position
+//! order, woken by appends; on PostgreSQL a transaction that holds a lower position is waited
+//! for (R-PG-5), and errors are per item and never the end (R-FT-5).
+
+mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use humpyard::store::{
+    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, StoreError, Subscription,
+    SubscriptionConfig,
+};
+use humpyard::testing::ThrowawayPostgres;
+use humpyard::StreamId;
+use serde_json::json;
+use store::server;
+
+fn sid(s: &str) -> StreamId {
+    StreamId::new(s).unwrap()
+}
+
+fn ev(n: u64) -> NewEvent {
+    NewEvent::new("n", json!({ "n": n }))
+}
+
+fn postgres() -> (Arc<PgEventStore>, String) {
+    let mut config = PgStoreConfig::default();
+    let schema = server::fresh_schema("sub");
+    config.schema = schema.clone();
+    (Arc::new(PgEventStore::connect(&server::url(), config).unwrap()), schema)
+}
+
+/// Appends `total` events from two threads while a subscriber reads; the subscriber must see
+/// every position once, in order, and the data of each.
+fn every_event_once_in_order(store: Arc<dyn EventStore>) {
+    let total = 2_000u64;
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let mut sub = Subscription::new(store, 0, SubscriptionConfig::default());
+            let mut seen = Vec::new();
+            while seen.len() < total as usize {
+                let batch = sub.next_batch(300, Duration::from_secs(30)).unwrap();
+                assert!(!batch.is_empty(), "no event within 30 s after {}", seen.len());
+                seen.extend(batch.into_iter().map(|e| (e.position, e.data["n"].as_u64().unwrap())));
+            }
+            assert!(sub.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+            seen
+        })
+    };
+    let writers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for chunk in 0..(total / 2 / 10) {
+                    let batch = (0..10u64)
+                        .map(|i| {
+                            let n = w * total + chunk * 10 + i;
+                            (sid(&format!("s-{}", n % 37)), ExpectedVersion::Any, vec![ev(n)])
+                        })
+                        .collect();
+                    for r in store.append_many(batch).unwrap() {
+                        r.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let seen = reader.join().unwrap();
+    let positions: Vec<u64> = seen.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        positions,
+        (1..=total).collect::<Vec<_>>(),
+        "every position once, in order"
+    );
+    let mut values: Vec<u64> = seen.iter().map(|(_, n)| *n).collect();
+    values.sort_unstable();
+    values.dedup();
+    assert_eq!(values.len(), total as usize, "every event's data once");
+}
+
+#[test]
+fn in_memory_subscription_sees_every_event_once_in_order() {
+    every_event_once_in_order(Arc::new(InMemoryStore::new()));
+}
+
+// proves R-PG-5 (every committed event delivered once, in position order, under concurrent appends)
+#[test]
+fn postgres_subscription_sees_every_event_once_in_order() {
+    every_event_once_in_order(postgres().0);
+}
+
+/// After the subscriber has idled long enough for its polling to slow to the cap, an append
+/// still reaches it at once: the store's watch woke it.
+fn an_append_wakes_an_idle_subscriber(store: Arc<dyn EventStore>) {
+    let mut config = SubscriptionConfig::default();
+    config.poll_interval = Duration::from_secs(120);
+    let mut sub = Subscription::new(store.clone(), 0, config);
+    // Idle for a while: the waits between reads grow to seconds.
+    assert!(sub.next_timeout(Duration::from_secs(3)).unwrap().is_none());
+    let appender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        store.append(&sid("wake"), ExpectedVersion::Any, vec![ev(1)]).unwrap();
+    });
+    let began = Instant::now();
+    let event = sub.next_timeout(Duration::from_secs(100)).unwrap().expect("an event");
+    // Polling alone would wait several seconds here (the next wait is at least 4 s); a
+    // wake-up makes it milliseconds. The bound leaves room for a slow machine.
+    assert!(
+        began.elapsed() < Duration::from_millis(3500),
+        "woken after {:?}: no wake-up came",
+        began.elapsed()
+    );
+    assert_eq!(event.position, 1);
+    appender.join().unwrap();
+}
+
+#[test]
+fn in_memory_appends_wake_an_idle_subscriber() {
+    an_append_wakes_an_idle_subscriber(Arc::new(InMemoryStore::new()));
+}
+
+// proves R-SEC-4: the wake-up travels on the constant channel, sent with pg_notify($1, $2)
+#[test]
+fn postgres_notifications_wake_an_idle_subscriber() {
+    an_append_wakes_an_idle_subscriber(postgres().0);
+}
+
+// proves R-SEC-4: LISTEN names only the constant channel; a stream id never becomes one
+#[test]
+fn notifications_use_one_constant_channel_with_the_schema_as_payload() {
+    let (store, schema) = postgres();
+    let mut listener = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
+    listener.batch_execute("LISTEN humpyard_appends").unwrap();
+    let hostile = sid("humpyard_appends/NOTIFY=evil");
+    store.append(&hostile, ExpectedVersion::Any, vec![ev(1)]).unwrap();
+    let mut notes = listener.notifications();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    use fallible_iterator::FallibleIterator;
+    while Instant::now() < deadline {
+        if let Some(n) = notes.timeout_iter(Duration::from_millis(200)).next().unwrap() {
+            got.push((n.channel().to_owned(), n.payload().to_owned()));
+            if n.payload() == schema {
+                break;
+            }
+        }
+    }
+    assert!(
+        got.iter().any(|(c, p)| c == "humpyard_appends" && *p == schema),
+        "notifications seen: {got:?}"
+    );
+    assert!(got.iter().all(|(c, _)| c == "humpyard_appends"));
+}
+
+/// A tool's transaction inserts straight into the events table, takes a position, and stays
+/// open while a store append commits the next position.
+fn held_lower_position(commit: bool) {
+    let (store, schema) = postgres();
+    store.append(&sid("before"), ExpectedVersion::Any, vec![ev(0)]).unwrap();
+    let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
+    let mut tx = tool.transaction().unwrap();
+    let held: i64 = tx
+        .query_one(
+            &format!(
+                // The schema name is the test's own generated one; values are bound.
+                "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
+                 values ($1, 0, $2, 'tool', '{{}}') returning position"
+            ),
+            &[&"tool-stream", &uuid::Uuid::new_v4()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 2);
+    let later = store.append(&sid("after"), ExpectedVersion::Any, vec![ev(2)]).unwrap();
+    assert_eq!(
+        later.first_position, 3,
+        "the later append committed above the held position"
+    );
+    let mut sub = Subscription::new(store.clone(), 0, SubscriptionConfig::default());
+    assert_eq!(sub.next_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 1);
+    // Position 3 is committed and visible, but 2 is still in flight: nothing more yet.
+    assert!(
+        sub.next_timeout(Duration::from_millis(600)).unwrap().is_none(),
+        "the subscriber passed a position still in flight"
+    );
+    if commit {
+        tx.commit().unwrap();
+    } else {
+        tx.rollback().unwrap();
+    }
+    let next = sub
+        .next_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("the held event");
+    if commit {
+        assert_eq!((next.position, next.event_type.as_str()), (2, "tool"));
+        let last = sub
+            .next_timeout(Duration::from_secs(10))
+            .unwrap()
+            .expect("the later event");
+        assert_eq!(last.position, 3);
+    } else {
+        assert_eq!(
+            next.position, 3,
+            "a rolled-back position is passed once its transaction ends"
+        );
+    }
+}
+
+// proves R-PG-5: a transaction holding a lower position is waited for, then delivered in order
+#[test]
+fn a_transaction_holding_a_lower_position_is_waited_for_then_delivered_in_order() {
+    held_lower_position(true);
+}
+
+// proves R-PG-5: a position whose transaction rolls back is passed once it has ended
+#[test]
+fn a_rolled_back_position_is_passed_once_its_transaction_ends() {
+    held_lower_position(false);
+}
+
+// proves R-FT-5: an event that cannot be decoded is an error in its own place; the rest flows
+#[test]
+fn an_undecodable_event_is_reported_in_place_and_the_subscription_goes_on() {
+    let (store, schema) = postgres();
+    store.append(&sid("good-1"), ExpectedVersion::Any, vec![ev(1)]).unwrap();
+    let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
+    tool.execute(
+        &format!(
+            "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
+             values ($1, 0, $2, 'tool', '{{}}')"
+        ),
+        &[&"not a valid id!", &uuid::Uuid::new_v4()],
+    )
+    .unwrap();
+    store.append(&sid("good-3"), ExpectedVersion::Any, vec![ev(3)]).unwrap();
+    store::contract::settled(&*store, 3);
+    let mut sub = Subscription::new(store.clone(), 0, SubscriptionConfig::default());
+    let items: Vec<_> = (&mut sub).take(3).collect();
+    assert_eq!(items[0].as_ref().unwrap().position, 1);
+    assert!(
+        matches!(items[1], Err(StoreError::InvalidStoredEvent { position: 2, .. })),
+        "got {:?}",
+        items[1]
+    );
+    assert_eq!(items[2].as_ref().unwrap().position, 3);
+    assert_eq!(sub.position(), 3);
+}
+
+// proves R-FT-5: a lost server is an error, never a silent end; the subscription resumes
+// where it was and misses nothing
+#[test]
+fn a_subscription_reports_a_lost_server_and_resumes_without_gaps() {
+    let mut own = ThrowawayPostgres::start().unwrap();
+    let mut config = PgStoreConfig::default();
+    config.connect_timeout = Duration::from_secs(2);
+    config.checkout_timeout = Duration::from_secs(2);
+    let store = Arc::new(PgEventStore::connect(&own.url(), config).unwrap());
+    for n in 0..5 {
+        store.append(&sid("before"), ExpectedVersion::Any, vec![ev(n)]).unwrap();
+    }
+    let mut sub_config = SubscriptionConfig::default();
+    sub_config.retry_backoff = Duration::from_millis(20);
+    sub_config.retry_backoff_max = Duration::from_millis(200);
+    let mut sub = Subscription::new(store.clone(), 0, sub_config);
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        seen.extend(
+            sub.next_batch(10, Duration::from_secs(10))
+                .unwrap()
+                .iter()
+                .map(|e| e.position),
+        );
+    }
+    own.stop();
+    // The next read fails, and says so.
+    let mut errors = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while errors == 0 && Instant::now() < deadline {
+        match sub.next_batch(10, Duration::from_millis(500)) {
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_)) => errors += 1,
+            Err(other) => panic!("unexpected error {other:?}"),
+            Ok(batch) => assert!(batch.is_empty(), "events from a stopped server"),
+        }
+    }
+    assert!(errors > 0, "a stopped server was never reported");
+    assert!(sub.failures() > 0);
+    own.restart().unwrap();
+    // Appends after the restart reach the same subscription, after the old ones, none twice.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut appended = 0;
+    while appended < 5 {
+        match store.append(&sid("after"), ExpectedVersion::Any, vec![ev(100 + appended)]) {
+            Ok(_) => appended += 1,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("the store never recovered: {e:?}"),
+        }
+    }
+    while seen.len() < 10 && Instant::now() < deadline {
+        match sub.next_batch(10, Duration::from_millis(500)) {
+            Ok(batch) => seen.extend(batch.iter().map(|e| e.position)),
+            Err(_) => continue, // reconnecting: reported, then retried
+        }
+    }
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    assert_eq!(sub.failures(), 0);
+}
