@@ -30,8 +30,11 @@ mod stream_id;
 // The engine.
 mod engine;
 
-// The event store: the trait, the in-memory store and the Postgres store.
+// The event store: the trait, the in-memory store and the Postgres store; subscriptions.
 pub mod store;
+
+// The store fed through the engine, with a durable checkpoint.
+pub mod pipeline;
 
 // A throwaway PostgreSQL server for tests and the perf tool (feature `testing`).
 #[cfg(feature = "testing")]

@@ -1,0 +1,170 @@
+//! The pipeline's reader thread: subscription -> engine, and the checkpoint.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::progress::Progress;
+use super::stats::Counters;
+use super::Tracked;
+use crate::store::{EventStore, RecordedEvent, StoreError, Subscription};
+use crate::{Engine, Event, Handler, SubmitError};
+
+/// How long one submit waits for room before the thread looks at its stop flag again.
+const SUBMIT_WAIT: Duration = Duration::from_millis(10);
+
+/// How long the thread sleeps while the window is full (every flag belongs to a position in
+/// flight) before it looks again.
+const WINDOW_WAIT: Duration = Duration::from_micros(200);
+
+/// What the reader thread works with.
+pub(crate) struct Reader<H: Handler<Payload = RecordedEvent>> {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) subscriber: String,
+    pub(crate) engine: Arc<Engine<Tracked<H>>>,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) subscription: Subscription,
+    pub(crate) batch_size: usize,
+    pub(crate) checkpoint_interval: Duration,
+    /// The lowest position not yet known fully processed.
+    pub(crate) front: u64,
+    /// The next position not yet submitted (or passed as a gap).
+    pub(crate) next: u64,
+    /// The checkpoint last saved, and when the next save is due.
+    pub(crate) saved: u64,
+    pub(crate) next_save: Instant,
+}
+
+impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
+    /// Runs until the stop flag is set; returns itself so that shutdown can save the last
+    /// checkpoint once the engine has drained.
+    pub(crate) fn run(mut self) -> Reader<H> {
+        'reading: while !self.stop.load(Ordering::Acquire) {
+            self.save_when_due();
+            let wait = self
+                .next_save
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match self.subscription.next_batch(self.batch_size, wait) {
+                Ok(events) => {
+                    for event in events {
+                        if !self.submit(event) {
+                            break 'reading;
+                        }
+                    }
+                }
+                Err(StoreError::InvalidStoredEvent { position, reason }) => {
+                    // Reported and passed: it cannot be handed to a handler.
+                    self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        subscriber = self.subscriber.as_str(), position = position, reason:% = reason;
+                        "humpyard pipeline: a stored event cannot be decoded; passed"
+                    );
+                    if !self.pass_to(position + 1) {
+                        break 'reading;
+                    }
+                }
+                Err(error) => {
+                    // The subscription retries after its backoff; each failure is counted and
+                    // logged, never swallowed.
+                    self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        subscriber = self.subscriber.as_str(), error:% = error;
+                        "humpyard pipeline: reading the store failed; retrying"
+                    );
+                }
+            }
+        }
+        self
+    }
+
+    /// Submits one event, waiting for room in the window and in the engine. False if the
+    /// pipeline is stopping (the event is not submitted and not marked: the checkpoint stays
+    /// below it).
+    fn submit(&mut self, event: RecordedEvent) -> bool {
+        let position = event.position;
+        if !self.pass_to(position) {
+            return false;
+        }
+        let mut pending = Event::new(event.stream.clone(), event);
+        loop {
+            match self.engine.submit_timeout(pending, SUBMIT_WAIT) {
+                Ok(()) => break,
+                Err(SubmitError::Closed(_)) => return false,
+                Err(rejected) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    // Waiting for room can last: the checkpoint keeps its cadence meanwhile.
+                    self.save_when_due();
+                    pending = rejected.into_event();
+                }
+            }
+        }
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        self.next = position + 1;
+        true
+    }
+
+    /// Makes `position` the next to submit: waits until it fits in the window, and marks the
+    /// positions before it that the store never delivered (gaps) as done. False if stopping.
+    fn pass_to(&mut self, position: u64) -> bool {
+        let window = self.progress.window();
+        while position >= self.front + window {
+            self.front = self.progress.advance(self.front, self.next);
+            if position < self.front + window {
+                break;
+            }
+            if self.front == self.next {
+                // Everything submitted is done and the rest up to `position` is a gap wider
+                // than the window: jump over it.
+                self.front = position;
+                self.next = position;
+                break;
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            self.save_when_due();
+            std::thread::sleep(WINDOW_WAIT);
+        }
+        for gap in self.next..position {
+            self.progress.done(gap);
+        }
+        self.next = self.next.max(position);
+        true
+    }
+
+    /// Saves the checkpoint if the interval has passed since the last save.
+    fn save_when_due(&mut self) {
+        if Instant::now() >= self.next_save {
+            self.save_checkpoint();
+            self.next_save = Instant::now() + self.checkpoint_interval;
+        }
+    }
+
+    /// Saves the low watermark if it moved. A failure is counted and logged; the next interval
+    /// tries again.
+    pub(crate) fn save_checkpoint(&mut self) {
+        self.front = self.progress.advance(self.front, self.next);
+        let watermark = self.front - 1;
+        if watermark <= self.saved {
+            return;
+        }
+        match self.store.save_checkpoint(&self.subscriber, watermark) {
+            Ok(()) => {
+                self.saved = watermark;
+                self.counters.checkpoint.store(watermark, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.counters.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    subscriber = self.subscriber.as_str(), position = watermark, error:% = error;
+                    "humpyard pipeline: saving the checkpoint failed; retrying at the next interval"
+                );
+            }
+        }
+    }
+}
