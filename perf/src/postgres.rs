@@ -6,10 +6,17 @@
 //! through a plain multi-row `INSERT ... SELECT FROM unnest(...)` of the same columns into a
 //! table of the same shape, with no checks. Runs alternate; the median is kept.
 //!
-//! The subscription and pipeline half of the durable path comes with them (the store issue).
+//! The third side is the whole durable path: the same appends while a `Pipeline` subscribes,
+//! dispatches every event to a handler on the engine and checkpoints; the time runs until the
+//! checkpoint reaches the last appended position.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use humpyard::pipeline::Pipeline;
+use humpyard::store::{RecordedEvent, SubscriptionConfig};
+use humpyard::{Event, Handler};
 
 use humpyard::store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, PgStoreConfig};
 use humpyard::testing::ThrowawayPostgres;
@@ -45,7 +52,7 @@ pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
             .map(|i| StreamId::new(&format!("s-{i}")).expect("valid id"))
             .collect(),
     );
-    let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut samples: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for run in 0..o.runs.max(1) {
         let schema = format!("perf_{}_{run}", std::process::id());
         let mut config = PgStoreConfig::default();
@@ -54,14 +61,23 @@ pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
         let store = Arc::new(PgEventStore::connect(&url, config).map_err(|e| e.to_string())?);
         samples[0].push(append_store(&store, &ids, o));
         samples[1].push(raw_insert(&url, &schema, &ids, o)?);
+        let mut config = PgStoreConfig::default();
+        config.schema = format!("{schema}_path");
+        config.pool_size = o.threads as u32 + 2;
+        let store = Arc::new(PgEventStore::connect(&url, config).map_err(|e| e.to_string())?);
+        samples[2].push(durable_path(&store, &ids, o)?);
     }
     let mut rows = Vec::new();
-    for (i, system) in ["humpyard-append-many", "raw-insert-ceiling"].into_iter().enumerate() {
+    for (i, system) in ["humpyard-append-many", "raw-insert-ceiling", "humpyard-durable-path"]
+        .into_iter()
+        .enumerate()
+    {
         let s = &mut samples[i];
         s.sort_by(f64::total_cmp);
         let seconds = s[s.len() / 2];
         let rates: Vec<String> = s.iter().map(|t| format!("{:.0}", o.events as f64 / t)).collect();
-        let row = Row::throughput("pg-append-uniform", system, o.events, seconds, None);
+        let scenario = if i == 2 { "pg-durable-path-uniform" } else { "pg-append-uniform" };
+        let row = Row::throughput(scenario, system, o.events, seconds, None);
         println!(
             "  {system:<22} {:>10.0} events/s   (runs: {})",
             row.events_per_sec,
@@ -70,8 +86,9 @@ pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
         rows.push(row);
     }
     println!(
-        "  humpyard / raw insert ceiling: {:.0}%",
-        100.0 * rows[0].events_per_sec / rows[1].events_per_sec
+        "  append_many / raw insert ceiling: {:.0}%;  durable path / raw insert ceiling: {:.0}%",
+        100.0 * rows[0].events_per_sec / rows[1].events_per_sec,
+        100.0 * rows[2].events_per_sec / rows[1].events_per_sec
     );
     Ok(rows)
 }
@@ -133,7 +150,7 @@ fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) 
                     streams.push(ids[key as usize].as_str().to_owned());
                     // Versions made unique per thread so the (stream, version) index accepts them.
                     versions.push((n * o.threads as u64 + t as u64) as i64);
-                    uuids.push(Uuid::new_v4());
+                    uuids.push(Uuid::now_v7());
                     data.push(json!({ "n": n }));
                     if streams.len() == o.batch || n + 1 == per_thread {
                         client
@@ -154,4 +171,47 @@ fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) 
         t.join().map_err(|_| "inserter panicked".to_owned())?;
     }
     Ok(began.elapsed().as_secs_f64())
+}
+
+/// Counts what the pipeline hands it.
+struct Count(AtomicU64);
+
+impl Handler for Count {
+    type Payload = RecordedEvent;
+    type State = ();
+    type Error = String;
+
+    fn init(&self, _: &StreamId) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn handle(&self, _: &mut (), event: &Event<RecordedEvent>) -> Result<(), String> {
+        self.0.fetch_add(event.payload().version.min(1), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Seconds from the first append until the pipeline's checkpoint reaches the last position.
+fn durable_path(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> Result<f64, String> {
+    let dyn_store: Arc<dyn EventStore> = store.clone();
+    let mut subscription = SubscriptionConfig::default();
+    subscription.batch_size = 2000;
+    let pipeline = Pipeline::builder(dyn_store, "perf", Count(AtomicU64::new(0)))
+        .checkpoint_interval(Duration::from_millis(20))
+        .subscription(subscription)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let began = Instant::now();
+    append_store(store, ids, o);
+    // A fresh schema and appends that all succeed: positions run 1..=total with no gap.
+    let last = o.events / o.threads as u64 * o.threads as u64;
+    while pipeline.stats().checkpoint < last {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let report = pipeline.shutdown(Duration::from_secs(10));
+    if report.stats.handled != last {
+        return Err(format!("the pipeline handled {} events", report.stats.handled));
+    }
+    Ok(seconds)
 }
