@@ -147,3 +147,29 @@ impl Shard {
         self.0.state() == crate::engine::shard::IDLE && self.0.ring.len() > 0
     }
 }
+
+/// The pipeline's done-flag window (`pipeline::progress::Progress`).
+#[derive(Debug)]
+pub struct Progress(crate::pipeline::progress::Progress);
+
+impl Progress {
+    /// A window of `window` positions (rounded up to a power of two).
+    pub fn new(window: usize) -> Progress {
+        Progress(crate::pipeline::progress::Progress::new(window))
+    }
+
+    /// How many positions the window holds.
+    pub fn window(&self) -> u64 {
+        self.0.window()
+    }
+
+    /// A worker marks `position` fully processed.
+    pub fn done(&self, position: u64) {
+        self.0.done(position);
+    }
+
+    /// The pipeline thread moves the front over done positions below `end`.
+    pub fn advance(&self, front: u64, end: u64) -> u64 {
+        self.0.advance(front, end)
+    }
+}

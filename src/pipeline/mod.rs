@@ -22,7 +22,7 @@
 //! are read again by the next run.
 
 mod builder;
-mod progress;
+pub(crate) mod progress;
 mod reader;
 mod stats;
 mod tracked;
