@@ -176,6 +176,7 @@ fn every_event_once_in_stream_order(store: Arc<dyn EventStore>) {
     assert_stream_order(&seen);
 }
 
+// proves R-CONC-3 (each stream's events in order, through the pipeline)
 #[test]
 fn in_memory_pipeline_handles_every_event_once_in_stream_order() {
     every_event_once_in_stream_order(Arc::new(InMemoryStore::new()));
@@ -193,6 +194,76 @@ impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
     }
+}
+
+/// Records every log line as its message plus `key=value` fields.
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        struct Fields(String);
+        impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+            fn visit_pair(
+                &mut self,
+                key: log::kv::Key<'kvs>,
+                value: log::kv::Value<'kvs>,
+            ) -> Result<(), log::kv::Error> {
+                self.0.push_str(&format!(" {key}={value}"));
+                Ok(())
+            }
+        }
+        let mut fields = Fields(String::new());
+        record.key_values().visit(&mut fields).unwrap();
+        self.0.lock().unwrap().push(format!("{}{}", record.args(), fields.0));
+    }
+    fn flush(&self) {}
+}
+
+static LOG: Capture = Capture(Mutex::new(Vec::new()));
+
+// proves R-FT-5 and R-SEC-3: an event a tool stored with a hostile stream id is reported (log
+// and counter) in its place and passed; its raw text never reaches the log
+#[test]
+fn an_undecodable_event_is_reported_without_its_raw_text_and_passed() {
+    let _ = log::set_logger(&LOG);
+    log::set_max_level(log::LevelFilter::Trace);
+    let (store, schema) = pg_store(&server::url());
+    append_numbered(&*store, 0, 1, 1);
+    let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
+    tool.execute(
+        // The schema name is the test's own generated one; values are bound.
+        &format!(
+            "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
+             values ($1, 0, $2, 'tool', '{{\"n\": 1}}')"
+        ),
+        &[&"evil\nlevel=error msg=forged", &uuid::Uuid::new_v4()],
+    )
+    .unwrap();
+    append_numbered(&*store, 2, 1, 1);
+    let seen: Seen = Arc::default();
+    let store: Arc<dyn EventStore> = store;
+    let pipeline = Pipeline::builder(store.clone(), "careful", Recorder::new(seen.clone()))
+        .checkpoint_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    wait_for("the checkpoint to pass all three", Duration::from_secs(30), || {
+        pipeline.stats().checkpoint == 3
+    });
+    let report = pipeline.shutdown(Duration::from_secs(10));
+    assert_eq!((report.stats.handled, report.stats.undecodable), (2, 1));
+    let lines = LOG.0.lock().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("cannot be decoded") && l.contains("subscriber=careful"))
+        .expect("the undecodable event is logged");
+    assert!(line.contains("position=2"), "{line:?}");
+    assert!(
+        !line.contains('\n') && !line.contains("forged"),
+        "raw text in the log: {line:?}"
+    );
 }
 
 // proves R-PG-5: the checkpoint never passes an event still being handled

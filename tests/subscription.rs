@@ -83,6 +83,7 @@ fn every_event_once_in_order(store: Arc<dyn EventStore>) {
     assert_eq!(values.len(), total as usize, "every event's data once");
 }
 
+// proves R-PG-5 (the contract's reading rule on the in-memory store)
 #[test]
 fn in_memory_subscription_sees_every_event_once_in_order() {
     every_event_once_in_order(Arc::new(InMemoryStore::new()));
@@ -119,6 +120,7 @@ fn an_append_wakes_an_idle_subscriber(store: Arc<dyn EventStore>) {
     appender.join().unwrap();
 }
 
+// proves R-PG-5 (subscribers are woken, not left to a slow poll, on the in-memory store)
 #[test]
 fn in_memory_appends_wake_an_idle_subscriber() {
     an_append_wakes_an_idle_subscriber(Arc::new(InMemoryStore::new()));
@@ -231,6 +233,7 @@ fn an_undecodable_event_is_reported_in_place_and_the_subscription_goes_on() {
     store.append(&sid("good-1"), ExpectedVersion::Any, vec![ev(1)]).unwrap();
     let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
     tool.execute(
+        // The schema name is the test's own generated one; values are bound.
         &format!(
             "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
              values ($1, 0, $2, 'tool', '{{}}')"

@@ -76,7 +76,11 @@ pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
         s.sort_by(f64::total_cmp);
         let seconds = s[s.len() / 2];
         let rates: Vec<String> = s.iter().map(|t| format!("{:.0}", o.events as f64 / t)).collect();
-        let scenario = if i == 2 { "pg-durable-path-uniform" } else { "pg-append-uniform" };
+        let scenario = if i == 2 {
+            "pg-durable-path-uniform"
+        } else {
+            "pg-append-uniform"
+        };
         let row = Row::throughput(scenario, system, o.events, seconds, None);
         println!(
             "  {system:<22} {:>10.0} events/s   (runs: {})",

@@ -59,7 +59,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
                     // Reported and passed: it cannot be handed to a handler.
                     self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
                     log::error!(
-                        subscriber = self.subscriber.as_str(), position = position, reason:% = reason;
+                        subscriber = self.subscriber.as_str(), position = position, reason:? = reason.to_string();
                         "humpyard pipeline: a stored event cannot be decoded; passed"
                     );
                     if !self.pass_to(position + 1) {
@@ -71,7 +71,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
                     // logged, never swallowed.
                     self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
                     log::warn!(
-                        subscriber = self.subscriber.as_str(), error:% = error;
+                        subscriber = self.subscriber.as_str(), error:? = error.to_string();
                         "humpyard pipeline: reading the store failed; retrying"
                     );
                 }
@@ -161,7 +161,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
             Err(error) => {
                 self.counters.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
-                    subscriber = self.subscriber.as_str(), position = watermark, error:% = error;
+                    subscriber = self.subscriber.as_str(), position = watermark, error:? = error.to_string();
                     "humpyard pipeline: saving the checkpoint failed; retrying at the next interval"
                 );
             }

@@ -81,7 +81,7 @@ impl PgWatch {
         self.client = None;
         self.errors.fetch_add(1, Ordering::Relaxed);
         log::warn!(
-            error:% = error, retry_in_ms = self.backoff.as_millis() as u64;
+            error:? = error.to_string(), retry_in_ms = self.backoff.as_millis() as u64;
             "humpyard store: the append watch lost its listening connection"
         );
         self.retry_at = Some(Instant::now() + self.backoff);

@@ -163,7 +163,7 @@ struct PoolErrors(Arc<AtomicU64>);
 impl r2d2::HandleError<postgres::Error> for PoolErrors {
     fn handle_error(&self, error: postgres::Error) {
         self.0.fetch_add(1, Ordering::Relaxed);
-        log::warn!(error:% = error; "humpyard store: connection error in the pool");
+        log::warn!(error:? = error.to_string(); "humpyard store: connection error in the pool");
     }
 }
 
