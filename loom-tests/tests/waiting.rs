@@ -117,6 +117,9 @@ fn waiting_producer_is_woken_by_close() {
         }
         let m = engine.metrics();
         assert!(!report.deadline_exceeded && report.unprocessed.is_empty());
-        assert_eq!((m.accepted, m.processed, m.rejected), (accepted, accepted, 3 - accepted));
+        assert_eq!(
+            (m.accepted, m.processed, m.rejected),
+            (accepted, accepted, 3 - accepted)
+        );
     });
 }
