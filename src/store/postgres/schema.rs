@@ -84,6 +84,10 @@ declare
     res_actual bigint[] := array_fill(null::bigint, array[n_items]);
     res_dup uuid[] := array_fill(null::uuid, array[n_items]);
     any_ok boolean := false;
+    h0 bigint;
+    hits int[];
+    pre_streams text[];
+    pre_versions bigint[];
     r record;
     q record;
     ids uuid[];
@@ -93,21 +97,37 @@ begin
     -- The caller guarantees: every item has events, no id appears twice in the call.
     -- Every set below is built with unnest (linear), never by subscripting a text or jsonb
     -- array per row (each subscript walks the array from its start).
+
+    -- 0. Before the lock, the index probes: which ids are stored, and each stream's last
+    --    version, as of the newest position seen then (h0). Appends commit in position order
+    --    (the lock below), so under the lock the rows with a position above h0 are exactly the
+    --    appends committed since; their streams and ids patch what was read here. The probes
+    --    thus run beside another append's insert instead of after it.
+    h0 := coalesce((select max(e.position) from {s}.events e), 0);
+    select coalesce(array_agg(distinct u.item), '{}') into hits
+        from unnest(p_ids, p_items) as u(id, item)
+        -- A scalar subquery, never flattened into a join: one index probe per id, whatever
+        -- the cached plan thought of the table's size.
+        where (select true from {s}.events e where e.event_id = u.id);
+    select coalesce(array_agg(d.stream), '{}'),
+           coalesce(array_agg((select max(e.version) from {s}.events e where e.stream_id = d.stream)), '{}')
+        into pre_streams, pre_versions
+        from (select distinct x from unnest(p_streams) as x) as d(stream);
+
     perform pg_advisory_xact_lock(p_lock);
+
+    -- What committed since h0.
+    hits := hits || coalesce((select array_agg(distinct u.item)
+        from unnest(p_ids, p_items) as u(id, item)
+        join {s}.events e on e.event_id = u.id and e.position > h0), '{}');
 
     -- 1. Items naming a stored id: exactly one earlier append again (a retry) or a
     --    duplicate. Rare, so checked one by one.
     for r in
-        with hit as (
-            -- A scalar subquery, never flattened into a join: one index probe per id,
-            -- whatever the cached plan thought of the table's size.
-            select distinct u.item
-            from unnest(p_ids, p_items) as u(id, item)
-            where (select true from {s}.events e where e.event_id = u.id)),
-        it as (
+        with it as (
             select u.i::int as i, u.stream, u.cnt, (sum(u.cnt) over (order by u.i) - u.cnt)::int as start
             from unnest(p_streams, p_counts) with ordinality as u(stream, cnt, i))
-        select it.i, it.stream, it.cnt, it.start from it join hit on hit.item = it.i
+        select it.i, it.stream, it.cnt, it.start from it where it.i = any(hits)
     loop
         ids := p_ids[r.start + 1 : r.start + r.cnt];
         select e.position, e.version, e.stream_id, e.tx, e.opens_append into q
@@ -136,15 +156,17 @@ begin
 
     -- 2. Expected versions: the items in (stream, item) order, the stream's version carried
     --    from one item to the next, so each item sees the accepted ones before it. (A
-    --    set-based form with window sums measured no faster: the time is in the index probes
-    --    for each stream's last version.)
+    --    set-based form with window sums measured no faster.)
     for r in
         with it as (
             select u.i::int as i, u.stream, u.expected, u.cnt
             from unnest(p_streams, p_expected, p_counts) with ordinality as u(stream, expected, cnt, i)),
         latest as (
-            select d.stream, (select max(e.version) from {s}.events e where e.stream_id = d.stream) as v
-            from (select distinct it.stream from it) as d)
+            select p.stream, greatest(p.v, n.v) as v
+            from unnest(pre_streams, pre_versions) as p(stream, v)
+            left join (select e.stream_id, max(e.version) as v
+                       from {s}.events e where e.position > h0
+                       group by e.stream_id) as n on n.stream_id = p.stream)
         select it.i, it.stream, it.expected, it.cnt, latest.v
         from it join latest on latest.stream = it.stream
         order by it.stream, it.i
