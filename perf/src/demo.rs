@@ -69,6 +69,13 @@ impl DemoOptions {
     }
 }
 
+impl DemoOptions {
+    /// The worker threads (`--workers`), which the durable part uses too.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
+
 /// Runs the demo; `false` if the accounting did not hold.
 pub fn run(o: &DemoOptions) -> bool {
     let latencies = Arc::new(Mutex::new(

@@ -1,6 +1,7 @@
 //! `humpyard-perf`: the demo, the load generator and the side-by-side comparison with peers.
 //!
-//! With no subcommand it runs a ten-second demo on the engine. The subcommands measure:
+//! With no subcommand it runs a ten-second demo on the engine, then a few seconds of the durable
+//! path on the embedded store (appends, a pipeline, checkpoints). The subcommands measure:
 //! `throughput` (humpyard over a grid of workloads), `compare` (the same workloads on humpyard
 //! and on the peers a Rust user would pick instead, in one run), `latency` (open-loop,
 //! interleaved with the crossbeam pool) and `entities` (memory per live entity). Each can
@@ -8,6 +9,7 @@
 
 mod args;
 mod demo;
+mod durable_demo;
 mod latency;
 mod memory;
 mod postgres;
@@ -29,8 +31,10 @@ const HELP: &str = "humpyard-perf: the humpyard demo, load generator and peer co
 USAGE: cargo run --release -p humpyard-perf -- [SUBCOMMAND] [--flag value ...]
 
 (no subcommand)  a 10 s demo on the engine: live rate, then events/s, latency, entities and
-                 the accounting line
+                 the accounting line; then the durable path on the embedded InMemoryStore:
+                 appenders -> append_many -> Pipeline -> engine, with checkpoints
     --seconds N  --streams N  --producers N  --workers N  --max-entities N
+    --durable-seconds 5  --durable-events 1000000  --durable-streams 10000  --appenders 2
 
 throughput       humpyard at saturation over streams x keys x handler cost x producers
     --streams 1,1000,100000,1000000   --keys uniform,zipf   --cost trivial,1us
@@ -89,8 +93,18 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
     let (title, rows, chart) = match command {
         "" => {
             let options = demo::DemoOptions::from_flags(flags)?;
+            let durable = durable_demo::DurableOptions {
+                seconds: flags.take("durable-seconds", 5u64)?,
+                max_events: flags.take("durable-events", 1_000_000u64)?.max(1),
+                streams: flags.take("durable-streams", 10_000u64)?.max(1),
+                appenders: flags.take("appenders", 2u64)?.max(1),
+                workers: options.workers(),
+            };
             take_leftovers(flags)?;
-            return Ok(demo::run(&options));
+            let engine_ok = demo::run(&options);
+            println!();
+            let durable_ok = durable_demo::run(&durable);
+            return Ok(engine_ok && durable_ok);
         }
         "throughput" => {
             let (scenarios, systems, runs) = throughput_plan(flags)?;
