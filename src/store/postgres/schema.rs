@@ -7,10 +7,14 @@
 //!
 //! Appends go through one function, `append_batch`, so that a batch of appends across many
 //! streams is one statement and one round trip. It takes a transaction-scoped advisory lock
-//! first (one per schema), so appends take positions and commit in one order: a reader that
-//! sees an event sees every event with a lower position (gap-safe reading, design (b) of
-//! DESIGN.md), and version and id checks made under the lock hold until the insert, so a
-//! failed append takes no position.
+//! (one per schema) before its first write, so appends take positions, transaction ids and
+//! commits in one order: a reader that sees an event sees every event with a lower position
+//! (gap-safe reading, design (b) of DESIGN.md). The version and id checks are decided under
+//! the lock and hold until the insert, so a failed append takes no position. Their index
+//! probes run before the lock and are brought up to date under it from the rows above the
+//! newest position seen before it: with commits in position order, those are exactly the
+//! appends committed in between. (A row a tool inserts without the lock is not covered: a
+//! clash with it surfaces as the database's unique violation.)
 
 use postgres::Client;
 
