@@ -1,35 +1,13 @@
 //! Logs and errors: R-SEC-3 (untrusted text reaches logs only as escaped structured fields),
 //! R-API-2 (errors are typed, implement std::error::Error, carry the value back).
 
-use std::sync::Mutex;
+mod log_capture;
+
 use std::time::Duration;
 
+use log_capture::LOG;
+
 use humpyard::{ConfigError, Engine, Event, Handler, StreamId, SubmitError};
-use log::kv::{Key, Value, VisitSource};
-
-/// Records every log line as its message plus `key=value` fields.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        struct Fields(String);
-        impl<'kvs> VisitSource<'kvs> for Fields {
-            fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-                self.0.push_str(&format!(" {key}={value}"));
-                Ok(())
-            }
-        }
-        let mut fields = Fields(String::new());
-        record.key_values().visit(&mut fields).unwrap();
-        self.0.lock().unwrap().push(format!("{}{}", record.args(), fields.0));
-    }
-    fn flush(&self) {}
-}
-
-static LOG: Capture = Capture(Mutex::new(Vec::new()));
 
 struct Hostile;
 
@@ -49,8 +27,7 @@ impl Handler for Hostile {
 // as one escaped field, never as raw text that could forge a line.
 #[test]
 fn untrusted_text_is_logged_escaped() {
-    log::set_logger(&LOG).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    log_capture::install();
     let engine = Engine::builder(Hostile).workers(1).max_attempts(1).start().unwrap();
     engine
         .try_submit(Event::new(StreamId::new("victim").unwrap(), ()))

@@ -4,6 +4,7 @@
 //! server restart, nothing is lost and only events after the last checkpoint are handled again
 //! (R-PG-5, R-FT-5).
 
+mod log_capture;
 mod store;
 
 use std::collections::{BTreeSet, HashMap};
@@ -196,40 +197,11 @@ impl Drop for OpenOnDrop {
     }
 }
 
-/// Records every log line as its message plus `key=value` fields.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        struct Fields(String);
-        impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
-            fn visit_pair(
-                &mut self,
-                key: log::kv::Key<'kvs>,
-                value: log::kv::Value<'kvs>,
-            ) -> Result<(), log::kv::Error> {
-                self.0.push_str(&format!(" {key}={value}"));
-                Ok(())
-            }
-        }
-        let mut fields = Fields(String::new());
-        record.key_values().visit(&mut fields).unwrap();
-        self.0.lock().unwrap().push(format!("{}{}", record.args(), fields.0));
-    }
-    fn flush(&self) {}
-}
-
-static LOG: Capture = Capture(Mutex::new(Vec::new()));
-
 // proves R-FT-5 and R-SEC-3: an event a tool stored with a hostile stream id is reported (log
 // and counter) in its place and passed; its raw text never reaches the log
 #[test]
 fn an_undecodable_event_is_reported_without_its_raw_text_and_passed() {
-    let _ = log::set_logger(&LOG);
-    log::set_max_level(log::LevelFilter::Trace);
+    log_capture::install();
     let (store, schema) = pg_store(&server::url());
     append_numbered(&*store, 0, 1, 1);
     let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
@@ -254,7 +226,7 @@ fn an_undecodable_event_is_reported_without_its_raw_text_and_passed() {
     });
     let report = pipeline.shutdown(Duration::from_secs(10));
     assert_eq!((report.stats.handled, report.stats.undecodable), (2, 1));
-    let lines = LOG.0.lock().unwrap();
+    let lines = log_capture::LOG.0.lock().unwrap();
     let line = lines
         .iter()
         .find(|l| l.contains("cannot be decoded") && l.contains("subscriber=careful"))
