@@ -289,6 +289,15 @@ impl PgEventStore {
                 ],
             )
             .map_err(backend_error)?;
+        // One row per item, in item order: anything else is a schema this build does not
+        // know (an older or altered function), never a reason to pair results with the
+        // wrong items.
+        if rows.len() != items.len() {
+            return Err(StoreError::Backend(BackendError::new(
+                None,
+                format!("append_batch returned {} rows for {} items", rows.len(), items.len()),
+            )));
+        }
         Ok(rows
             .iter()
             .zip(items)
@@ -409,12 +418,15 @@ impl EventStore for PgEventStore {
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         // Answered here: items with no events, and items naming one id twice. The rest go to
         // the server in one call, unless an id appears in two items: then item by item, so
-        // that each sees the ones before it (a repeat is a retry or a duplicate).
+        // that each sees the ones before it (a repeat is a retry or a duplicate). The items
+        // move into the call; nothing is copied.
         let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(batch.len());
         let mut send = Vec::with_capacity(batch.len());
+        let mut send_index = Vec::with_capacity(batch.len());
         let mut seen_in_call = std::collections::HashSet::new();
         let mut shared_ids = false;
-        for (index, (_, _, events)) in batch.iter().enumerate() {
+        for item in batch {
+            let events = &item.2;
             if events.is_empty() {
                 results.push(Some(Err(StoreError::InvalidInput(InvalidInput::NoEvents))));
                 continue;
@@ -425,17 +437,28 @@ impl EventStore for PgEventStore {
                 continue;
             }
             shared_ids |= events.iter().any(|e| !seen_in_call.insert(e.id));
+            send_index.push(results.len());
             results.push(None);
-            send.push(index);
+            send.push(item);
         }
         if shared_ids {
-            for index in send {
-                let mut one = self.call_append_batch(&batch[index..=index])?;
-                results[index] = one.pop();
+            // One call per item. Until one has been written a failed call fails the whole
+            // batch (nothing was written); after that, each item keeps its own result, so an
+            // error never hides the items already committed.
+            let mut written = false;
+            for (index, item) in send_index.into_iter().zip(send) {
+                let result = match self.call_append_batch(std::slice::from_ref(&item)) {
+                    Ok(mut one) => one
+                        .pop()
+                        .unwrap_or(Err(StoreError::InvalidInput(InvalidInput::NoEvents))),
+                    Err(e) if !written => return Err(e),
+                    Err(e) => Err(e),
+                };
+                written |= result.is_ok();
+                results[index] = Some(result);
             }
         } else if !send.is_empty() {
-            let items: Vec<_> = send.iter().map(|&i| batch[i].clone()).collect();
-            for (index, result) in send.into_iter().zip(self.call_append_batch(&items)?) {
+            for (index, result) in send_index.into_iter().zip(self.call_append_batch(&send)?) {
                 results[index] = Some(result);
             }
         }
