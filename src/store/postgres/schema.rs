@@ -40,7 +40,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
 const V1: &str = r#"
 create table if not exists {s}.events (
     position bigint generated always as identity primary key,
-    stream_id text not null,
+    -- Byte order: stream ids are identifiers, and the (stream_id, version) index then
+    -- compares with memcmp instead of the database locale's strcoll.
+    stream_id text collate "C" not null,
     version bigint not null,
     event_id uuid not null unique,
     event_type text not null,
@@ -96,6 +98,7 @@ declare
     new_ids uuid[] := '{}';
     new_streams text[] := '{}';
     new_versions bigint[] := '{}';
+    positions bigint[];
     r record;
     q record;
     ids uuid[];
@@ -139,37 +142,39 @@ begin
     end if;
 
     -- 1. Items naming a stored id: exactly one earlier append again (a retry) or a
-    --    duplicate. Rare, so checked one by one.
-    for r in
-        with it as (
-            select u.i::int as i, u.stream, u.cnt, (sum(u.cnt) over (order by u.i) - u.cnt)::int as start
-            from unnest(p_streams, p_counts) with ordinality as u(stream, cnt, i))
-        select it.i, it.stream, it.cnt, it.start from it where it.i = any(hits)
-    loop
-        ids := p_ids[r.start + 1 : r.start + r.cnt];
-        select e.position, e.version, e.stream_id, e.tx, e.opens_append into q
-            from {s}.events e where e.event_id = ids[1];
-        if found and q.stream_id = r.stream and q.opens_append is distinct from false
-            and (select count(*) from unnest(ids) with ordinality as u(id, ord)
-                 join {s}.events e on e.event_id = u.id
-                 where e.stream_id = q.stream_id and e.tx = q.tx
-                   and e.position = q.position + u.ord - 1
-                   and e.version = q.version + u.ord - 1
-                   and (u.ord = 1 or e.opens_append = false)) = r.cnt
-            and not exists (select 1 from {s}.events e
-                 where e.stream_id = q.stream_id and e.version = q.version + r.cnt
-                   and e.tx = q.tx and e.opens_append = false)
-        then
-            st[r.i] := 3;
-            res_first[r.i] := q.position;
-            res_last[r.i] := q.position + r.cnt - 1;
-            res_lastver[r.i] := q.version + r.cnt - 1;
-        else
-            st[r.i] := 2;
-            res_dup[r.i] := (select u.id from unnest(ids) with ordinality as u(id, ord)
-                             join {s}.events e on e.event_id = u.id order by u.ord limit 1);
-        end if;
-    end loop;
+    --    duplicate. Rare, so checked one by one (and skipped when there are none).
+    if cardinality(hits) > 0 then
+        for r in
+            with it as (
+                select u.i::int as i, u.stream, u.cnt, (sum(u.cnt) over (order by u.i) - u.cnt)::int as start
+                from unnest(p_streams, p_counts) with ordinality as u(stream, cnt, i))
+            select it.i, it.stream, it.cnt, it.start from it where it.i = any(hits)
+        loop
+            ids := p_ids[r.start + 1 : r.start + r.cnt];
+            select e.position, e.version, e.stream_id, e.tx, e.opens_append into q
+                from {s}.events e where e.event_id = ids[1];
+            if found and q.stream_id = r.stream and q.opens_append is distinct from false
+                and (select count(*) from unnest(ids) with ordinality as u(id, ord)
+                     join {s}.events e on e.event_id = u.id
+                     where e.stream_id = q.stream_id and e.tx = q.tx
+                       and e.position = q.position + u.ord - 1
+                       and e.version = q.version + u.ord - 1
+                       and (u.ord = 1 or e.opens_append = false)) = r.cnt
+                and not exists (select 1 from {s}.events e
+                     where e.stream_id = q.stream_id and e.version = q.version + r.cnt
+                       and e.tx = q.tx and e.opens_append = false)
+            then
+                st[r.i] := 3;
+                res_first[r.i] := q.position;
+                res_last[r.i] := q.position + r.cnt - 1;
+                res_lastver[r.i] := q.version + r.cnt - 1;
+            else
+                st[r.i] := 2;
+                res_dup[r.i] := (select u.id from unnest(ids) with ordinality as u(id, ord)
+                                 join {s}.events e on e.event_id = u.id order by u.ord limit 1);
+            end if;
+        end loop;
+    end if;
 
     -- 2. Expected versions: the items in (stream, item) order, the stream's version carried
     --    from one item to the next, so each item sees the accepted ones before it. (A
@@ -205,41 +210,44 @@ begin
         any_ok := true;
     end loop;
 
-    -- 3. One insert of every accepted item's rows, in call order.
+    -- 3. One insert of every accepted item's rows, in call order. The rows reach the insert
+    --    in that order and draw their positions from the identity as they arrive (nextval is
+    --    volatile, so it runs after the sort), so their positions in ascending order are the
+    --    accepted events in call order; the answer below maps them back to items by counting,
+    --    with no join of the inserted rows.
     if any_ok then
-        for r in
-            with it as (
-                select u.i::int as i, u.stream, u.b
-                from unnest(p_streams, base) with ordinality as u(stream, b, i)
-                where u.b is not null),
-            rws as (
-                select it.i, it.stream, it.b + ev.ord as version, ev.ord, ev.id, ev.typ, ev.dat, ev.met, ev.idx
-                from unnest(p_items, p_offsets, p_ids, p_types, p_data, p_meta) with ordinality
-                     as ev(item, ord, id, typ, dat, met, idx)
-                join it on it.i = ev.item),
-            ins as (
-                insert into {s}.events (stream_id, version, event_id, event_type, data, metadata,
-                                        opens_append)
-                select rws.stream, rws.version, rws.id, rws.typ, rws.dat, rws.met, rws.ord = 1
-                from rws order by rws.idx
-                returning position, event_id)
-            select rws.i, min(ins.position) as first, max(ins.position) as last
-            from ins join rws on rws.id = ins.event_id
-            group by rws.i
-        loop
-            res_first[r.i] := r.first;
-            res_last[r.i] := r.last;
-        end loop;
+        with it as (
+            select u.i::int as i, u.stream, u.b
+            from unnest(p_streams, base) with ordinality as u(stream, b, i)
+            where u.b is not null),
+        rws as (
+            select it.stream, it.b + ev.ord as version, ev.ord, ev.id, ev.typ, ev.dat, ev.met, ev.idx
+            from unnest(p_items, p_offsets, p_ids, p_types, p_data, p_meta) with ordinality
+                 as ev(item, ord, id, typ, dat, met, idx)
+            join it on it.i = ev.item),
+        ins as (
+            insert into {s}.events (stream_id, version, event_id, event_type, data, metadata,
+                                    opens_append)
+            select rws.stream, rws.version, rws.id, rws.typ, rws.dat, rws.met, rws.ord = 1
+            from rws order by rws.idx
+            returning position)
+        select array_agg(ins.position order by ins.position) into positions from ins;
         -- One wake-up per appending transaction, delivered at commit (R-SEC-4: the channel
         -- and payload are bound values, never spliced).
         perform pg_notify(p_channel, p_payload);
     end if;
 
+    -- An accepted item's positions: its events' places among the accepted events, counted
+    -- in call order.
     return query
         select o.g::int, (case when o.st = 3 then 0 else o.st end)::smallint,
-               o.f, o.l, o.lv, o.a, o.d
-        from unnest(st, res_first, res_last, res_lastver, res_actual, res_dup)
-             with ordinality as o(st, f, l, lv, a, d, g);
+               case when o.st = 0 then positions[(o.upto - o.cnt + 1)::int] else o.f end,
+               case when o.st = 0 then positions[o.upto::int] else o.l end,
+               o.lv, o.a, o.d
+        from (select u.*, sum(case when u.st = 0 then u.cnt else 0 end) over (order by u.g) as upto
+              from unnest(st, p_counts, res_first, res_last, res_lastver, res_actual, res_dup)
+                   with ordinality as u(st, cnt, f, l, lv, a, d, g)) as o
+        order by o.g;
 end;
 $fn$;
 "#;
