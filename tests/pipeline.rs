@@ -9,13 +9,13 @@ mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use humpyard::pipeline::{Pipeline, PipelineStats};
 use humpyard::store::{
-    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent,
+    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent, StoreError,
     SubscriptionConfig,
 };
 use humpyard::testing::ThrowawayPostgres;
@@ -301,6 +301,122 @@ fn dead_letters_are_reported_and_count_as_processed() {
     let mut letters = letters.lock().unwrap().clone();
     letters.sort_unstable();
     assert_eq!(letters, (0..30).map(|k| k * 10 + 1).collect::<Vec<_>>());
+}
+
+// proves R-FT-5 and R-PG-5: the checkpoint passes a dead letter only after the hook has it,
+// so a crash while the hook runs cannot lose it; a hook that panics still lets it pass
+#[test]
+fn the_checkpoint_passes_a_dead_letter_only_after_its_hook_returns() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let last = append_numbered(&*store, 0, 20, 4);
+    let seen: Seen = Arc::default();
+    let mut handler = Recorder::new(seen.clone());
+    handler.fail_every = 10; // n = 0 and 10: positions 1 and 11
+    let (hook_store, checkpoints_in_hook) = (store.clone(), Arc::new(Mutex::new(Vec::new())));
+    let for_hook = checkpoints_in_hook.clone();
+    let pipeline = Pipeline::builder(store.clone(), "slow-letters", handler)
+        .checkpoint_interval(Duration::from_millis(1))
+        .engine(|b| b.workers(2).max_attempts(1))
+        .on_dead_letter(move |letter| {
+            let position = letter.event.payload().position;
+            // Many checkpoint intervals pass while the hook works.
+            std::thread::sleep(Duration::from_millis(100));
+            let saved = hook_store.load_checkpoint("slow-letters").unwrap().unwrap_or(0);
+            for_hook.lock().unwrap().push((position, saved));
+            if position == 11 {
+                panic!("the dead-letter sink failed");
+            }
+        })
+        .start()
+        .unwrap();
+    wait_for("the checkpoint to reach the end", Duration::from_secs(30), || {
+        pipeline.stats().checkpoint == last
+    });
+    let report = pipeline.shutdown(Duration::from_secs(10));
+    assert_eq!(report.stats.dead_lettered, 2);
+    let mut in_hook = checkpoints_in_hook.lock().unwrap().clone();
+    in_hook.sort_unstable();
+    assert_eq!(in_hook.len(), 2);
+    for (position, saved) in in_hook {
+        assert!(
+            saved < position,
+            "checkpoint {saved} passed dead letter {position} before its hook returned"
+        );
+    }
+}
+
+/// An in-memory store that counts its `read_all` calls.
+struct CountingReads {
+    inner: InMemoryStore,
+    reads: AtomicU64,
+}
+
+impl EventStore for CountingReads {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<humpyard::store::Appended, StoreError> {
+        self.inner.append(stream, expected, events)
+    }
+
+    fn append_many(
+        &self,
+        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<humpyard::store::Appended, StoreError>>, StoreError> {
+        self.inner.append_many(batch)
+    }
+
+    fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, from, max)
+    }
+
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_all(after, max)
+    }
+
+    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.load_checkpoint(subscriber)
+    }
+
+    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(subscriber, position)
+    }
+
+    fn watch(&self) -> Box<dyn humpyard::store::AppendWatch> {
+        self.inner.watch()
+    }
+}
+
+// proves R-PG-5 (the checkpoint interval) with R-BP-2's rule of no spinning: a zero interval
+// does not turn an idle pipeline into a loop polling the store (the interval has a floor of 1 ms)
+#[test]
+fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
+    let store = Arc::new(CountingReads {
+        inner: InMemoryStore::new(),
+        reads: AtomicU64::new(0),
+    });
+    let last = append_numbered(&*store, 0, 10, 2);
+    let pipeline = Pipeline::builder(store.clone(), "eager", Recorder::new(Seen::default()))
+        .checkpoint_interval(Duration::ZERO)
+        .start()
+        .unwrap();
+    wait_for("the checkpoint to reach the end", Duration::from_secs(30), || {
+        pipeline.stats().checkpoint == last
+    });
+    let before = store.reads.load(Ordering::Relaxed);
+    let idle = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let reads = store.reads.load(Ordering::Relaxed) - before;
+    let elapsed_ms = idle.elapsed().as_millis() as u64;
+    pipeline.shutdown(Duration::from_secs(10));
+    // At most one read a millisecond, and some slack; a loop makes hundreds of thousands.
+    assert!(
+        reads <= 2 * elapsed_ms + 50,
+        "{reads} reads in {elapsed_ms} ms while idle"
+    );
 }
 
 /// Events handled by a run that stopped early, the checkpoint it left, and a second run.

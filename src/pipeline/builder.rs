@@ -12,6 +12,9 @@ use crate::store::{check_subscriber, EventStore, RecordedEvent, StoreError, Subs
 use crate::sync::Mutex;
 use crate::{ConfigError, DeadLetter, Engine, EngineBuilder, Handler};
 
+/// The shortest checkpoint interval: shorter would have the reader poll the store in a loop.
+const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1);
+
 type EngineSettings<H> = Box<dyn FnOnce(EngineBuilder<Tracked<H>>) -> EngineBuilder<Tracked<H>>>;
 type DeadLetterHook = Box<dyn Fn(DeadLetter<RecordedEvent>) + Send + Sync>;
 
@@ -87,9 +90,10 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
     }
 
     /// How often the checkpoint is saved (when it moved). After a crash, the events handled
-    /// again are at most those fully processed in one interval. Default: 1 s.
+    /// again are at most those fully processed in one interval. Default: 1 s; at least 1 ms
+    /// (the reader wakes at this cadence to save, and each wake reads the store once).
     pub fn checkpoint_interval(mut self, d: Duration) -> Self {
-        self.checkpoint_interval = d;
+        self.checkpoint_interval = d.max(MIN_CHECKPOINT_INTERVAL);
         self
     }
 
@@ -118,8 +122,9 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
         self
     }
 
-    /// Called with every dead letter (after its position is marked fully processed), on a
-    /// worker thread. Default: none (dead letters are counted in the stats).
+    /// Called with every dead letter, on a worker thread, before its position is marked fully
+    /// processed: once the hook returns (or panics), the checkpoint may pass it. Default: none
+    /// (dead letters are counted in the stats).
     pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<RecordedEvent>) + Send + Sync + 'static) -> Self {
         self.dead_letter = Some(Box::new(hook));
         self
@@ -152,10 +157,19 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
         }
         let (for_hook, counters_for_hook, user_hook) = (progress.clone(), counters.clone(), self.dead_letter);
         builder = builder.on_dead_letter(move |letter: DeadLetter<RecordedEvent>| {
+            // The user's hook first, then the mark: a checkpoint saved in between would pass a
+            // dead letter that a crash then loses before anyone heard of it. A panic in the
+            // hook still marks it (it is reported as the engine reports any hook's panic), or
+            // the checkpoint would stop there for good.
+            let position = letter.event.payload().position;
             counters_for_hook.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            for_hook.done(letter.event.payload().position);
-            if let Some(hook) = &user_hook {
-                hook(letter);
+            let outcome = match &user_hook {
+                Some(hook) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(letter))),
+                None => Ok(()),
+            };
+            for_hook.done(position);
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic);
             }
         });
         let engine = Arc::new(builder.start().map_err(PipelineError::Engine)?);
