@@ -345,10 +345,24 @@ fn the_checkpoint_passes_a_dead_letter_only_after_its_hook_returns() {
     }
 }
 
-/// An in-memory store that counts its `read_all` calls.
+/// An in-memory store that counts its `read_all` calls, and holds them while `hold` is set
+/// (a store call blocked on a dead connection).
 struct CountingReads {
     inner: InMemoryStore,
     reads: AtomicU64,
+    hold: AtomicBool,
+    held: AtomicU64,
+}
+
+impl CountingReads {
+    fn new() -> CountingReads {
+        CountingReads {
+            inner: InMemoryStore::new(),
+            reads: AtomicU64::new(0),
+            hold: AtomicBool::new(false),
+            held: AtomicU64::new(0),
+        }
+    }
 }
 
 impl EventStore for CountingReads {
@@ -374,6 +388,12 @@ impl EventStore for CountingReads {
 
     fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        if self.hold.load(Ordering::Acquire) {
+            self.held.fetch_add(1, Ordering::AcqRel);
+            while self.hold.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         self.inner.read_all(after, max)
     }
 
@@ -394,10 +414,7 @@ impl EventStore for CountingReads {
 // does not turn an idle pipeline into a loop polling the store (the interval has a floor of 1 ms)
 #[test]
 fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
-    let store = Arc::new(CountingReads {
-        inner: InMemoryStore::new(),
-        reads: AtomicU64::new(0),
-    });
+    let store = Arc::new(CountingReads::new());
     let last = append_numbered(&*store, 0, 10, 2);
     let pipeline = Pipeline::builder(store.clone(), "eager", Recorder::new(Seen::default()))
         .checkpoint_interval(Duration::ZERO)
@@ -417,6 +434,63 @@ fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
         reads <= 2 * elapsed_ms + 50,
         "{reads} reads in {elapsed_ms} ms while idle"
     );
+}
+
+// proves R-LIFE-3 (shutdown within the caller's deadline) and R-PG-1 (no hang on a stuck store):
+// shutdown keeps its deadline while the reader is blocked in a store call, concurrent calls get
+// the first call's report, and the reader saves the last checkpoint once the call returns
+#[test]
+fn shutdown_keeps_its_deadline_while_the_reader_is_blocked_in_the_store() {
+    let store = Arc::new(CountingReads::new());
+    let last = append_numbered(&*store, 0, 50, 5);
+    let pipeline = Arc::new(
+        Pipeline::builder(store.clone(), "blocked", Recorder::new(Seen::default()))
+            .checkpoint_interval(Duration::from_secs(3600))
+            .start()
+            .unwrap(),
+    );
+    wait_for("every event handled", Duration::from_secs(30), || {
+        pipeline.stats().handled == 50
+    });
+    store.hold.store(true, Ordering::Release);
+    wait_for("the reader to block in a read", Duration::from_secs(30), || {
+        store.held.load(Ordering::Acquire) > 0
+    });
+    // Were shutdown to wait for the reader, this would end the wait (and fail the test below
+    // instead of hanging it).
+    let watchdog = store.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        watchdog.hold.store(false, Ordering::Release);
+    });
+    let started = Instant::now();
+    let reports: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| pipeline.shutdown(Duration::from_millis(200))))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown took {took:?} with a 200 ms deadline"
+    );
+    assert!(
+        reports[0].deadline_exceeded,
+        "the reader had not finished: {:?}",
+        reports[0]
+    );
+    assert_eq!(
+        reports[0], reports[1],
+        "a concurrent call returns the first call's report"
+    );
+    assert_eq!(pipeline.shutdown(Duration::ZERO), reports[0]);
+    // The blocked call returns; the reader, detached, saves the last checkpoint itself.
+    assert_eq!(store.load_checkpoint("blocked").unwrap(), None);
+    store.hold.store(false, Ordering::Release);
+    wait_for("the detached reader's save", Duration::from_secs(30), || {
+        store.load_checkpoint("blocked").unwrap() == Some(last)
+    });
 }
 
 /// Events handled by a run that stopped early, the checkpoint it left, and a second run.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::progress::Progress;
 use super::reader::Reader;
 use super::stats::Counters;
-use super::{Pipeline, Tracked};
+use super::{Lifecycle, Pipeline, ReaderThread, Tracked};
 use crate::store::{check_subscriber, EventStore, RecordedEvent, StoreError, Subscription, SubscriptionConfig};
 use crate::sync::Mutex;
 use crate::{ConfigError, DeadLetter, Engine, EngineBuilder, Handler};
@@ -189,11 +189,8 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
             saved: checkpoint,
             next_save: std::time::Instant::now() + self.checkpoint_interval,
         };
-        let thread = std::thread::Builder::new()
-            .name("humpyard-pipeline".to_owned())
-            .spawn(move || reader.run());
-        let thread = match thread {
-            Ok(thread) => thread,
+        let reader = match ReaderThread::spawn(reader) {
+            Ok(reader) => reader,
             Err(e) => {
                 engine.shutdown(Duration::ZERO);
                 return Err(PipelineError::Spawn(e));
@@ -203,7 +200,7 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
             engine,
             counters,
             stop,
-            reader: Mutex::new(Some(thread)),
+            lifecycle: Mutex::new(Lifecycle::Running(reader)),
             drop_deadline: self.drop_deadline,
         })
     }

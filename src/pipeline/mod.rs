@@ -19,7 +19,9 @@
 //!
 //! [`Pipeline::shutdown`] stops reading, shuts the engine down (draining it until the
 //! deadline), and saves the final checkpoint; events the engine hands back stay above it and
-//! are read again by the next run.
+//! are read again by the next run. It returns by its deadline: a reader thread blocked in a
+//! store call (bounded by the store's own timeouts) is left to finish it and then saves the
+//! final checkpoint itself, and the report says the deadline was exceeded.
 
 mod builder;
 pub(crate) mod progress;
@@ -47,8 +49,43 @@ pub struct Pipeline<H: Handler<Payload = RecordedEvent>> {
     engine: Arc<Engine<Tracked<H>>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
-    reader: Mutex<Option<std::thread::JoinHandle<Reader<H>>>>,
+    /// Held through a shutdown, so that a concurrent call waits for the first one's report.
+    lifecycle: Mutex<Lifecycle>,
     drop_deadline: Duration,
+}
+
+/// Running with its reader thread, or stopped with the first shutdown's report.
+pub(crate) enum Lifecycle {
+    Running(ReaderThread),
+    Stopped(PipelineReport),
+}
+
+/// The reader thread, seen from [`Pipeline::shutdown`]: once `run` returns, the thread waits
+/// for `drained` (the engine has drained), saves the last checkpoint and says so on `finished`.
+/// Shutdown waits for that no longer than its deadline: a reader blocked in a store call (a
+/// checkout, a connect, a statement) finishes on its own, detached.
+pub(crate) struct ReaderThread {
+    pub(crate) drained: std::sync::mpsc::SyncSender<()>,
+    pub(crate) finished: std::sync::mpsc::Receiver<()>,
+}
+
+impl ReaderThread {
+    /// Starts `reader` on a thread of its own.
+    pub(crate) fn spawn<H: Handler<Payload = RecordedEvent>>(reader: Reader<H>) -> std::io::Result<ReaderThread> {
+        let (drained, drained_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let (finished_tx, finished) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("humpyard-pipeline".to_owned())
+            .spawn(move || {
+                let mut reader = reader.run();
+                // Shutdown sends once the engine has drained (or gave up at its deadline); a
+                // pipeline dropped without one never leaves the reader running (Drop shuts down).
+                let _ = drained_rx.recv();
+                reader.save_checkpoint();
+                let _ = finished_tx.send(());
+            })?;
+        Ok(ReaderThread { drained, finished })
+    }
 }
 
 /// What [`Pipeline::shutdown`] did.
@@ -59,7 +96,9 @@ pub struct PipelineReport {
     pub checkpoint: u64,
     /// Events the engine handed back unprocessed at its deadline (read again by the next run).
     pub unprocessed: usize,
-    /// Whether the engine's deadline passed before it drained.
+    /// Whether the deadline passed before the engine drained, or before the reader thread
+    /// had stopped and saved the last checkpoint (it was blocked in a store call; it saves
+    /// when that call returns).
     pub deadline_exceeded: bool,
     /// The counters at the end.
     pub stats: PipelineStats,
@@ -82,32 +121,49 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
         self.counters.snapshot()
     }
 
-    /// Stops reading, shuts the engine down with `deadline`, and saves the last checkpoint.
-    /// Later calls return the report of an already stopped pipeline.
+    /// Stops reading, shuts the engine down with `deadline`, and saves the last checkpoint;
+    /// returns within `deadline` (plus the engine's own grace) even when the reader is blocked
+    /// in a store call. A later or concurrent call waits for the first to finish and returns
+    /// its report.
     pub fn shutdown(&self, deadline: Duration) -> PipelineReport {
+        let mut lifecycle = self.lifecycle.lock();
+        let reader = match &*lifecycle {
+            Lifecycle::Stopped(report) => return report.clone(),
+            Lifecycle::Running(reader) => reader,
+        };
+        let until = std::time::Instant::now() + deadline;
         self.stop.store(true, Ordering::Release);
-        let reader = self.reader.lock().take();
-        let report = self.engine.shutdown(deadline);
-        if let Some(reader) = reader {
-            match reader.join() {
-                Ok(mut reader) => reader.save_checkpoint(),
-                Err(_) => log::error!("humpyard pipeline: the reader thread panicked"),
+        let engine = self.engine.shutdown(deadline);
+        let _ = reader.drained.send(());
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let reader_finished = match reader.finished.recv_timeout(left) {
+            Ok(()) => true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                log::warn!(
+                    checkpoint = self.counters.checkpoint.load(Ordering::Relaxed);
+                    "humpyard pipeline: the reader is still in a store call at the deadline; it saves the last checkpoint when the call returns"
+                );
+                false
             }
-        }
-        PipelineReport {
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                log::error!("humpyard pipeline: the reader thread panicked");
+                true
+            }
+        };
+        let report = PipelineReport {
             checkpoint: self.counters.checkpoint.load(Ordering::Relaxed),
-            unprocessed: report.unprocessed.len(),
-            deadline_exceeded: report.deadline_exceeded,
+            unprocessed: engine.unprocessed.len(),
+            deadline_exceeded: engine.deadline_exceeded || !reader_finished,
             stats: self.counters.snapshot(),
-        }
+        };
+        *lifecycle = Lifecycle::Stopped(report.clone());
+        report
     }
 }
 
 impl<H: Handler<Payload = RecordedEvent>> Drop for Pipeline<H> {
     fn drop(&mut self) {
-        if self.reader.lock().is_some() {
-            self.shutdown(self.drop_deadline);
-        }
+        self.shutdown(self.drop_deadline);
     }
 }
 
