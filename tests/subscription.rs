@@ -160,7 +160,9 @@ fn notifications_use_one_constant_channel_with_the_schema_as_payload() {
 }
 
 /// A tool's transaction inserts straight into the events table, takes a position, and stays
-/// open while a store append commits the next position.
+/// open while a store append waits to commit the next position: the tool's insert took the
+/// append lock (the events table's trigger), so the append cannot commit above a position
+/// still in flight, and the subscriber waits for the tool's transaction.
 fn held_lower_position(commit: bool) {
     let (store, schema) = postgres();
     store.append(&sid("before"), ExpectedVersion::Any, vec![ev(0)]).unwrap();
@@ -178,16 +180,18 @@ fn held_lower_position(commit: bool) {
         .unwrap()
         .get(0);
     assert_eq!(held, 2);
-    let later = store.append(&sid("after"), ExpectedVersion::Any, vec![ev(2)]).unwrap();
-    assert_eq!(
-        later.first_position, 3,
-        "the later append committed above the held position"
+    let appender = store.clone();
+    let later = std::thread::spawn(move || appender.append(&sid("after"), ExpectedVersion::Any, vec![ev(2)]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !later.is_finished(),
+        "an append committed while a tool's insert held a lower position"
     );
     let mut sub = Subscription::new(store.clone(), 0, SubscriptionConfig::default());
     assert_eq!(sub.next_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 1);
-    // Position 3 is committed and visible, but 2 is still in flight: nothing more yet.
+    // Position 2 is still in flight: nothing more yet.
     assert!(
-        sub.next_timeout(Duration::from_millis(600)).unwrap().is_none(),
+        sub.next_timeout(Duration::from_millis(300)).unwrap().is_none(),
         "the subscriber passed a position still in flight"
     );
     if commit {
@@ -195,6 +199,8 @@ fn held_lower_position(commit: bool) {
     } else {
         tx.rollback().unwrap();
     }
+    let later = later.join().unwrap().unwrap();
+    assert_eq!(later.first_position, 3, "the append committed above the held position");
     let next = sub
         .next_timeout(Duration::from_secs(10))
         .unwrap()

@@ -16,16 +16,18 @@
 //! Two guards keep [`read_all`](EventStore::read_all) from skipping an event that commits late
 //! with a lower position (R-PG-5):
 //!
-//! - Appends serialise on a transaction-scoped advisory lock (see `schema`), so humpyard's own
-//!   appends take positions, transaction ids and commits in one order (design (b) of
-//!   DESIGN.md).
+//! - Every insert into the events table serialises on a transaction-scoped advisory lock:
+//!   `append_batch` takes it, and a statement trigger takes it for anyone else's insert (a
+//!   tool's), so rows take positions, transaction ids and commits in one order (design (b) of
+//!   DESIGN.md). A tool's transaction that inserts events holds appends back until it ends
+//!   (appends give up after `lock_timeout`): keep such transactions short.
 //! - Reads stop at the commit watermark: only rows whose writing transaction (`tx`, an `xid8`)
 //!   is older than `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
-//!   running, are returned. That also holds back a row a tool inserted straight into the
-//!   table (without the lock) while its transaction runs, and every row after it. The price: a
-//!   long-running writing transaction anywhere on the server holds readers back until it
-//!   ends. (A tool transaction that writes elsewhere first and takes its position later can
-//!   still be passed; tools that insert events should do so first in their transaction.)
+//!   running, are returned; with the lock's order, every lower position of such a row is
+//!   decided (committed, or rolled back and never to appear). The price: a long-running
+//!   writing transaction anywhere on the server holds readers back until it ends. (Positions
+//!   drawn outside an insert, by a tool calling `nextval` on the identity and inserting with
+//!   `overriding system value` later, are outside both guards.)
 //!
 //! An event that cannot be decoded (a tool's row with a stream id that breaks the rules) ends
 //! the batch before it; the read that starts at it returns
@@ -194,6 +196,7 @@ impl PgEventStore {
         // `connect_timeout` (a pool would retry until its checkout timeout), and it migrates.
         let mut first = connect_within(&pg, config.connect_timeout)?;
         schema::migrate(&mut first, &schema)?;
+        let append_lock = schema::append_lock_key(&mut first, &schema)?;
         drop(first);
         let pool_errors = Arc::new(AtomicU64::new(0));
         let pool = r2d2::Pool::builder()
@@ -203,7 +206,7 @@ impl PgEventStore {
             .error_handler(Box::new(PoolErrors(pool_errors.clone())))
             .build_unchecked(PostgresConnectionManager::new(pg.clone(), NoTls));
         let store = PgEventStore {
-            append_lock: schema::lock_key("append", &schema),
+            append_lock,
             sql: Statements::new(&schema),
             pool,
             schema,

@@ -7,14 +7,14 @@
 //!
 //! Appends go through one function, `append_batch`, so that a batch of appends across many
 //! streams is one statement and one round trip. It takes a transaction-scoped advisory lock
-//! (one per schema) before its first write, so appends take positions, transaction ids and
-//! commits in one order: a reader that sees an event sees every event with a lower position
-//! (gap-safe reading, design (b) of DESIGN.md). The version and id checks are decided under
-//! the lock and hold until the insert, so a failed append takes no position. Their index
-//! probes run before the lock and are brought up to date under it from the rows above the
-//! newest position seen before it: with commits in position order, those are exactly the
-//! appends committed in between. (A row a tool inserts without the lock is not covered: a
-//! clash with it surfaces as the database's unique violation.)
+//! (one per schema, see [`append_lock_key`]) before its first write, and a statement trigger
+//! takes the same lock for any other insert into the events table (a tool's), so every write
+//! takes positions, transaction ids and commits in one order: a reader that sees an event sees
+//! every event with a lower position (gap-safe reading, design (b) of DESIGN.md). The version
+//! and id checks are decided under the lock and hold until the insert, so a failed append
+//! takes no position. Their index probes run before the lock and are brought up to date under
+//! it from the rows above the newest position seen before it: with commits in position order,
+//! those are exactly the rows committed in between.
 
 use postgres::Client;
 
@@ -32,6 +32,18 @@ pub(crate) fn lock_key(purpose: &str, schema: &SchemaName) -> i64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h as i64
+}
+
+/// The key of `schema`'s append lock, as the server computes it: the events table's insert
+/// trigger derives it from its own schema name, so humpyard and that trigger name one lock.
+pub(crate) fn append_lock_key(client: &mut Client, schema: &SchemaName) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "select hashtextextended('humpyard:append:' || $1, 0)",
+            &[&schema.as_str()],
+        )
+        .map_err(backend_error)?;
+    Ok(row.get(0))
 }
 
 /// Migrations in order; each runs once per schema, in the same transaction as its record.
@@ -55,6 +67,18 @@ create table if not exists {s}.events (
     opens_append boolean,
     unique (stream_id, version)
 );
+-- Every insert into the events table takes the append lock, a tool's as much as humpyard's
+-- own (which holds it already), so positions, transaction ids and commits follow one order
+-- whoever writes.
+create or replace function {s}.take_append_lock() returns trigger
+language plpgsql as $t$
+begin
+    perform pg_advisory_xact_lock(hashtextextended('humpyard:append:' || tg_table_schema, 0));
+    return null;
+end;
+$t$;
+create or replace trigger take_append_lock before insert on {s}.events
+    for each statement execute function {s}.take_append_lock();
 create table if not exists {s}.checkpoints (
     subscriber text primary key,
     position bigint not null,
