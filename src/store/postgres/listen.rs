@@ -114,9 +114,20 @@ impl AppendWatch for PgWatch {
             match next {
                 Ok(Some(n)) if n.payload() == self.schema => {
                     // Take whatever else is queued without waiting, then go read.
-                    let mut queued = client.notifications();
-                    let mut queued = queued.iter();
-                    while let Ok(Some(_)) = queued.next() {}
+                    let drained = {
+                        let mut queued = client.notifications();
+                        let mut queued = queued.iter();
+                        loop {
+                            match queued.next() {
+                                Ok(Some(_)) => continue,
+                                Ok(None) => break Ok(()),
+                                Err(e) => break Err(e),
+                            }
+                        }
+                    };
+                    if let Err(e) = drained {
+                        self.failed(&e);
+                    }
                     return;
                 }
                 Ok(Some(_)) if !left.is_zero() => continue,
