@@ -111,7 +111,7 @@ impl Statements {
         let columns = "position, stream_id, version, event_id, event_type, data, metadata, recorded_at";
         Statements {
             append_batch: format!(
-                "select item, status, first_position, last_position, last_version, actual, dup \
+                "select status, first_position, last_position, last_version, actual, dup, positions \
                  from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ),
             read_stream: format!(
@@ -272,9 +272,9 @@ impl PgEventStore {
                 meta.push(&event.metadata);
             }
         }
-        let rows = self
+        let row = self
             .checkout()?
-            .query(
+            .query_one(
                 &self.sql.append_batch,
                 &[
                     &streams,
@@ -292,32 +292,19 @@ impl PgEventStore {
                 ],
             )
             .map_err(backend_error)?;
-        // One row per item, in item order: anything else is a schema this build does not
-        // know (an older or altered function), never a reason to pair results with the
-        // wrong items.
-        if rows.len() != items.len() {
-            return Err(StoreError::Backend(BackendError::new(
-                None,
-                format!("append_batch returned {} rows for {} items", rows.len(), items.len()),
-            )));
-        }
-        Ok(rows
-            .iter()
-            .zip(items)
-            .map(|(row, (stream, expect, _))| match row.get::<_, i16>(1) {
-                0 => Ok(Appended {
-                    first_position: row.get::<_, i64>(2) as u64,
-                    last_position: row.get::<_, i64>(3) as u64,
-                    last_version: row.get::<_, i64>(4) as u64,
-                }),
-                1 => Err(StoreError::WrongExpectedVersion {
-                    stream: stream.clone(),
-                    expected: *expect,
-                    actual: row.get::<_, Option<i64>>(5).map(|v| v as u64),
-                }),
-                _ => Err(StoreError::DuplicateEventId(row.get::<_, Uuid>(6))),
-            })
-            .collect())
+        let answer = BatchAnswer {
+            status: row.try_get(0).map_err(backend_error)?,
+            first: row.try_get(1).map_err(backend_error)?,
+            last: row.try_get(2).map_err(backend_error)?,
+            last_version: row.try_get(3).map_err(backend_error)?,
+            actual: row.try_get(4).map_err(backend_error)?,
+            dup: row.try_get(5).map_err(backend_error)?,
+            positions: row
+                .try_get::<_, Option<Vec<i64>>>(6)
+                .map_err(backend_error)?
+                .unwrap_or_default(),
+        };
+        answer.results(items)
     }
 
     /// Connection errors the pool met in the background (failed reconnects), since start.
@@ -336,6 +323,97 @@ impl PgEventStore {
             .get()
             .map_err(|e| StoreError::Unavailable(BackendError::new(None, e)))
     }
+}
+
+/// `append_batch`'s answer: one element per item, and the inserted events' positions.
+struct BatchAnswer {
+    /// 0 accepted, 1 wrong expected version, 2 duplicate id, 3 a retry of an earlier append.
+    status: Vec<i16>,
+    /// A retry's positions (the earlier append's); an accepted item's come from `positions`.
+    first: Vec<Option<i64>>,
+    last: Vec<Option<i64>>,
+    last_version: Vec<Option<i64>>,
+    actual: Vec<Option<i64>>,
+    dup: Vec<Option<Uuid>>,
+    /// The accepted items' events in call order, ascending.
+    positions: Vec<i64>,
+}
+
+impl BatchAnswer {
+    /// The items' results, each accepted item taking its events' share of `positions` in
+    /// order. Anything that does not add up (a schema this build does not know) is an error,
+    /// never results paired with the wrong items.
+    fn results(
+        self,
+        items: &[(StreamId, ExpectedVersion, Vec<NewEvent>)],
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let n = items.len();
+        let columns = [
+            self.first.len(),
+            self.last.len(),
+            self.last_version.len(),
+            self.actual.len(),
+            self.dup.len(),
+        ];
+        if self.status.len() != n || columns.iter().any(|&len| len != n) {
+            return Err(malformed(format!(
+                "append_batch answered {} items for {n}",
+                self.status.len()
+            )));
+        }
+        let mut positions = self.positions.iter().map(|&p| p as u64);
+        let mut results = Vec::with_capacity(n);
+        for (i, (stream, expect, events)) in items.iter().enumerate() {
+            let last_version = self.last_version[i].map(|v| v as u64);
+            results.push(match self.status[i] {
+                0 => {
+                    let first = positions.next();
+                    let last = if events.len() > 1 {
+                        positions.nth(events.len() - 2)
+                    } else {
+                        first
+                    };
+                    match (first, last, last_version) {
+                        (Some(first_position), Some(last_position), Some(last_version)) => Ok(Appended {
+                            first_position,
+                            last_position,
+                            last_version,
+                        }),
+                        _ => return Err(malformed("append_batch answered too few positions".to_owned())),
+                    }
+                }
+                3 => match (self.first[i], self.last[i], last_version) {
+                    (Some(first), Some(last), Some(last_version)) => Ok(Appended {
+                        first_position: first as u64,
+                        last_position: last as u64,
+                        last_version,
+                    }),
+                    _ => {
+                        return Err(malformed(
+                            "append_batch answered a retry without its positions".to_owned(),
+                        ))
+                    }
+                },
+                1 => Err(StoreError::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected: *expect,
+                    actual: self.actual[i].map(|v| v as u64),
+                }),
+                _ => match self.dup[i] {
+                    Some(id) => Err(StoreError::DuplicateEventId(id)),
+                    None => return Err(malformed("append_batch answered a duplicate without its id".to_owned())),
+                },
+            });
+        }
+        if positions.next().is_some() {
+            return Err(malformed("append_batch answered more positions than events".to_owned()));
+        }
+        Ok(results)
+    }
+}
+
+fn malformed(what: String) -> StoreError {
+    StoreError::Backend(BackendError::new(None, what))
 }
 
 /// Opens one connection, giving up after `timeout` in all. The driver's `connect_timeout`

@@ -95,8 +95,9 @@ create or replace function {s}.append_batch(
     p_streams text[], p_expected bigint[], p_counts int[],
     p_items int[], p_offsets int[], p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[],
     p_lock bigint, p_channel text, p_payload text)
-returns table (item int, status smallint, first_position bigint, last_position bigint,
-               last_version bigint, actual bigint, dup uuid)
+-- One row of arrays, one element per item (positions: one per inserted event, see step 3).
+returns table (status smallint[], first_position bigint[], last_position bigint[],
+               last_version bigint[], actual bigint[], dup uuid[], positions bigint[])
 -- No JIT: the planner's row guesses for unnest over parameters make these small queries look
 -- big enough to compile (300 ms a call).
 language plpgsql set jit = off as $fn$
@@ -104,7 +105,7 @@ language plpgsql set jit = off as $fn$
 declare
     n_items int := coalesce(array_length(p_streams, 1), 0);
     -- Per item: 0 accepted, 1 wrong expected version, 2 duplicate id, 3 a retry of an earlier
-    -- append (answered from its rows; reported as 0).
+    -- append (answered from its rows in res_first and res_last).
     st smallint[] := array_fill(0::smallint, array[n_items]);
     -- Per accepted item: the stream's version before it.
     base bigint[] := array_fill(null::bigint, array[n_items]);
@@ -145,7 +146,8 @@ begin
         -- the cached plan thought of the table's size.
         where (select true from {s}.events e where e.event_id = u.id);
     select coalesce(array_agg(d.stream), '{}'),
-           coalesce(array_agg((select max(e.version) from {s}.events e where e.stream_id = d.stream)), '{}')
+           coalesce(array_agg((select e.version from {s}.events e where e.stream_id = d.stream
+                               order by e.version desc limit 1)), '{}')
         into pre_streams, pre_versions
         from (select distinct x from unnest(p_streams) as x) as d(stream);
 
@@ -237,8 +239,8 @@ begin
     -- 3. One insert of every accepted item's rows, in call order. The rows reach the insert
     --    in that order and draw their positions from the identity as they arrive (nextval is
     --    volatile, so it runs after the sort), so their positions in ascending order are the
-    --    accepted events in call order; the answer below maps them back to items by counting,
-    --    with no join of the inserted rows.
+    --    accepted events in call order; the caller maps them back to its accepted items by
+    --    counting, with no join of the inserted rows here.
     if any_ok then
         with it as (
             select u.i::int as i, u.stream, u.b
@@ -261,17 +263,7 @@ begin
         perform pg_notify(p_channel, p_payload);
     end if;
 
-    -- An accepted item's positions: its events' places among the accepted events, counted
-    -- in call order.
-    return query
-        select o.g::int, (case when o.st = 3 then 0 else o.st end)::smallint,
-               case when o.st = 0 then positions[(o.upto - o.cnt + 1)::int] else o.f end,
-               case when o.st = 0 then positions[o.upto::int] else o.l end,
-               o.lv, o.a, o.d
-        from (select u.*, sum(case when u.st = 0 then u.cnt else 0 end) over (order by u.g) as upto
-              from unnest(st, p_counts, res_first, res_last, res_lastver, res_actual, res_dup)
-                   with ordinality as u(st, cnt, f, l, lv, a, d, g)) as o
-        order by o.g;
+    return query select st, res_first, res_last, res_lastver, res_actual, res_dup, positions;
 end;
 $fn$;
 "#;
