@@ -208,8 +208,8 @@ fn the_pool_recovers_after_a_server_restart() {
     );
 }
 
-// proves R-PG-4: a batch whose items share an id goes item by item; an item the server
-// rejects after an earlier one was written fails alone, and the written item's result is kept
+// proves R-FT-6: a batch whose items share an id goes item by item; an item the server rejects
+// after an earlier one was written fails alone, and the written item's result is kept
 #[test]
 fn a_failure_late_in_an_item_by_item_batch_keeps_the_written_items_results() {
     let store = PgEventStore::connect(&server::url(), config(server::fresh_schema("late"))).unwrap();

@@ -232,6 +232,54 @@ fn a_rolled_back_position_is_passed_once_its_transaction_ends() {
     held_lower_position(false);
 }
 
+// proves R-PG-5 (the `xid8` watermark): an older transaction that took a lower position before
+// a later append committed, and inserts it only afterwards, is waited for; without the
+// watermark the reader passes that position and never delivers it
+#[test]
+fn an_older_transaction_inserting_a_lower_position_late_is_waited_for() {
+    let (store, schema) = postgres();
+    store.append(&sid("before"), ExpectedVersion::Any, vec![ev(0)]).unwrap();
+    let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
+    let mut tx = tool.transaction().unwrap();
+    // The tool's transaction id first, then a position drawn from the identity by hand.
+    tx.query_one("select pg_current_xact_id()", &[]).unwrap();
+    let drawn: i64 = tx
+        .query_one(
+            "select nextval(pg_get_serial_sequence($1, 'position'))",
+            &[&format!("\"{schema}\".events")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(drawn, 2);
+    let later = store.append(&sid("after"), ExpectedVersion::Any, vec![ev(2)]).unwrap();
+    assert_eq!(later.first_position, 3);
+    tx.execute(
+        &format!(
+            // The schema name is the test's own generated one; values are bound.
+            "insert into \"{schema}\".events (position, stream_id, version, event_id, event_type, data) \
+             overriding system value values ($1, $2, 0, $3, 'tool', '{{}}')"
+        ),
+        &[&drawn, &"late-stream", &uuid::Uuid::new_v4()],
+    )
+    .unwrap();
+    let mut sub = Subscription::new(store.clone(), 0, SubscriptionConfig::default());
+    assert_eq!(sub.next_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 1);
+    assert!(
+        sub.next_timeout(Duration::from_millis(300)).unwrap().is_none(),
+        "position 3 was delivered while the older transaction still held position 2"
+    );
+    tx.commit().unwrap();
+    let delivered: Vec<u64> = (0..2)
+        .map(|_| {
+            sub.next_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("an event")
+                .position
+        })
+        .collect();
+    assert_eq!(delivered, [2, 3]);
+}
+
 // proves R-FT-5: an event that cannot be decoded is an error in its own place; the rest flows
 #[test]
 fn an_undecodable_event_is_reported_in_place_and_the_subscription_goes_on() {

@@ -25,9 +25,10 @@
 //!   is older than `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
 //!   running, are returned; with the lock's order, every lower position of such a row is
 //!   decided (committed, or rolled back and never to appear). The price: a long-running
-//!   writing transaction anywhere on the server holds readers back until it ends. (Positions
-//!   drawn outside an insert, by a tool calling `nextval` on the identity and inserting with
-//!   `overriding system value` later, are outside both guards.)
+//!   writing transaction anywhere on the server holds readers back until it ends. It also
+//!   covers a position a tool draws by hand (`nextval` on the identity, inserted later with
+//!   `overriding system value`) if the tool's transaction had its id before it drew, as
+//!   `select pg_current_xact_id()` first ensures; one drawn before that is guarded by neither.
 //!
 //! An event that cannot be decoded (a tool's row with a stream id that breaks the rules) ends
 //! the batch before it; the read that starts at it returns
