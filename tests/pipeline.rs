@@ -21,6 +21,7 @@ use humpyard::store::{
 use humpyard::testing::ThrowawayPostgres;
 use humpyard::{Event, Handler, StreamId};
 use serde_json::json;
+use store::probed::ProbedStore;
 use store::server;
 
 /// What a handler saw: (stream, version, position) in the order it handled them.
@@ -345,76 +346,11 @@ fn the_checkpoint_passes_a_dead_letter_only_after_its_hook_returns() {
     }
 }
 
-/// An in-memory store that counts its `read_all` calls, and holds them while `hold` is set
-/// (a store call blocked on a dead connection).
-struct CountingReads {
-    inner: InMemoryStore,
-    reads: AtomicU64,
-    hold: AtomicBool,
-    held: AtomicU64,
-}
-
-impl CountingReads {
-    fn new() -> CountingReads {
-        CountingReads {
-            inner: InMemoryStore::new(),
-            reads: AtomicU64::new(0),
-            hold: AtomicBool::new(false),
-            held: AtomicU64::new(0),
-        }
-    }
-}
-
-impl EventStore for CountingReads {
-    fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<humpyard::store::Appended, StoreError> {
-        self.inner.append(stream, expected, events)
-    }
-
-    fn append_many(
-        &self,
-        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
-    ) -> Result<Vec<Result<humpyard::store::Appended, StoreError>>, StoreError> {
-        self.inner.append_many(batch)
-    }
-
-    fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from, max)
-    }
-
-    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        if self.hold.load(Ordering::Acquire) {
-            self.held.fetch_add(1, Ordering::AcqRel);
-            while self.hold.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        self.inner.read_all(after, max)
-    }
-
-    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.load_checkpoint(subscriber)
-    }
-
-    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
-        self.inner.save_checkpoint(subscriber, position)
-    }
-
-    fn watch(&self) -> Box<dyn humpyard::store::AppendWatch> {
-        self.inner.watch()
-    }
-}
-
 // proves R-PG-5 (the checkpoint interval) with R-BP-2's rule of no spinning: a zero interval
 // does not turn an idle pipeline into a loop polling the store (the interval has a floor of 1 ms)
 #[test]
 fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
-    let store = Arc::new(CountingReads::new());
+    let store = Arc::new(ProbedStore::new());
     let last = append_numbered(&*store, 0, 10, 2);
     let pipeline = Pipeline::builder(store.clone(), "eager", Recorder::new(Seen::default()))
         .checkpoint_interval(Duration::ZERO)
@@ -441,7 +377,7 @@ fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
 // the first call's report, and the reader saves the last checkpoint once the call returns
 #[test]
 fn shutdown_keeps_its_deadline_while_the_reader_is_blocked_in_the_store() {
-    let store = Arc::new(CountingReads::new());
+    let store = Arc::new(ProbedStore::new());
     let last = append_numbered(&*store, 0, 50, 5);
     let pipeline = Arc::new(
         Pipeline::builder(store.clone(), "blocked", Recorder::new(Seen::default()))

@@ -14,6 +14,7 @@ use humpyard::store::{
 use humpyard::testing::ThrowawayPostgres;
 use humpyard::StreamId;
 use serde_json::json;
+use store::probed::ProbedStore;
 use store::server;
 
 fn sid(s: &str) -> StreamId {
@@ -278,6 +279,49 @@ fn an_older_transaction_inserting_a_lower_position_late_is_waited_for() {
         })
         .collect();
     assert_eq!(delivered, [2, 3]);
+}
+
+// proves R-PG-5 with R-SEC-4's notifications: draining a Postgres watch takes the hints queued
+// on its connection, so a later wait waits for a new append instead of waking for old ones
+#[test]
+fn draining_a_postgres_watch_takes_the_queued_hints() {
+    let (store, _) = postgres();
+    let mut watch = store.watch();
+    watch.wait(Duration::ZERO); // connects and listens
+    for n in 0..20 {
+        store.append(&sid("hinted"), ExpectedVersion::Any, vec![ev(n)]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200)); // the hints reach the connection
+    watch.drain();
+    let began = Instant::now();
+    watch.wait(Duration::from_millis(400));
+    assert!(
+        began.elapsed() >= Duration::from_millis(300),
+        "a hint that drain should have taken woke the wait after {:?}",
+        began.elapsed()
+    );
+}
+
+// proves R-PG-5: a subscription busy reading (its reads return events, so it never waits)
+// drains its watch, so that hints do not pile up on a listening connection nobody reads
+#[test]
+fn a_busy_subscription_drains_its_watch() {
+    let store = Arc::new(ProbedStore::new());
+    for n in 0..10 {
+        store.append(&sid("busy"), ExpectedVersion::Any, vec![ev(n)]).unwrap();
+    }
+    let mut config = SubscriptionConfig::default();
+    config.batch_size = 3;
+    let mut sub = Subscription::new(store.clone(), 0, config);
+    let mut seen = 0;
+    while seen < 10 {
+        seen += sub.next_batch(3, Duration::from_secs(10)).unwrap().len();
+    }
+    assert!(
+        store.drains.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+        "drains: {}",
+        store.drains.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 // proves R-FT-5: an event that cannot be decoded is an error in its own place; the rest flows

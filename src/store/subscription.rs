@@ -150,6 +150,11 @@ impl Subscription {
                     self.recovered();
                     self.idle_wait = FIRST_IDLE_WAIT;
                     self.buffer.extend(events);
+                    // Busy: no wait comes soon, so take the hints now. What they announce
+                    // committed before this drain and is read before the next wait.
+                    if let Some(watch) = self.watch.as_mut() {
+                        watch.drain();
+                    }
                 }
                 Ok(_) => {
                     self.recovered();

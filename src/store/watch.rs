@@ -16,6 +16,12 @@ pub trait AppendWatch: Send {
     /// Returns when an append may have committed since this watch last returned, or when
     /// `timeout` has passed, whichever is first. It may return early for no reason.
     fn wait(&mut self, timeout: Duration);
+
+    /// Takes the wake-ups received so far, without waiting. A reader calls it when it is about
+    /// to read anyway (after a read that returned events), so that hints do not pile up while
+    /// it is busy: a listening connection nobody reads would fill its socket and then hold
+    /// the server's notification queue. Default: nothing to take.
+    fn drain(&mut self) {}
 }
 
 /// The watch of a store that gives no hints: it sleeps, and the reader polls.

@@ -2,4 +2,5 @@
 //! Shared pieces of the store tests.
 
 pub mod contract;
+pub mod probed;
 pub mod server;

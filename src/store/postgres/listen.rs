@@ -90,6 +90,24 @@ impl PgWatch {
 }
 
 impl AppendWatch for PgWatch {
+    fn drain(&mut self) {
+        let Some(client) = self.client.as_mut() else { return };
+        let drained = {
+            let mut queued = client.notifications();
+            let mut queued = queued.timeout_iter(Duration::ZERO);
+            loop {
+                match queued.next() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        if let Err(e) = drained {
+            self.failed(&e);
+        }
+    }
+
     fn wait(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         if self.client.is_none() {
@@ -114,20 +132,7 @@ impl AppendWatch for PgWatch {
             match next {
                 Ok(Some(n)) if n.payload() == self.schema => {
                     // Take whatever else is queued without waiting, then go read.
-                    let drained = {
-                        let mut queued = client.notifications();
-                        let mut queued = queued.iter();
-                        loop {
-                            match queued.next() {
-                                Ok(Some(_)) => continue,
-                                Ok(None) => break Ok(()),
-                                Err(e) => break Err(e),
-                            }
-                        }
-                    };
-                    if let Err(e) = drained {
-                        self.failed(&e);
-                    }
+                    self.drain();
                     return;
                 }
                 Ok(Some(_)) if !left.is_zero() => continue,

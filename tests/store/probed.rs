@@ -1,0 +1,98 @@
+//! [`ProbedStore`]: the in-memory store with its reads counted and holdable, and its watches'
+//! drains counted, for tests of what readers do with a store.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use humpyard::store::{
+    AppendWatch, Appended, EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent, StoreError,
+};
+use humpyard::StreamId;
+
+/// An in-memory store that counts its `read_all` calls and holds them while `hold` is set (a
+/// store call blocked on a dead connection), and counts its watches' `drain` calls.
+pub struct ProbedStore {
+    inner: InMemoryStore,
+    pub reads: AtomicU64,
+    pub hold: AtomicBool,
+    pub held: AtomicU64,
+    pub drains: Arc<AtomicU64>,
+}
+
+impl ProbedStore {
+    pub fn new() -> ProbedStore {
+        ProbedStore {
+            inner: InMemoryStore::new(),
+            reads: AtomicU64::new(0),
+            hold: AtomicBool::new(false),
+            held: AtomicU64::new(0),
+            drains: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The in-memory store's watch, with its drains counted.
+struct ProbedWatch {
+    inner: Box<dyn AppendWatch>,
+    drains: Arc<AtomicU64>,
+}
+
+impl AppendWatch for ProbedWatch {
+    fn wait(&mut self, timeout: Duration) {
+        self.inner.wait(timeout);
+    }
+
+    fn drain(&mut self) {
+        self.drains.fetch_add(1, Ordering::Relaxed);
+        self.inner.drain();
+    }
+}
+
+impl EventStore for ProbedStore {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.inner.append(stream, expected, events)
+    }
+
+    fn append_many(
+        &self,
+        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        self.inner.append_many(batch)
+    }
+
+    fn read_stream(&self, stream: &StreamId, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, from, max)
+    }
+
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if self.hold.load(Ordering::Acquire) {
+            self.held.fetch_add(1, Ordering::AcqRel);
+            while self.hold.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.inner.read_all(after, max)
+    }
+
+    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.load_checkpoint(subscriber)
+    }
+
+    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(subscriber, position)
+    }
+
+    fn watch(&self) -> Box<dyn AppendWatch> {
+        Box::new(ProbedWatch {
+            inner: self.inner.watch(),
+            drains: self.drains.clone(),
+        })
+    }
+}
