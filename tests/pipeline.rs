@@ -9,13 +9,13 @@ mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use humpyard::pipeline::{Pipeline, PipelineStats};
 use humpyard::store::{
-    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent, StoreError,
+    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent,
     SubscriptionConfig,
 };
 use humpyard::testing::ThrowawayPostgres;
