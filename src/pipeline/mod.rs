@@ -65,8 +65,9 @@ pub(crate) enum Lifecycle {
 /// Shutdown waits for that no longer than its deadline: a reader blocked in a store call (a
 /// checkout, a connect, a statement) finishes on its own, detached.
 pub(crate) struct ReaderThread {
-    pub(crate) drained: std::sync::mpsc::SyncSender<()>,
-    pub(crate) finished: std::sync::mpsc::Receiver<()>,
+    drained: std::sync::mpsc::SyncSender<()>,
+    finished: std::sync::mpsc::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl ReaderThread {
@@ -74,7 +75,7 @@ impl ReaderThread {
     pub(crate) fn spawn<H: Handler<Payload = RecordedEvent>>(reader: Reader<H>) -> std::io::Result<ReaderThread> {
         let (drained, drained_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let (finished_tx, finished) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("humpyard-pipeline".to_owned())
             .spawn(move || {
                 let mut reader = reader.run();
@@ -84,7 +85,11 @@ impl ReaderThread {
                 reader.save_checkpoint();
                 let _ = finished_tx.send(());
             })?;
-        Ok(ReaderThread { drained, finished })
+        Ok(ReaderThread {
+            drained,
+            finished,
+            thread,
+        })
     }
 }
 
@@ -121,10 +126,11 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
         self.counters.snapshot()
     }
 
-    /// Stops reading, shuts the engine down with `deadline`, and saves the last checkpoint;
-    /// returns within `deadline` (plus the engine's own grace) even when the reader is blocked
-    /// in a store call. A later or concurrent call waits for the first to finish and returns
-    /// its report.
+    /// Stops reading, shuts the engine down with `deadline`, and saves the last checkpoint.
+    /// Returns by `deadline` (or once the handler calls in progress then have returned: a
+    /// thread cannot be preempted) even when the reader is blocked in a store call; the reader
+    /// thread is joined unless it is. A later or concurrent call waits for the first to finish
+    /// and returns its report.
     pub fn shutdown(&self, deadline: Duration) -> PipelineReport {
         let mut lifecycle = self.lifecycle.lock();
         let reader = match &*lifecycle {
@@ -156,7 +162,12 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
             deadline_exceeded: engine.deadline_exceeded || !reader_finished,
             stats: self.counters.snapshot(),
         };
-        *lifecycle = Lifecycle::Stopped(report.clone());
+        if let Lifecycle::Running(reader) = std::mem::replace(&mut *lifecycle, Lifecycle::Stopped(report.clone())) {
+            if reader_finished {
+                // It has sent `finished`: nothing is left but returning.
+                let _ = reader.thread.join();
+            }
+        }
         report
     }
 }
