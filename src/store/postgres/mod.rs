@@ -413,6 +413,9 @@ impl BatchAnswer {
     }
 }
 
+/// An answer of `append_batch` that does not add up. It comes after the call committed, so
+/// unlike other errors of an append it does not mean nothing was written; it means the schema
+/// is not the one this build migrates (an older or altered function).
 fn malformed(what: String) -> StoreError {
     StoreError::Backend(BackendError::new(None, what))
 }
