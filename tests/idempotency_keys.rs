@@ -65,10 +65,22 @@ fn outcomes_are_stored_for_replay_and_keys_expire() {
             .unwrap(),
         Claim::Claimed
     );
-    for bad in [String::new(), "k".repeat(256)] {
+    for bad in [String::new(), "k".repeat(256), "k\u{0}".to_owned()] {
         assert!(matches!(
             store.claim(&bad, Duration::from_secs(1)),
             Err(StoreError::InvalidInput(InvalidInput::IdempotencyKey))
         ));
     }
+    // An outcome PostgreSQL cannot hold is a typed error, and the claim stays open for a
+    // storable one.
+    assert_eq!(store.claim("order-4", Duration::from_secs(60)).unwrap(), Claim::Claimed);
+    assert!(matches!(
+        store.complete("order-4", json!({ "note": "a\u{0}b" })),
+        Err(StoreError::InvalidInput(InvalidInput::NulCharacter))
+    ));
+    store.complete("order-4", json!({ "note": "ab" })).unwrap();
+    assert_eq!(
+        store.claim("order-4", Duration::from_secs(60)).unwrap(),
+        Claim::Completed(json!({ "note": "ab" }))
+    );
 }

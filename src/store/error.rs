@@ -89,8 +89,12 @@ pub enum InvalidInput {
     ConnectionString,
     /// A number too large for the database (positions and versions are `bigint`).
     OutOfRange,
-    /// An idempotency key that is empty or longer than 255 bytes.
+    /// An idempotency key that is empty, longer than 255 bytes, or holds a NUL character.
     IdempotencyKey,
+    /// A NUL character (U+0000) in an event's type, data or metadata (a string or an object
+    /// key), or in a stored outcome: PostgreSQL's `text` and `jsonb` cannot hold it, so
+    /// neither store takes it.
+    NulCharacter,
 }
 
 impl fmt::Display for StoreError {
@@ -119,8 +123,11 @@ impl fmt::Display for StoreError {
             StoreError::InvalidInput(InvalidInput::OutOfRange) => {
                 f.write_str("a position or version is beyond i64::MAX")
             }
+            StoreError::InvalidInput(InvalidInput::NulCharacter) => {
+                f.write_str("a NUL character (U+0000) in an event's type, data or metadata, or an outcome")
+            }
             StoreError::InvalidInput(InvalidInput::IdempotencyKey) => {
-                f.write_str("an idempotency key must be 1 to 255 bytes")
+                f.write_str("an idempotency key must be 1 to 255 bytes, with no NUL character")
             }
             StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
             StoreError::Timeout(e) => write!(f, "the database cancelled the statement: {e}"),

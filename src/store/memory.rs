@@ -55,6 +55,10 @@ impl Log {
         if events.is_empty() {
             return Err(StoreError::InvalidInput(InvalidInput::NoEvents));
         }
+        // What PostgreSQL refuses, refused here too: code tried on the embedded store holds.
+        if !events.iter().all(NewEvent::is_storable) {
+            return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
+        }
         let mut seen = HashSet::with_capacity(events.len());
         if let Some(twice) = events.iter().find(|e| !seen.insert(e.id)) {
             return Err(StoreError::DuplicateEventId(twice.id));

@@ -98,6 +98,11 @@ impl NewEvent {
     pub fn metadata(&self) -> &serde_json::Value {
         &self.metadata
     }
+
+    /// Whether every store can hold it: no NUL character in its type, data or metadata.
+    pub(crate) fn is_storable(&self) -> bool {
+        !self.event_type.contains('\0') && json_is_storable(&self.data) && json_is_storable(&self.metadata)
+    }
 }
 
 /// An event as stored.
@@ -130,4 +135,15 @@ pub struct Appended {
     pub last_position: u64,
     /// The stream's version after the append (the last event's).
     pub last_version: u64,
+}
+
+/// Whether PostgreSQL's `jsonb` can hold `value`: no NUL character in a string or an object
+/// key (it refuses `\u0000`).
+pub(crate) fn json_is_storable(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => !s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().all(json_is_storable),
+        serde_json::Value::Object(map) => map.iter().all(|(k, v)| !k.contains('\0') && json_is_storable(v)),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => true,
+    }
 }

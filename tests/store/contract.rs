@@ -270,6 +270,63 @@ pub fn hostile_payloads_round_trip(store: &dyn EventStore) {
     assert_eq!(store.read_stream(&a, 1, 1).unwrap()[0].metadata, json!({}));
 }
 
+// proves R-FT-6 and R-SEC-1: text PostgreSQL cannot hold (a NUL character in an event's type,
+// data or metadata) is a typed error of its own item on both stores; the rest of the batch
+// commits, nothing is lost
+pub fn a_nul_character_fails_only_its_own_item(store: &dyn EventStore) {
+    let s = sid("nul");
+    let refused = [
+        NewEvent::new("t\u{0}", json!(1)),
+        NewEvent::new("t", json!({ "deep": ["ok", "a\u{0}b"] })),
+        NewEvent::new("t", json!(1)).with_metadata(json!({ "k\u{0}": 1 })),
+    ];
+    let mut batch = vec![(s.clone(), ExpectedVersion::NoStream, vec![ev(0)])];
+    batch.extend(
+        refused
+            .iter()
+            .map(|e| (s.clone(), ExpectedVersion::Any, vec![e.clone()])),
+    );
+    batch.push((s.clone(), ExpectedVersion::Exact(0), vec![ev(1)]));
+    let results = store.append_many(batch).unwrap();
+    assert_eq!(results[0].as_ref().unwrap().first_position, 1);
+    for refused in &results[1..4] {
+        assert!(
+            matches!(refused, Err(StoreError::InvalidInput(InvalidInput::NulCharacter))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(results[4].as_ref().unwrap().last_version, 1);
+    settled(store, 2);
+    assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 2);
+    assert!(matches!(
+        store.append(&s, ExpectedVersion::Any, vec![refused[0].clone()]),
+        Err(StoreError::InvalidInput(InvalidInput::NulCharacter))
+    ));
+}
+
+// proves R-FT-6: an expected version no stream can reach (past i64::MAX, the database's
+// bigint) is a conflict of its own item on both stores, not a failure of the batch
+pub fn an_unreachable_expected_version_is_a_conflict_of_its_item(store: &dyn EventStore) {
+    let s = sid("far");
+    let results = store
+        .append_many(vec![
+            (s.clone(), ExpectedVersion::NoStream, vec![ev(0)]),
+            (s.clone(), ExpectedVersion::Exact(u64::MAX), vec![ev(1)]),
+            (s.clone(), ExpectedVersion::Exact(0), vec![ev(2)]),
+        ])
+        .unwrap();
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(
+            results[1],
+            Err(StoreError::WrongExpectedVersion { actual: Some(0), .. })
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(results[2].as_ref().unwrap().last_version, 1);
+}
+
 // proves R-PG-4: of 16 racing appends with one expected version, exactly one wins
 pub fn racing_appends_one_wins(store: Arc<dyn EventStore>) {
     let a = sid("contended");
@@ -337,6 +394,14 @@ macro_rules! contract_tests {
             #[test]
             fn ids_repeated_across_items_of_one_batch() {
                 store::contract::ids_repeated_across_items_of_one_batch(&*$make);
+            }
+            #[test]
+            fn a_nul_character_fails_only_its_own_item() {
+                store::contract::a_nul_character_fails_only_its_own_item(&*$make);
+            }
+            #[test]
+            fn an_unreachable_expected_version_is_a_conflict_of_its_item() {
+                store::contract::an_unreachable_expected_version_is_a_conflict_of_its_item(&*$make);
             }
             #[test]
             fn reads_page_forward() {

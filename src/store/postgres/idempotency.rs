@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use super::{backend_error, PgEventStore};
+use crate::store::types::json_is_storable;
 use crate::store::{InvalidInput, StoreError};
 
 /// The answer to a claim.
@@ -29,7 +30,7 @@ pub enum Claim {
 const MAX_KEY: usize = 255;
 
 fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty() || key.len() > MAX_KEY {
+    if key.is_empty() || key.len() > MAX_KEY || key.contains('\0') {
         return Err(StoreError::InvalidInput(InvalidInput::IdempotencyKey));
     }
     Ok(())
@@ -41,7 +42,7 @@ impl PgEventStore {
     /// # Errors
     ///
     /// [`InvalidInput::IdempotencyKey`] for an empty or over-long key (1 to 255 bytes; any
-    /// text, it is always a bound parameter), or the backend's errors.
+    /// text but NUL, it is always a bound parameter), or the backend's errors.
     pub fn claim(&self, key: &str, ttl: Duration) -> Result<Claim, StoreError> {
         check_key(key)?;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
@@ -90,6 +91,9 @@ impl PgEventStore {
 
     fn finish(&self, key: &str, state: &str, outcome: serde_json::Value) -> Result<(), StoreError> {
         check_key(key)?;
+        if !json_is_storable(&outcome) {
+            return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
+        }
         self.checkout()?
             .execute(&self.sql.finish_claim, &[&key, &state, &outcome])
             .map_err(backend_error)?;

@@ -261,7 +261,9 @@ impl PgEventStore {
             expected.push(match *expect {
                 ExpectedVersion::Any => -1,
                 ExpectedVersion::NoStream => -2,
-                ExpectedVersion::Exact(v) => to_i64(v)?,
+                // No stream reaches a version past i64::MAX (positions are bigint too), so
+                // that expectation fails like any wrong one, as on the in-memory store.
+                ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
             });
             counts.push(i32::try_from(events.len()).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))?);
             for (offset, event) in (1i32..).zip(events) {
@@ -501,7 +503,7 @@ impl EventStore for PgEventStore {
         &self,
         batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        // Answered here: items with no events, and items naming one id twice. The rest go to
+        // Answered here: items with no events, with a NUL character, and naming one id twice. The rest go to
         // the server in one call, unless an id appears in two items: then item by item, so
         // that each sees the ones before it (a repeat is a retry or a duplicate). The items
         // move into the call; nothing is copied.
@@ -514,6 +516,11 @@ impl EventStore for PgEventStore {
             let events = &item.2;
             if events.is_empty() {
                 results.push(Some(Err(StoreError::InvalidInput(InvalidInput::NoEvents))));
+                continue;
+            }
+            if !events.iter().all(NewEvent::is_storable) {
+                // The server would refuse it, and fail the whole call with it.
+                results.push(Some(Err(StoreError::InvalidInput(InvalidInput::NulCharacter))));
                 continue;
             }
             let mut seen = std::collections::HashSet::with_capacity(events.len());
