@@ -373,8 +373,9 @@ fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
 }
 
 // proves R-LIFE-3 (shutdown within the caller's deadline) and R-PG-1 (no hang on a stuck store):
-// shutdown keeps its deadline while the reader is blocked in a store call, concurrent calls get
-// the first call's report, and the reader saves the last checkpoint once the call returns
+// shutdown keeps its deadline (plus READER_GRACE) while the reader is blocked in a store call,
+// concurrent calls get the first call's report, and the reader saves the last checkpoint once
+// the call returns
 #[test]
 fn shutdown_keeps_its_deadline_while_the_reader_is_blocked_in_the_store() {
     let store = Arc::new(ProbedStore::new());

@@ -19,9 +19,10 @@
 //!
 //! [`Pipeline::shutdown`] stops reading, shuts the engine down (draining it until the
 //! deadline), and saves the final checkpoint; events the engine hands back stay above it and
-//! are read again by the next run. It returns by its deadline: a reader thread blocked in a
-//! store call (bounded by the store's own timeouts) is left to finish it and then saves the
-//! final checkpoint itself, and the report says the deadline was exceeded.
+//! are read again by the next run. It does not wait out a store that does not answer: a reader
+//! thread still blocked in a store call after the deadline (and a short grace, for the last
+//! save) is left to finish it and then saves the final checkpoint itself, and the report says
+//! the deadline was exceeded.
 
 mod builder;
 pub(crate) mod progress;
@@ -43,6 +44,12 @@ pub use tracked::Tracked;
 
 use reader::Reader;
 use stats::Counters;
+
+/// How long [`Pipeline::shutdown`] waits for the reader thread after the engine has stopped,
+/// at least: long enough for a reader between reads (at most 100 ms apart while idle) to stop
+/// and save the last checkpoint, short enough that a store that does not answer cannot hold
+/// a shutdown for its own timeouts.
+pub const READER_GRACE: Duration = Duration::from_secs(1);
 
 /// A running pipeline. See the [module docs](self).
 pub struct Pipeline<H: Handler<Payload = RecordedEvent>> {
@@ -127,10 +134,14 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
     }
 
     /// Stops reading, shuts the engine down with `deadline`, and saves the last checkpoint.
-    /// Returns by `deadline` (or once the handler calls in progress then have returned: a
-    /// thread cannot be preempted) even when the reader is blocked in a store call; the reader
-    /// thread is joined unless it is. A later or concurrent call waits for the first to finish
-    /// and returns its report.
+    ///
+    /// The engine drains until `deadline` (and the handler calls then in progress return: a
+    /// thread cannot be preempted). The reader then has until `deadline`, and at least
+    /// [`READER_GRACE`] after the engine stopped, to end its current read (reads are at most
+    /// 100 ms apart while idle) and save; it is joined. A reader still blocked in a store call
+    /// after that (a checkout, a connect, a statement, each bounded by the store's timeouts) is
+    /// left to finish on its own and save then; the report says the deadline was exceeded.
+    /// A later or concurrent call waits for the first to finish and returns its report.
     pub fn shutdown(&self, deadline: Duration) -> PipelineReport {
         let mut lifecycle = self.lifecycle.lock();
         let reader = match &*lifecycle {
@@ -141,7 +152,9 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
         self.stop.store(true, Ordering::Release);
         let engine = self.engine.shutdown(deadline);
         let _ = reader.drained.send(());
-        let left = until.saturating_duration_since(std::time::Instant::now());
+        let left = until
+            .saturating_duration_since(std::time::Instant::now())
+            .max(READER_GRACE);
         let reader_finished = match reader.finished.recv_timeout(left) {
             Ok(()) => true,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
