@@ -25,6 +25,10 @@ impl Handler for Count {
 const BURST: u64 = 100_000;
 
 fn throughput(c: &mut Criterion) {
+    assert!(
+        !humpyard::internals::PAUSE_POINTS,
+        "benches measure a build without pause points: run `cargo bench`, not `cargo bench --workspace`"
+    );
     let mut group = c.benchmark_group("engine/trivial-handler");
     group.throughput(Throughput::Elements(BURST));
     group.sample_size(20);

@@ -31,6 +31,10 @@ impl Handler for Stamp {
 }
 
 fn handoff(c: &mut Criterion) {
+    assert!(
+        !humpyard::internals::PAUSE_POINTS,
+        "benches measure a build without pause points: run `cargo bench`, not `cargo bench --workspace`"
+    );
     let mut group = c.benchmark_group("handoff");
     group.sample_size(30);
     let base = Instant::now();

@@ -73,6 +73,10 @@ fn transfer(queue: &dyn Queue, producers: u64) -> Duration {
 }
 
 fn ring(c: &mut Criterion) {
+    assert!(
+        !humpyard::internals::PAUSE_POINTS,
+        "benches measure a build without pause points: run `cargo bench`, not `cargo bench --workspace`"
+    );
     let mut group = c.benchmark_group("ring");
     group.throughput(Throughput::Elements(ITEMS));
     group.sample_size(20);

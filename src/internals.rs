@@ -2,6 +2,10 @@
 //! module exists only under `--cfg humpyard_loom` or with the `internals` feature (which the
 //! crate's own dev-dependency turns on). Not part of the public API; no stability promised.
 
+/// Whether this build has the test-only pause points (feature `pause-points`). The benches
+/// assert it is off: a build with pause points pays a load per point.
+pub const PAUSE_POINTS: bool = cfg!(feature = "pause-points");
+
 /// The ingress ring (`engine::ring::Ring`).
 #[derive(Debug)]
 pub struct Ring<T>(crate::engine::ring::Ring<T>);

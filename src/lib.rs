@@ -30,6 +30,13 @@ mod stream_id;
 // The engine.
 mod engine;
 
+// Test-only places where a test holds a thread (feature `pause-points`; empty without it).
+#[cfg(feature = "pause-points")]
+pub mod pause;
+#[cfg(not(feature = "pause-points"))]
+#[allow(unreachable_pub)]
+mod pause;
+
 // The event store: the trait, the in-memory store and the Postgres store; subscriptions.
 pub mod store;
 

@@ -295,3 +295,10 @@ mod imp {
 
 pub(crate) use imp::*;
 pub(crate) use std::sync::Arc;
+
+/// Atomics for `static`s: the standard library's in every build, loom's included (loom's
+/// atomics cannot live in a `static`). Only process-wide counters and test-only switches that
+/// take part in no modelled protocol use them.
+pub(crate) mod statics {
+    pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+}

@@ -13,12 +13,12 @@
 //! Binaries are looked up in `$HUMPYARD_PG_BIN`, then the newest `/usr/lib/postgresql/*/bin`,
 //! then `PATH`.
 
+use crate::sync::statics::{AtomicU64, Ordering};
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A PostgreSQL server in a temporary directory, stopped and removed on drop.

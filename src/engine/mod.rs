@@ -266,6 +266,7 @@ impl<H: Handler> Engine<H> {
         }
         self.join_workers();
 
+        crate::pause::point(crate::pause::PausePoint::BeforeCollect);
         let mut unprocessed = Vec::new();
         inner.collect_leftovers(&mut unprocessed);
         if !unprocessed.is_empty() {

@@ -119,6 +119,7 @@ impl<T> Ring<T> {
                     .compare_exchange_weak(tail, tail + 1, Ordering::Relaxed, Ordering::Relaxed)
                 {
                     Ok(_) => {
+                        crate::pause::point(crate::pause::PausePoint::AfterTailClaim);
                         // SAFETY: the CAS made this thread the only producer of `tail`, and the
                         // Acquire load of `stamp == 2 * tail` shows the consumer of the previous lap
                         // has finished reading the slot.

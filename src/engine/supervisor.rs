@@ -97,6 +97,7 @@ fn replace_dead_workers<H: Handler>(inner: &StdArc<Inner<H>>) {
         }
         match spawn_worker(inner, index, seen.epoch + 1) {
             Ok(fresh) => {
+                crate::pause::point(crate::pause::PausePoint::BeforeInstall);
                 if slot.install(&seen, StdArc::new(fresh)) {
                     inner.stats.workers_replaced.incr();
                     log::error!(worker = index, epoch = seen.epoch + 1; "humpyard replaced a dead worker thread");

@@ -111,6 +111,7 @@ fn worker_main<H: Handler>(inner: &Inner<H>, index: usize, epoch: u64, retired: 
             inner.sleepers.unregister(index);
             continue;
         }
+        crate::pause::point(crate::pause::PausePoint::BeforePark);
         thread::park();
         inner.sleepers.unregister(index);
     }

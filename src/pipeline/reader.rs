@@ -153,6 +153,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
         if watermark <= self.saved {
             return;
         }
+        crate::pause::point(crate::pause::PausePoint::BeforeCheckpointSave);
         match self.store.save_checkpoint(&self.subscriber, watermark) {
             Ok(()) => {
                 self.saved = watermark;
