@@ -26,7 +26,7 @@ const BURST: u64 = 100_000;
 
 fn throughput(c: &mut Criterion) {
     assert!(
-        !humpyard::internals::PAUSE_POINTS,
+        !humpyard::internals::pause_points(),
         "benches measure a build without pause points: run `cargo bench`, not `cargo bench --workspace`"
     );
     let mut group = c.benchmark_group("engine/trivial-handler");

@@ -32,7 +32,7 @@ impl Handler for Stamp {
 
 fn handoff(c: &mut Criterion) {
     assert!(
-        !humpyard::internals::PAUSE_POINTS,
+        !humpyard::internals::pause_points(),
         "benches measure a build without pause points: run `cargo bench`, not `cargo bench --workspace`"
     );
     let mut group = c.benchmark_group("handoff");

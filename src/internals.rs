@@ -4,7 +4,9 @@
 
 /// Whether this build has the test-only pause points (feature `pause-points`). The benches
 /// assert it is off: a build with pause points pays a load per point.
-pub const PAUSE_POINTS: bool = cfg!(feature = "pause-points");
+pub fn pause_points() -> bool {
+    cfg!(feature = "pause-points")
+}
 
 /// The ingress ring (`engine::ring::Ring`).
 #[derive(Debug)]

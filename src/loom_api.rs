@@ -5,39 +5,37 @@
 
 pub use crate::internals::{PushError, Ring};
 
-/// One worker index's slot (`engine::inner::WorkerSlot`), with stand-in handles that have no
+/// One worker index's slot (`engine::worker_slot::WorkerSlot`), with stand-in handles that have no
 /// thread behind them, for the replacement-by-epoch model.
-pub struct WorkerSlot(crate::engine::inner::WorkerSlot);
+pub struct WorkerSlot(crate::engine::worker_slot::WorkerSlot);
 
 impl std::fmt::Debug for WorkerSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerSlot")
-            .field("epoch", &self.0.handle.load().epoch)
-            .finish()
+        f.debug_struct("WorkerSlot").field("epoch", &self.0.epoch()).finish()
     }
 }
 
 /// A worker handle as a replacer sees it.
 #[derive(Debug, Clone)]
-pub struct WorkerHandle(std::sync::Arc<crate::engine::worker::WorkerHandle>);
+pub struct WorkerHandle(std::sync::Arc<crate::engine::worker_slot::WorkerHandle>);
 
 impl WorkerSlot {
     /// A slot holding an epoch-0 handle.
     pub fn new() -> WorkerSlot {
-        let handle = crate::engine::worker::WorkerHandle::unstarted(crate::sync::thread::current());
-        WorkerSlot(crate::engine::inner::WorkerSlot::new(handle))
+        let handle = crate::engine::worker_slot::WorkerHandle::unstarted(crate::sync::thread::current());
+        WorkerSlot(crate::engine::worker_slot::WorkerSlot::new(handle))
     }
 
     /// The current handle.
     pub fn load(&self) -> WorkerHandle {
-        WorkerHandle(self.0.handle.load_full())
+        WorkerHandle(self.0.handle())
     }
 
     /// What the supervisor does for a dead worker it saw as `seen`: make a handle with
     /// `seen.epoch + 1` and install it in place of exactly `seen`. Returns the fresh handle and
     /// whether it was installed.
     pub fn replace(&self, seen: &WorkerHandle) -> (WorkerHandle, bool) {
-        let mut fresh = crate::engine::worker::WorkerHandle::unstarted(crate::sync::thread::current());
+        let mut fresh = crate::engine::worker_slot::WorkerHandle::unstarted(crate::sync::thread::current());
         fresh.epoch = seen.0.epoch + 1;
         let fresh = std::sync::Arc::new(fresh);
         let installed = self.0.install(&seen.0, fresh.clone());
@@ -88,7 +86,8 @@ impl crate::Handler for Unused {
 }
 
 /// One shard (`engine::shard::Shard`): its ring and scheduling state machine, driven step by
-/// step the way `Inner::after_push` (producers) and `worker::run_shard` (workers) drive it.
+/// step the way `scheduler::Scheduler::after_push` (producers) and `worker::run_shard` with
+/// `Scheduler::hand_off` (workers) drive it.
 pub struct Shard(crate::engine::shard::Shard<Unused>);
 
 impl std::fmt::Debug for Shard {
@@ -100,14 +99,15 @@ impl std::fmt::Debug for Shard {
 impl Shard {
     /// A shard whose ring holds `capacity` events.
     pub fn new(capacity: usize) -> Shard {
-        Shard(crate::engine::shard::Shard::new(capacity, 1))
+        Shard(crate::engine::shard::Shard::new(0, capacity, 1))
     }
 
-    /// Producer side, as `Engine::try_submit` and `Inner::after_push`: push, then schedule the
-    /// shard if it was idle. `Ok(true)` means the caller must put the shard on the run queue.
+    /// Producer side, as `ingress::try_submit` and `Scheduler::after_push`: push, then schedule
+    /// the shard if it was idle. `Ok(true)` means the caller must put the shard on the run
+    /// queue.
     pub fn submit(&self, value: u64) -> Result<bool, PushError<u64>> {
         let stream = crate::StreamId::new("s").expect("valid id");
-        match self.0.ring.push(crate::Event::new(stream, value)) {
+        match self.0.push(crate::Event::new(stream, value)) {
             Ok(()) => Ok(self.0.schedule_after_push()),
             Err(crate::engine::ring::PushError::Full(e)) => Err(PushError::Full(e.into_parts().1)),
             Err(crate::engine::ring::PushError::Closed(e)) => Err(PushError::Closed(e.into_parts().1)),
@@ -115,36 +115,30 @@ impl Shard {
     }
 
     /// Worker side, as `worker::run_shard` after popping the shard from the run queue: take the
-    /// run, drain the ring through the shard's core (loom checks that no two threads are inside
-    /// it at once), go idle with the re-check, and run again while the re-check re-takes it.
-    /// Returns the values taken.
+    /// run (the `ShardRun` token), drain the ring through the shard's core (loom checks that no
+    /// two threads are inside it at once), go idle with the re-check, and run again while the
+    /// re-check re-takes it. Returns the values taken.
     pub fn run(&self) -> Vec<u64> {
         let mut taken = Vec::new();
-        self.0.begin_run();
+        let mut run = self.0.begin_run().expect("popped from the run queue: Scheduled");
         loop {
-            // SAFETY: the caller popped this shard from the run queue (state SCHEDULED), and
-            // `begin_run` / `go_idle` keep this thread its only runner.
-            unsafe {
-                self.0.with_core(|core| {
-                    // SAFETY: as above; this thread is the ring's only consumer.
-                    while let Some(event) = self.0.ring.pop_exclusive() {
-                        core.rng = core.rng.wrapping_add(1); // a write inside the core
-                        taken.push(event.into_parts().1);
-                    }
-                })
-            };
-            if self.0.go_idle() {
-                self.0.begin_run();
-                continue;
+            run.with(|core, ring| {
+                while let Some(event) = ring.pop() {
+                    core.rng = core.rng.wrapping_add(1); // a write inside the core
+                    taken.push(event.into_parts().1);
+                }
+            });
+            match run.go_idle() {
+                Some(again) => run = again,
+                None => return taken,
             }
-            return taken;
         }
     }
 
     /// Whether the shard is idle with an event in its ring: an event stranded by a lost
     /// wake-up (meaningful once every producer and worker is done).
     pub fn stranded(&self) -> bool {
-        self.0.state() == crate::engine::shard::IDLE && self.0.ring.len() > 0
+        self.0.state() == crate::engine::shard::ShardState::Idle && self.0.queued() > 0
     }
 }
 

@@ -26,6 +26,9 @@ mod imp {
     /// A mutual-exclusion lock whose `lock` cannot fail (no poisoning).
     pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
 
+    /// What [`Mutex::lock`] returns.
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
     /// `std::cell::UnsafeCell` with loom's closure-based access API.
     #[derive(Debug)]
     pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
@@ -49,7 +52,7 @@ mod imp {
     }
 
     pub(crate) mod thread {
-        pub(crate) use std::thread::{current, panicking, park, park_timeout, Builder, JoinHandle, Thread};
+        pub(crate) use std::thread::{current, park, park_timeout, Builder, JoinHandle, Thread};
 
         /// Whether the thread behind `join` has ended.
         pub(crate) fn is_finished<T>(join: &JoinHandle<T>) -> bool {
@@ -86,6 +89,7 @@ mod imp {
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::MutexGuard;
 
     /// `arc_swap::ArcSwap`'s API over a loom mutex. arc-swap's own atomics are invisible to
     /// loom, and its thread-local debt slots assume real OS threads (loom runs its threads as
@@ -164,8 +168,6 @@ mod imp {
 
         use loom::sync::atomic::{AtomicIsize, Ordering};
 
-        pub(crate) use std::thread::panicking;
-
         const PARKED: isize = -1;
         const EMPTY: isize = 0;
         const NOTIFIED: isize = 1;
@@ -183,10 +185,6 @@ mod imp {
                 if self.token.swap(NOTIFIED, Ordering::Release) == PARKED {
                     self.thread.unpark();
                 }
-            }
-
-            pub(crate) fn id(&self) -> loom::thread::ThreadId {
-                self.thread.id()
             }
         }
 
@@ -299,6 +297,7 @@ pub(crate) use std::sync::Arc;
 /// Atomics for `static`s: the standard library's in every build, loom's included (loom's
 /// atomics cannot live in a `static`). Only process-wide counters and test-only switches that
 /// take part in no modelled protocol use them.
+#[allow(unused_imports)] // used by the `testing` and `pause-points` features
 pub(crate) mod statics {
     pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 }

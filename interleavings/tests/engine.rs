@@ -83,7 +83,6 @@ fn shutdown_waits_for_a_claimed_slot_and_hands_back_what_is_behind_it() {
 // reaches the thread that parked, not the dead one whose handle is still in the slot), and
 // its shard resumes.
 #[test]
-#[ignore = "red until a wake-up reaches the thread that parked (issue 12)"]
 fn a_replacement_worker_that_parks_before_its_install_is_woken() {
     let _serial = serial();
     quiet_planned_panics();

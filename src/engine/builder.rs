@@ -1,25 +1,16 @@
 //! [`EngineBuilder`]: settings, hooks, and starting the threads.
 
-use crate::sync::Arc as StdArc;
-use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
-
 use super::config::{Config, ConfigError};
-use super::hooks::{Hooks, PanicReport, Removal, SlowHandler};
-use super::inner::{Clock, EngineStats, Inner, WorkerSlot};
-use super::run_queue::RunQueue;
-use super::shard::Shard;
-use super::sleepers::Sleepers;
-use super::supervisor::supervisor_main;
-use super::worker::{spawn_worker, WorkerHandle};
-use super::Engine;
-use crate::sync::{thread, AtomicBool, AtomicU64, Mutex};
-use crate::{DeadLetter, Handler, StreamId};
+use super::dead_letter::{DeadLetter, DeadLetterHook};
+use super::hooks::{PanicHook, PanicReport, Removal, RemovalHook, SlowHandler, SlowHandlerHook};
+use crate::{Handler, StreamId};
 
-/// Configures and starts an [`Engine`]. Made by [`Engine::builder`].
+/// Configures and starts an [`Engine`](crate::Engine). Made by
+/// [`Engine::builder`](crate::Engine::builder); [`start`](Self::start) is with the engine (in
+/// `engine/mod.rs`), where the threads are started.
 ///
 /// # Sizing: shards, workers, capacity
 ///
@@ -39,7 +30,7 @@ use crate::{DeadLetter, Handler, StreamId};
 ///
 /// # Backpressure
 ///
-/// [`Engine::try_submit`] never blocks. [`Engine::submit_timeout`] parks the producer until the
+/// [`Engine::try_submit`](crate::Engine::try_submit) never blocks. [`Engine::submit_timeout`](crate::Engine::submit_timeout) parks the producer until the
 /// shard has room, with one wake-up from the worker that frees it, or until the timeout. No
 /// submit ever retries in a loop, spins, or drops an event silently; every rejection is counted.
 pub struct EngineBuilder<H: Handler> {
@@ -133,7 +124,7 @@ impl<H: Handler> EngineBuilder<H> {
         self
     }
 
-    /// The drain deadline dropping the engine uses (see [`Engine::shutdown`]). Default: 5 s.
+    /// The drain deadline dropping the engine uses (see [`Engine::shutdown`](crate::Engine::shutdown)). Default: 5 s.
     pub fn drop_deadline(mut self, d: Duration) -> Self {
         self.config.drop_deadline = d;
         self
@@ -148,7 +139,7 @@ impl<H: Handler> EngineBuilder<H> {
     }
 
     /// Called with every dead letter, on the worker thread. Without it dead letters go to the
-    /// engine's buffer ([`Engine::take_dead_letters`]). A panic in the hook is caught and counted.
+    /// engine's buffer ([`Engine::take_dead_letters`](crate::Engine::take_dead_letters)). A panic in the hook is caught and counted.
     pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<H::Payload>) + Send + Sync + 'static) -> Self {
         self.hooks.dead_letter = Some(Box::new(hook));
         self
@@ -181,71 +172,39 @@ impl<H: Handler> EngineBuilder<H> {
         self
     }
 
-    /// Validates the settings and starts the worker threads and the supervisor.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] names the first invalid setting, or says a thread could not be started
-    /// (then no thread is left running).
-    pub fn start(self) -> Result<Engine<H>, ConfigError> {
-        let EngineBuilder { handler, config, hooks } = self;
-        config.validate()?;
-        let clock = Clock::new();
-        let seed = random_seed();
-        let shards = (0..config.shards)
-            .map(|i| {
-                Shard::new(
-                    config.shard_capacity,
-                    seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f)),
-                )
-            })
-            .collect();
-        let placeholder = thread::current();
-        let workers = (0..config.workers)
-            .map(|_| {
-                // Replaced by the real handle below, before any thread reads it.
-                WorkerSlot::new(WorkerHandle::unstarted(placeholder.clone()))
-            })
-            .collect();
-        let inner = StdArc::new(Inner {
-            handler,
-            run_queue: RunQueue::new(config.workers, config.shards),
-            config,
-            hooks,
-            shards,
-            sleepers: Sleepers::default(),
-            workers,
-            live_entities: CachePadded::new(AtomicU64::new(0)),
-            clock,
-            stop: AtomicBool::new(false),
-            supervisor_stop: AtomicBool::new(false),
-            supervisor: Mutex::new(None),
-            timers: Mutex::new(BinaryHeap::new()),
-            stats: EngineStats::default(),
-            dead_letters: Mutex::new(VecDeque::new()),
-        });
-        let engine = Engine::from_inner(inner.clone());
-        for index in 0..inner.workers.len() {
-            let handle = spawn_worker(&inner, index, 0).map_err(ConfigError::Spawn)?;
-            inner.workers[index].handle.store(StdArc::new(handle));
-        }
-        if inner.config.supervisor {
-            let for_supervisor = inner.clone();
-            let supervisor = thread::spawn_named("humpyard-supervisor".to_owned(), move || {
-                supervisor_main(&for_supervisor)
-            })
-            .map_err(ConfigError::Spawn)?;
-            *inner.supervisor.lock() = Some(supervisor.thread().clone());
-            engine.set_supervisor(supervisor);
-        }
-        Ok(engine)
+    /// The handler, the validated settings and the hooks, for [`start`](Self::start).
+    pub(crate) fn into_parts(self) -> Result<(H, Config, Hooks<H::Payload>), ConfigError> {
+        self.config.validate()?;
+        Ok((self.handler, self.config, self.hooks))
     }
 }
 
-/// A random 64-bit seed from the standard library's randomly keyed hasher (no extra crate).
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0x9e37_79b9_7f4a_7c15);
-    hasher.finish()
+/// The hooks the builder was given.
+pub(crate) struct Hooks<P> {
+    pub(crate) dead_letter: Option<DeadLetterHook<P>>,
+    pub(crate) panic: Option<PanicHook>,
+    pub(crate) slow_handler: Option<SlowHandlerHook>,
+    pub(crate) entity_removed: Option<RemovalHook>,
+}
+
+impl<P> Default for Hooks<P> {
+    fn default() -> Self {
+        Hooks {
+            dead_letter: None,
+            panic: None,
+            slow_handler: None,
+            entity_removed: None,
+        }
+    }
+}
+
+impl<P> fmt::Debug for Hooks<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("dead_letter", &self.dead_letter.is_some())
+            .field("panic", &self.panic.is_some())
+            .field("slow_handler", &self.slow_handler.is_some())
+            .field("entity_removed", &self.entity_removed.is_some())
+            .finish()
+    }
 }

@@ -1,7 +1,13 @@
-//! [`DeadLetter`] and [`Failure`]: an event that failed for good, and why.
+//! [`DeadLetter`] and [`Failure`]: an event that failed for good, and why; and the sink that
+//! dead letters go to.
 
+use std::collections::VecDeque;
 use std::fmt;
 
+use super::containment::Containment;
+use super::hooks::PanicSite;
+use super::metrics::SharedCounter;
+use crate::sync::Mutex;
 use crate::Event;
 
 /// Why handling an event failed. The texts come from the handler's error's `Display` or the
@@ -57,5 +63,75 @@ impl<P> fmt::Debug for DeadLetter<P> {
             .field("failure", &self.failure)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
+    }
+}
+
+/// The `on_dead_letter` hook.
+pub(crate) type DeadLetterHook<P> = Box<dyn Fn(DeadLetter<P>) + Send + Sync>;
+
+/// Where dead letters go: the user's hook, or else a bounded buffer that
+/// [`Engine::take_dead_letters`](crate::Engine::take_dead_letters) empties.
+pub(crate) struct DeadLetterSink<P> {
+    hook: Option<DeadLetterHook<P>>,
+    /// The default sink: the newest `capacity` letters.
+    buffer: Mutex<VecDeque<DeadLetter<P>>>,
+    capacity: usize,
+    /// Letters the full buffer dropped (never with a hook).
+    discarded: SharedCounter,
+}
+
+impl<P> fmt::Debug for DeadLetterSink<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterSink")
+            .field("hook", &self.hook.is_some())
+            .field("capacity", &self.capacity)
+            .field("discarded", &self.discarded.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> DeadLetterSink<P> {
+    /// A sink handing letters to `hook`, or keeping the newest `capacity` without one.
+    pub(crate) fn new(hook: Option<DeadLetterHook<P>>, capacity: usize) -> DeadLetterSink<P> {
+        DeadLetterSink {
+            hook,
+            buffer: Mutex::new(VecDeque::new()),
+            capacity,
+            discarded: SharedCounter::default(),
+        }
+    }
+
+    /// Logs `letter` and hands it to the hook (contained), or to the buffer (the oldest letter
+    /// makes room when it is full).
+    pub(crate) fn deliver(&self, letter: DeadLetter<P>, containment: &Containment) {
+        log::warn!(
+            stream = letter.event.stream().as_str(),
+            attempts = letter.attempts,
+            failure:? = letter.failure;
+            "humpyard dead-lettered an event"
+        );
+        if let Some(hook) = &self.hook {
+            let stream = letter.event.stream().clone();
+            let _ = containment.run(PanicSite::Hook, Some(&stream), || hook(letter));
+            return;
+        }
+        let mut buffer = self.buffer.lock();
+        if buffer.len() >= self.capacity {
+            buffer.pop_front();
+            self.discarded.incr();
+        }
+        if self.capacity > 0 {
+            buffer.push_back(letter);
+        }
+    }
+
+    /// Takes the letters the buffer keeps.
+    pub(crate) fn take(&self) -> Vec<DeadLetter<P>> {
+        self.buffer.lock().drain(..).collect()
+    }
+
+    /// Letters the full buffer dropped.
+    pub(crate) fn discarded(&self) -> u64 {
+        self.discarded.get()
     }
 }

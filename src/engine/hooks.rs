@@ -1,15 +1,13 @@
-//! Optional observer hooks, and running user code without letting a panic escape.
+//! Optional observer hooks and what they are given.
 //!
 //! Every hook is optional (R-OBS-1): without one, counters are still kept and dead letters go
-//! to the engine's default buffer. A hook that panics is caught and counted in
-//! `Metrics::panics`, and is still called for later events.
+//! to the engine's default buffer. Every call of a hook goes through the engine's containment
+//! (`containment`): a hook that panics is caught and counted in `Metrics::panics`, and is
+//! still called for later events.
 
-use std::any::Any;
-use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use crate::{DeadLetter, StreamId};
+use crate::StreamId;
 
 /// Where a caught panic happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,60 +62,6 @@ pub struct SlowHandler {
     pub running_for: Duration,
 }
 
-pub(crate) type DeadLetterHook<P> = Box<dyn Fn(DeadLetter<P>) + Send + Sync>;
 pub(crate) type PanicHook = Box<dyn Fn(&PanicReport) + Send + Sync>;
 pub(crate) type SlowHandlerHook = Box<dyn Fn(&SlowHandler) + Send + Sync>;
 pub(crate) type RemovalHook = Box<dyn Fn(&StreamId, Removal) + Send + Sync>;
-
-/// The hooks the builder was given.
-pub(crate) struct Hooks<P> {
-    pub(crate) dead_letter: Option<DeadLetterHook<P>>,
-    pub(crate) panic: Option<PanicHook>,
-    pub(crate) slow_handler: Option<SlowHandlerHook>,
-    pub(crate) entity_removed: Option<RemovalHook>,
-}
-
-impl<P> Default for Hooks<P> {
-    fn default() -> Self {
-        Hooks {
-            dead_letter: None,
-            panic: None,
-            slow_handler: None,
-            entity_removed: None,
-        }
-    }
-}
-
-impl<P> fmt::Debug for Hooks<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hooks")
-            .field("dead_letter", &self.dead_letter.is_some())
-            .field("panic", &self.panic.is_some())
-            .field("slow_handler", &self.slow_handler.is_some())
-            .field("entity_removed", &self.entity_removed.is_some())
-            .finish()
-    }
-}
-
-/// Runs `f`, catching a panic. On a panic, returns its message.
-#[inline]
-pub(crate) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(panic_message)
-}
-
-/// The text of a panic payload. The payload is dropped here, and if dropping it panics too
-/// (a payload with a panicking `Drop`), that second payload is leaked rather than allowed to
-/// unwind through the worker.
-pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    };
-    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(second);
-    }
-    message
-}

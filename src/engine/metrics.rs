@@ -4,9 +4,15 @@
 //! - `accepted` is the sum of the rings' tails (each accepted event claims one position);
 //! - `queued` is tail minus head per ring;
 //! - the per-shard counters ([`ShardStats`]) have one writer at a time, the thread running the
-//!   shard, which adds with a `Relaxed` load and store once per batch; the shard's run handoff
-//!   (its state's Release/Acquire) orders successive writers;
-//! - `rejected` is a per-shard `fetch_add`, on the rejection path only.
+//!   shard, which tallies a run in a [`Tally`] and adds it with a `Relaxed` load and store once
+//!   per run; the shard's run hand-off (its state's Release/Acquire) orders successive writers;
+//! - `rejected` is a per-shard `fetch_add`, on the rejection path only;
+//! - `panics` is one [`SharedCounter`] in the engine's containment (`containment`), bumped only
+//!   when a panic is caught.
+//!
+//! Every counter is read with `Relaxed` loads: a snapshot taken while the engine runs is a set
+//! of independent readings; at quiescence (after shutdown has joined the threads, or once the
+//! reader has synchronised with the writers some other way) each reading is exact.
 //!
 //! At quiescence (and after shutdown) the snapshot is exact and
 //! `accepted == processed + dead_lettered + queued + (events waiting for a retry)`; after
@@ -63,12 +69,33 @@ impl SharedCounter {
 pub(crate) struct ShardStats {
     pub(crate) processed: OwnedCounter,
     pub(crate) dead_lettered: OwnedCounter,
-    pub(crate) panics: OwnedCounter,
     pub(crate) retries: OwnedCounter,
     pub(crate) reaped: OwnedCounter,
     pub(crate) evicted: OwnedCounter,
     /// 1 while an event of the shard waits for a retry (a gauge).
     pub(crate) awaiting_retry: OwnedCounter,
+}
+
+/// What one run of a shard counts, added to the shard's [`ShardStats`] once, at its end.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) processed: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) retries: u64,
+    pub(crate) reaped: u64,
+    pub(crate) evicted: u64,
+}
+
+impl Tally {
+    /// Adds the tally to `stats` and sets the retry gauge. Only the shard's runner calls it.
+    pub(crate) fn publish(&self, stats: &ShardStats, awaiting_retry: bool) {
+        stats.processed.add(self.processed);
+        stats.dead_lettered.add(self.dead_lettered);
+        stats.retries.add(self.retries);
+        stats.reaped.add(self.reaped);
+        stats.evicted.add(self.evicted);
+        stats.awaiting_retry.set(u64::from(awaiting_retry));
+    }
 }
 
 /// A snapshot of the engine's counters and gauges ([`Engine::metrics`](crate::Engine::metrics)).

@@ -1,43 +1,69 @@
 //! The per-entity dispatch engine.
 //!
 //! ```text
-//!  producers ──try_submit──▶ shard = hash(stream) → ring (bounded, lock-free) ──┐
-//!                                   │ first event into an idle shard           │
-//!                                   ▼                                          │
-//!                              run queue ──▶ worker threads ── run a batch ◀───┘
-//!                                              │  entity table (owned by the run):
-//!                                              │  init / handle / cleanup, reaping, eviction
-//!                                              ▼
-//!                                   processed | retry (timer) | dead letter
+//!  producers ──submit──▶ shard = hash(stream) → ring (bounded, lock-free) ───────┐
+//!                            │ first event into an idle shard                     │
+//!                            ▼                                                    │
+//!                       scheduler: run queue ──▶ worker threads ── runner ◀───────┘
+//!                                                   │  entity table (owned by the run):
+//!                                                   │  init / handle / cleanup, reaper
+//!                                                   ▼
+//!                                  processed | retry (timer) | dead letter
 //! ```
 //!
-//! The pieces, one per file: [`ring`] (the lock-free ring of ingress and run queue),
-//! [`run_queue`] (one lane per worker, home lanes and stealing), [`shard`] (scheduling state
-//! machine), [`entity_table`], [`dispatch`] (one batch), [`worker`] (threads), [`supervisor`]
-//! (timers, reaping, replacement, slow handlers), [`sleepers`] and [`waiters`] (parking),
-//! [`metrics`], [`hooks`], [`config`], [`builder`].
+//! The pieces, one concept per file:
+//!
+//! | file | what |
+//! |---|---|
+//! | [`ingress`] | a producer's submit and its wait for room |
+//! | [`ring`] | the lock-free ring behind every shard's ingress and the run queue |
+//! | [`shard`] | a shard: its ring, its typed scheduling state, its core; the [`ShardRun`](shard::ShardRun) token |
+//! | [`scheduler`] | run queue, sleepers, retry timers, the after-run hand-off and every wake-up |
+//! | [`runner`] | one run of a shard: events, entities, retries, dead letters |
+//! | [`reaper`] | idle reaping, cap eviction, disposal of a state |
+//! | [`retry`] | the pending retry, its backoff, the timers |
+//! | [`entity_table`] | a shard's live entities in recency order |
+//! | [`containment`] | every call into user code; the one place its panics are counted |
+//! | [`worker`], [`worker_slot`] | the worker threads, and each index's handle and epoch |
+//! | [`supervisor`] | timers, reaping of quiet shards, replacement of dead workers, slow handlers |
+//! | [`lifecycle`], [`shutdown`] | the engine's one lifecycle state; closing, draining, joining, leftovers, the engine's end |
+//! | [`shared`] | what the threads share, each part behind an accessor |
+//! | [`waiters`] | producers parked for room |
+//! | [`metrics`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
+//! | [`builder`] | settings and starting the threads |
+//!
+//! The files are layered, each importing only files below it: `supervisor` → `worker` →
+//! `runner` → `reaper` → `shared` (as do `ingress` and `shutdown`) → `scheduler` → `shard` →
+//! the leaves (`ring`, `entity_table`, `waiters`, `retry`, `metrics`, `hooks`, ...).
+//! `tests/architecture.rs` checks that there is no import cycle.
 
 mod builder;
+mod clock;
 mod config;
+mod containment;
 mod dead_letter;
-mod dispatch;
-mod entity_table;
+pub(crate) mod entity_table;
 mod hooks;
-pub(crate) mod inner;
+mod ingress;
+mod lifecycle;
 mod metrics;
+mod reaper;
 mod report;
+pub(crate) mod retry;
 pub(crate) mod ring;
-mod run_queue;
+mod runner;
+pub(crate) mod scheduler;
 pub(crate) mod shard;
-mod sleepers;
+mod shared;
+mod shutdown;
 mod submit_error;
 mod supervisor;
 mod waiters;
-pub(crate) mod worker;
+mod worker;
+pub(crate) mod worker_slot;
 
-use crate::sync::Arc as StdArc;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use builder::EngineBuilder;
 pub use config::ConfigError;
@@ -47,13 +73,10 @@ pub use metrics::Metrics;
 pub use report::ShutdownReport;
 pub use submit_error::SubmitError;
 
-use inner::Inner;
-use ring::PushError;
-use shard::IDLE;
-
-use crate::sync::thread::{self, JoinHandle};
-use crate::sync::{fence, AtomicBool, Mutex, Ordering};
+use crate::sync::Arc as StdArc;
 use crate::{Event, Handler, StreamId};
+use shard::Shard;
+use shared::Shared;
 
 /// The dispatch engine: runs each stream's events in order, one at a time, with the stream's
 /// state, and different streams in parallel on a pool of worker threads.
@@ -90,27 +113,13 @@ use crate::{Event, Handler, StreamId};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Engine<H: Handler> {
-    inner: StdArc<Inner<H>>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
-    shutting_down: AtomicBool,
+    shared: StdArc<Shared<H>>,
 }
 
 impl<H: Handler> Engine<H> {
     /// A builder for an engine running `handler`.
     pub fn builder(handler: H) -> EngineBuilder<H> {
         EngineBuilder::new(handler)
-    }
-
-    fn from_inner(inner: StdArc<Inner<H>>) -> Engine<H> {
-        Engine {
-            inner,
-            supervisor: Mutex::new(None),
-            shutting_down: AtomicBool::new(false),
-        }
-    }
-
-    fn set_supervisor(&self, join: JoinHandle<()>) {
-        *self.supervisor.lock() = Some(join);
     }
 
     /// Submits an event without ever blocking.
@@ -121,22 +130,7 @@ impl<H: Handler> Engine<H> {
     /// shutdown has begun; the event is inside the error. Both are counted in `rejected`.
     #[inline]
     pub fn try_submit(&self, event: Event<H::Payload>) -> Result<(), SubmitError<H::Payload>> {
-        let index = self.inner.shard_of(event.stream());
-        let shard = &self.inner.shards[index];
-        match shard.ring.push(event) {
-            Ok(()) => {
-                self.inner.after_push(index);
-                Ok(())
-            }
-            Err(PushError::Full(event)) => {
-                shard.rejected.incr();
-                Err(SubmitError::Full(event))
-            }
-            Err(PushError::Closed(event)) => {
-                shard.rejected.incr();
-                Err(SubmitError::Closed(event))
-            }
-        }
+        ingress::try_submit(&self.shared, event)
     }
 
     /// Submits an event, waiting up to `timeout` for room in its shard.
@@ -150,69 +144,23 @@ impl<H: Handler> Engine<H> {
     /// [`SubmitError::Timeout`] if no room appeared in time, [`SubmitError::Closed`] if
     /// shutdown began; the event is inside the error, and the rejection is counted.
     pub fn submit_timeout(&self, event: Event<H::Payload>, timeout: Duration) -> Result<(), SubmitError<H::Payload>> {
-        let deadline = Instant::now().checked_add(timeout);
-        let index = self.inner.shard_of(event.stream());
-        let shard = &self.inner.shards[index];
-        let mut event = match shard.ring.push(event) {
-            Ok(()) => {
-                self.inner.after_push(index);
-                return Ok(());
-            }
-            Err(PushError::Closed(event)) => {
-                shard.rejected.incr();
-                return Err(SubmitError::Closed(event));
-            }
-            Err(PushError::Full(event)) => event,
-        };
-        loop {
-            let waiter = shard.waiters.register();
-            // Pairs with the consumer's fence after freeing room (see `waiters`).
-            fence(Ordering::SeqCst);
-            match shard.ring.push(event) {
-                Ok(()) => {
-                    shard.waiters.done(&waiter);
-                    self.inner.after_push(index);
-                    return Ok(());
-                }
-                Err(PushError::Closed(e)) => {
-                    shard.waiters.leave(&waiter);
-                    shard.rejected.incr();
-                    return Err(SubmitError::Closed(e));
-                }
-                Err(PushError::Full(e)) => event = e,
-            }
-            while !waiter.is_notified() {
-                let now = Instant::now();
-                let left = match deadline {
-                    Some(deadline) if now >= deadline => {
-                        shard.waiters.leave(&waiter);
-                        shard.rejected.incr();
-                        return Err(SubmitError::Timeout(event));
-                    }
-                    Some(deadline) => deadline - now,
-                    None => Duration::from_secs(3600),
-                };
-                thread::park_timeout(left);
-            }
-            // Woken for room (or for shutdown): try once more; another producer may have taken
-            // the room first, and then we wait for the next wake-up.
-        }
+        ingress::submit_timeout(&self.shared, event, timeout)
     }
 
     /// The index of the shard that `stream`'s events go to (`0..shards`), as in
     /// [`Metrics::shard_queued`]. Streams in one shard share its ring and its worker turn.
     pub fn shard_of(&self, stream: &StreamId) -> usize {
-        self.inner.shard_of(stream)
+        self.shared.shard_of(stream)
     }
 
     /// A snapshot of the counters and gauges.
     pub fn metrics(&self) -> Metrics {
-        self.inner.metrics()
+        self.shared.metrics()
     }
 
     /// Takes the dead letters kept by the default sink (when no `on_dead_letter` hook is set).
     pub fn take_dead_letters(&self) -> Vec<DeadLetter<H::Payload>> {
-        self.inner.dead_letters.lock().drain(..).collect()
+        self.shared.dead_letters().take()
     }
 
     /// Shuts the engine down and reports what was left.
@@ -224,112 +172,78 @@ impl<H: Handler> Engine<H> {
     /// 3. Stops the workers (each finishes the call it is in), joins every thread, runs
     ///    `cleanup` for every live entity, and hands back every event still queued.
     ///
-    /// Afterwards `accepted == processed + dead_lettered + report.unprocessed.len()`. Calling it
-    /// again (or concurrently) returns an empty report at once. It waits for handler calls in
-    /// progress to return, so do not call it from inside a handler.
+    /// Afterwards `accepted == processed + dead_lettered + report.unprocessed.len()`. A
+    /// concurrent call waits for the first to finish; a later call returns an empty report at
+    /// once. It waits for handler calls in progress to return, so do not call it from inside a
+    /// handler.
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport<H::Payload> {
-        if self.shutting_down.swap(true, Ordering::AcqRel) {
-            return ShutdownReport::empty();
-        }
-        let inner = &*self.inner;
-        let until = Instant::now().checked_add(deadline);
-        for shard in inner.shards.iter() {
-            shard.ring.close();
-        }
-        // Pairs with the fence of a producer registering as a waiter (see `waiters`): either it
-        // sees the closed mark on its re-try, or `notify_all` sees it registered.
-        fence(Ordering::SeqCst);
-        for shard in inner.shards.iter() {
-            shard.waiters.notify_all();
-        }
-
-        let mut deadline_exceeded = false;
-        let mut pause = Duration::from_micros(50);
-        while !self.drained() {
-            let now = Instant::now();
-            match until {
-                Some(until) if now >= until => {
-                    deadline_exceeded = true;
-                    break;
-                }
-                Some(until) => thread::pause(pause.min(until - now)),
-                None => thread::pause(pause),
-            }
-            pause = (pause * 2).min(Duration::from_millis(5));
-        }
-
-        inner.stop.store(true, Ordering::Release);
-        inner.supervisor_stop.store(true, Ordering::Release);
-        if let Some(supervisor) = self.supervisor.lock().take() {
-            supervisor.thread().unpark();
-            let _ = supervisor.join();
-        }
-        self.join_workers();
-
-        crate::pause::point(crate::pause::PausePoint::BeforeCollect);
-        let mut unprocessed = Vec::new();
-        inner.collect_leftovers(&mut unprocessed);
-        if !unprocessed.is_empty() {
-            deadline_exceeded = true;
-        }
-        ShutdownReport {
-            unprocessed,
-            deadline_exceeded,
-        }
-    }
-
-    /// Whether every shard is idle with an empty ring and no pending retry.
-    fn drained(&self) -> bool {
-        self.inner
-            .shards
-            .iter()
-            .all(|shard| shard.state() == IDLE && shard.ring.len() == 0)
-    }
-
-    fn join_workers(&self) {
-        let inner = &*self.inner;
-        for worker in inner.sleepers.take_all() {
-            inner.workers[worker].handle.load().thread.unpark();
-        }
-        let me = thread::current().id();
-        for slot in inner.workers.iter() {
-            let handle = slot.handle.load_full();
-            handle.thread.unpark();
-            let join = handle.join.lock().take();
-            if let Some(join) = join {
-                if join.thread().id() != me {
-                    let _ = join.join();
-                }
-            }
-        }
+        shutdown::shutdown(&self.shared, deadline)
     }
 
     /// Fault injection (tests only): makes worker `worker`'s thread die by an escaping panic at
-    /// its next batch boundary, to prove the supervisor replaces it and its shard resumes.
+    /// the end of its next run, to prove the supervisor replaces it and its shard resumes.
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_worker_exit(&self, worker: usize) {
-        self.inner.workers[worker].kill.store(true, Ordering::Relaxed);
+        self.shared.workers()[worker]
+            .kill
+            .store(true, crate::sync::Ordering::Relaxed);
     }
 }
 
+impl<H: Handler> EngineBuilder<H> {
+    /// Validates the settings and starts the worker threads and the supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] names the first invalid setting, or says a thread could not be started
+    /// (then no thread is left running).
+    pub fn start(self) -> Result<Engine<H>, ConfigError> {
+        let (handler, config, hooks) = self.into_parts()?;
+        let seed = random_seed();
+        let shards = (0..config.shards)
+            .map(|i| {
+                let seed = seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f));
+                Shard::new(i, config.shard_capacity, seed)
+            })
+            .collect();
+        let start_supervisor = config.supervisor;
+        let shared = StdArc::new(Shared::new(handler, config, hooks, shards));
+        // From here on, an early return drops the engine, which stops what was started.
+        let engine = Engine { shared: shared.clone() };
+        for (index, slot) in shared.workers().iter().enumerate() {
+            slot.set_first(worker::spawn(&shared, index, 0).map_err(ConfigError::Spawn)?);
+        }
+        if start_supervisor {
+            let join = supervisor::spawn(&shared).map_err(ConfigError::Spawn)?;
+            shared.scheduler().timers().set_supervisor(join.thread().clone());
+            *shared.supervisor().lock() = Some(join);
+        }
+        Ok(engine)
+    }
+}
+
+/// A random 64-bit seed from the standard library's randomly keyed hasher (no extra crate).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x9e37_79b9_7f4a_7c15);
+    hasher.finish()
+}
+
 impl<H: Handler> Drop for Engine<H> {
+    /// Shuts the engine down with the builder's `drop_deadline` and drops what is left (logging
+    /// how many events).
     fn drop(&mut self) {
-        if self.shutting_down.load(Ordering::Acquire) {
-            return;
-        }
-        let report = self.shutdown(self.inner.config.drop_deadline);
-        if !report.unprocessed.is_empty() {
-            log::warn!(unprocessed = report.unprocessed.len(); "humpyard engine dropped with unprocessed events; call shutdown to get them back");
-        }
+        shutdown::drop_engine(&self.shared);
     }
 }
 
 impl<H: Handler> fmt::Debug for Engine<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("workers", &self.inner.workers.len())
-            .field("shards", &self.inner.shards.len())
+            .field("workers", &self.shared.workers().len())
+            .field("shards", &self.shared.shards().len())
             .field("metrics", &self.metrics())
             .finish_non_exhaustive()
     }

@@ -2,58 +2,82 @@
 //!
 //! # Scheduling state machine
 //!
-//! | state       | meaning                                          | who leaves it, to what                          |
-//! |-------------|--------------------------------------------------|-------------------------------------------------|
-//! | `IDLE`      | not queued, not running                          | a producer or the supervisor: CAS -> `SCHEDULED` |
-//! | `SCHEDULED` | on the run queue exactly once                    | the worker that pops it: store -> `RUNNING`      |
-//! | `RUNNING`   | one worker owns the ring's consumer side and the table | that worker: -> `IDLE`, `SCHEDULED` (requeued) or `WAITING` |
-//! | `WAITING`   | an event waits for its retry backoff              | the supervisor's timer: CAS -> `SCHEDULED`       |
+//! | state       | meaning                                            | who leaves it, to what |
+//! |-------------|----------------------------------------------------|------------------------|
+//! | `Idle`      | not queued, not running                            | a producer ([`Shard::schedule_after_push`]) or the supervisor ([`Shard::schedule_if_idle`]): CAS -> `Scheduled`; shutdown ([`Shard::seize`]): CAS -> `Running` |
+//! | `Scheduled` | on the run queue exactly once                      | the worker that pops it ([`Shard::begin_run`]): CAS -> `Running`; shutdown ([`Shard::seize`]) |
+//! | `Running`   | one thread holds the [`ShardRun`] token            | that thread, consuming the token: -> `Idle` ([`ShardRun::go_idle`], [`ShardRun::release`]), `Scheduled` ([`ShardRun::requeue`]) or `Waiting` ([`ShardRun::wait`]) |
+//! | `Waiting`   | an event waits for its retry's timer               | the timer ([`Shard::schedule_if_waiting`]): CAS -> `Scheduled`; shutdown ([`Shard::seize`]) |
+//! | `Closed`    | shutdown collected it; it never runs again         | nobody (terminal) |
 //!
-//! Only the transition into `SCHEDULED` is contended, and it is a CAS, so a shard is queued at
-//! most once and run by at most one thread at a time: that is the per-stream ordering and the
-//! exclusive access to the entity table (R-CONC-3).
+//! `Closed` is what shutdown leaves behind ([`ShardRun::close`]): a producer that publishes an
+//! event claimed before the ring closed, a timer that fires late, or a worker that pops a stale
+//! run-queue entry finds the shard neither `Idle`, `Waiting` nor `Scheduled`, so nobody queues
+//! it again (a lane holds each shard at most once, see `scheduler::run_queue`).
+//!
+//! Every transition into `Running` is a CAS from a state other than `Running`, and only the
+//! holder of the token leaves `Running`; so at most one [`ShardRun`] exists per shard at any
+//! instant. The token is the only way to the ring's consumer side and to the shard's core (the
+//! entity table and the retry slot): holding it is the "I run this shard" obligation, checked
+//! once, when it is made. That is the per-stream ordering and the exclusive access to the
+//! table (R-CONC-3), and why no thread (shutdown included) can touch a shard that another
+//! thread, or the calling thread itself further up its stack, is running.
 //!
 //! # No lost wake-up
 //!
-//! Producer: publish the event (stamp store), `fence(SeqCst)`, load the state; if `IDLE`, CAS it
-//! to `SCHEDULED` and queue the shard.
-//! Worker finding the ring empty: store `IDLE`, `fence(SeqCst)`, re-check the ring; if an event
-//! is there, CAS `IDLE -> SCHEDULED` and run again.
-//! In the total order of the two fences, either the producer's comes first, and the worker's
-//! re-check sees the event, or the worker's does, and the producer sees `IDLE` (or a later
+//! Producer: publish the event (stamp store), `fence(SeqCst)`, load the state; if `Idle`, CAS
+//! it to `Scheduled` and queue the shard.
+//! Runner finding the ring empty: store `Idle`, `fence(SeqCst)`, re-check the ring; if an event
+//! is there, CAS `Idle -> Running` and run again.
+//! In the total order of the two fences, either the producer's comes first, and the runner's
+//! re-check sees the event, or the runner's does, and the producer sees `Idle` (or a later
 //! state that some other thread scheduled). Either way the event is never stranded in an idle
 //! shard. (`SeqCst` fences rather than `SeqCst` accesses, because loom models the former.)
 //!
-//! # Orderings of the handoff
+//! # Orderings of the hand-off
 //!
-//! A runner's writes to the table reach the next runner through a Release/Acquire chain: the
-//! runner's `IDLE`/`WAITING` store is `Release`, the CAS into `SCHEDULED` is `AcqRel`, and the
-//! run queue's push/pop is Release/Acquire (a requeue stores `SCHEDULED` before the push).
+//! A runner's writes to the core reach the next runner through a Release/Acquire chain on the
+//! state: every store that leaves `Running` is `Release`, every CAS into `Scheduled` or
+//! `Running` is `AcqRel` (the CAS into `Running` acquires directly from the previous runner's
+//! release, or through the `Scheduled` CAS that did). The run queue's push/pop is
+//! Release/Acquire too, but the token does not depend on it.
 
 use crossbeam_utils::CachePadded;
 
 use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
-use super::ring::Ring;
+use super::retry::PendingRetry;
+use super::ring::{PushError, Ring};
 use super::waiters::Waiters;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::{Event, Handler};
 
-pub(crate) const IDLE: u8 = 0;
-pub(crate) const SCHEDULED: u8 = 1;
-pub(crate) const RUNNING: u8 = 2;
-pub(crate) const WAITING: u8 = 3;
-
-/// An event held back after a failure, until its retry is due.
-pub(crate) struct PendingRetry<P> {
-    pub(crate) event: Event<P>,
-    /// Handler calls made so far.
-    pub(crate) attempts: u32,
-    /// When to try again, in engine ticks.
-    pub(crate) due: u64,
+/// A shard's scheduling state: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ShardState {
+    Idle = 0,
+    Scheduled = 1,
+    Running = 2,
+    Waiting = 3,
+    Closed = 4,
 }
 
-/// What only the shard's current runner touches.
+impl ShardState {
+    #[inline]
+    fn from_u8(value: u8) -> ShardState {
+        match value {
+            0 => ShardState::Idle,
+            1 => ShardState::Scheduled,
+            2 => ShardState::Running,
+            3 => ShardState::Waiting,
+            4 => ShardState::Closed,
+            _ => unreachable!("shard state {value}"),
+        }
+    }
+}
+
+/// What only the shard's runner touches (through its [`ShardRun`]).
 pub(crate) struct ShardCore<H: Handler> {
     pub(crate) table: EntityTable<H::State>,
     /// An event waiting for its retry. While it waits, the shard takes no other event, so the
@@ -65,31 +89,37 @@ pub(crate) struct ShardCore<H: Handler> {
 
 /// One shard.
 pub(crate) struct Shard<H: Handler> {
-    pub(crate) ring: Ring<Event<H::Payload>>,
-    /// `IDLE`, `SCHEDULED`, `RUNNING` or `WAITING`: see the module docs.
+    /// Its place in the engine's shard array (and the run queue's entries).
+    index: usize,
+    /// The ingress ring. Producers push through [`Shard::push`]; the consumer side is reached
+    /// only through a [`ShardRun`].
+    ring: Ring<Event<H::Payload>>,
+    /// A [`ShardState`]; its transitions and their orderings are in the module docs.
     state: CachePadded<AtomicU8>,
-    /// Submits to this shard that were handed back.
-    pub(crate) rejected: SharedCounter,
+    /// Submits to this shard that were handed back (any thread, `Relaxed` `fetch_add`).
+    rejected: SharedCounter,
     /// Producers parked in `submit_timeout`.
-    pub(crate) waiters: Waiters,
-    pub(crate) stats: ShardStats,
+    waiters: Waiters,
+    stats: ShardStats,
     /// When the oldest entity becomes idle-expired, in ticks; `u64::MAX` when the table is
-    /// empty. Written by the runner, read by the supervisor to schedule quiet shards for reaping.
-    pub(crate) next_expiry: AtomicU64,
+    /// empty. Written by the runner, read by the supervisor to schedule quiet shards for
+    /// reaping; `Relaxed`: a stale reading only moves a reap by one supervisor tick.
+    next_expiry: AtomicU64,
     core: UnsafeCell<ShardCore<H>>,
 }
 
-// SAFETY: `core` is only accessed by the shard's runner, and the state machine above makes the
-// runner unique and orders successive runners; everything else is atomic or `Sync`. The core
-// holds `H::State` and events, both `Send`.
+// SAFETY: `core` is reached only through a `ShardRun`, of which at most one exists at a time
+// (see the module docs), and successive holders are ordered by the state's Release/Acquire;
+// everything else is atomic or `Sync`. The core holds `H::State` and events, both `Send`.
 unsafe impl<H: Handler> Sync for Shard<H> {}
 
 impl<H: Handler> Shard<H> {
-    /// A shard with a ring of `capacity`; `seed` keys its table's index and its jitter.
-    pub(crate) fn new(capacity: usize, seed: u64) -> Shard<H> {
+    /// Shard `index` with a ring of `capacity`; `seed` keys its table's index and its jitter.
+    pub(crate) fn new(index: usize, capacity: usize, seed: u64) -> Shard<H> {
         Shard {
+            index,
             ring: Ring::new(capacity),
-            state: CachePadded::new(AtomicU8::new(IDLE)),
+            state: CachePadded::new(AtomicU8::new(ShardState::Idle as u8)),
             rejected: SharedCounter::default(),
             waiters: Waiters::default(),
             stats: ShardStats::default(),
@@ -102,59 +132,219 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// Producer side, after a successful push: whether this call moved the shard from `IDLE` to
-    /// `SCHEDULED` (the caller must then queue it).
+    /// The shard's index.
     #[inline]
-    pub(crate) fn schedule_after_push(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.state.load(Ordering::Relaxed) == IDLE && self.try_transition(IDLE, SCHEDULED)
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
-    /// CAS `from -> to`; whether it happened.
+    /// Producer side: appends `event`, or hands it back at once if the ring is full or closed.
     #[inline]
-    pub(crate) fn try_transition(&self, from: u8, to: u8) -> bool {
-        self.state
-            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+    pub(crate) fn push(&self, event: Event<H::Payload>) -> Result<(), PushError<Event<H::Payload>>> {
+        self.ring.push(event)
+    }
+
+    /// Closes the ring: every later push fails with `Closed`; its tail is frozen.
+    pub(crate) fn close(&self) {
+        self.ring.close();
+    }
+
+    /// Events ever accepted (claimed positions).
+    #[inline]
+    pub(crate) fn accepted(&self) -> u64 {
+        self.ring.accepted()
+    }
+
+    /// Events accepted and not yet taken (a snapshot).
+    #[inline]
+    pub(crate) fn queued(&self) -> u64 {
+        self.ring.len()
+    }
+
+    /// The most events the ring holds.
+    #[inline]
+    pub(crate) fn capacity(&self) -> u64 {
+        self.ring.capacity()
+    }
+
+    /// Submits handed back.
+    #[inline]
+    pub(crate) fn rejected(&self) -> &SharedCounter {
+        &self.rejected
+    }
+
+    /// Producers waiting for room.
+    #[inline]
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
+    /// The runner's counters.
+    #[inline]
+    pub(crate) fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    /// When the oldest entity expires (see the field).
+    #[inline]
+    pub(crate) fn next_expiry(&self) -> u64 {
+        self.next_expiry.load(Ordering::Relaxed)
     }
 
     /// The current state (a snapshot).
-    pub(crate) fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+    #[inline]
+    pub(crate) fn state(&self) -> ShardState {
+        ShardState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// The runner that popped the shard from the run queue takes it.
     #[inline]
-    pub(crate) fn begin_run(&self) {
-        debug_assert_eq!(self.state.load(Ordering::Relaxed), SCHEDULED);
-        self.state.store(RUNNING, Ordering::Relaxed);
+    fn transition(&self, from: ShardState, to: ShardState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
 
-    /// The runner found the ring empty: go idle, then re-check. Returns `true` if an event
-    /// arrived meanwhile and this runner re-took the shard (state `SCHEDULED`, not queued).
+    /// Producer side, after a successful push: whether this call moved the shard from `Idle`
+    /// to `Scheduled` (the caller must then queue it).
     #[inline]
-    pub(crate) fn go_idle(&self) -> bool {
-        self.state.store(IDLE, Ordering::Release);
+    pub(crate) fn schedule_after_push(&self) -> bool {
         fence(Ordering::SeqCst);
-        self.ring.has_ready() && self.try_transition(IDLE, SCHEDULED)
+        self.state.load(Ordering::Relaxed) == ShardState::Idle as u8
+            && self.transition(ShardState::Idle, ShardState::Scheduled)
     }
 
-    /// The runner leaves the shard in `to` (`SCHEDULED` before requeueing, `WAITING`, or `IDLE`
-    /// when stopping).
-    #[inline]
-    pub(crate) fn release_as(&self, to: u8) {
-        self.state.store(to, Ordering::Release);
+    /// `Idle -> Scheduled` (maintenance: reaping a quiet shard); whether it happened (the
+    /// caller must then queue it).
+    pub(crate) fn schedule_if_idle(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == ShardState::Idle as u8
+            && self.transition(ShardState::Idle, ShardState::Scheduled)
     }
 
-    /// Runs `f` with the shard's core.
-    ///
-    /// # Safety
-    ///
-    /// The caller owns the shard's run (state `RUNNING`, taken as the module docs describe) or
-    /// every other thread that could run it has been joined.
+    /// `Waiting -> Scheduled` (its retry is due); whether it happened (the caller must then
+    /// queue it).
+    pub(crate) fn schedule_if_waiting(&self) -> bool {
+        self.transition(ShardState::Waiting, ShardState::Scheduled)
+    }
+
+    /// The worker that popped the shard from the run queue takes its run: `Scheduled ->
+    /// Running`. `None` if it is no longer `Scheduled` (shutdown seized it).
     #[inline]
-    pub(crate) unsafe fn with_core<R>(&self, f: impl FnOnce(&mut ShardCore<H>) -> R) -> R {
-        // SAFETY: the caller guarantees exclusive access to the core.
-        self.core.with_mut(|core| f(unsafe { &mut *core }))
+    pub(crate) fn begin_run(&self) -> Option<ShardRun<'_, H>> {
+        self.transition(ShardState::Scheduled, ShardState::Running)
+            .then_some(ShardRun { shard: self })
+    }
+
+    /// Takes the run of a shard nobody runs, whatever its state (`Idle`, `Scheduled` or
+    /// `Waiting`), for shutdown's collection. `None` while a thread runs it, or once it is
+    /// `Closed`.
+    pub(crate) fn seize(&self) -> Option<ShardRun<'_, H>> {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            if current == ShardState::Running as u8 || current == ShardState::Closed as u8 {
+                return None;
+            }
+            match self
+                .state
+                .compare_exchange(current, ShardState::Running as u8, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(ShardRun { shard: self }),
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
+/// The run of one shard: proof that the holder is the shard's only runner (see the module
+/// docs), and the only way to the ring's consumer side and to the core. Made by the
+/// transitions into `Running`; consumed by the transitions out of it.
+#[must_use = "a shard left Running without a transition is stuck"]
+pub(crate) struct ShardRun<'a, H: Handler> {
+    shard: &'a Shard<H>,
+}
+
+impl<H: Handler> std::fmt::Debug for ShardRun<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardRun").field("shard", &self.shard.index).finish()
+    }
+}
+
+/// The ring's consumer side, lent by [`ShardRun::with`].
+pub(crate) struct Consumer<'a, P> {
+    ring: &'a Ring<Event<P>>,
+}
+
+impl<P> Consumer<'_, P> {
+    /// Takes the oldest published event.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Event<P>> {
+        // SAFETY: a `Consumer` exists only inside `ShardRun::with`, so this thread holds the
+        // shard's run: the ring's only consumer, ordered after the previous one by the
+        // state's Release/Acquire.
+        unsafe { self.ring.pop_exclusive() }
+    }
+}
+
+impl<'a, H: Handler> ShardRun<'a, H> {
+    /// The shard.
+    #[inline]
+    pub(crate) fn shard(&self) -> &'a Shard<H> {
+        self.shard
+    }
+
+    /// Runs `f` with the shard's core and the ring's consumer side.
+    #[inline]
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut ShardCore<H>, &mut Consumer<'_, H::Payload>) -> R) -> R {
+        let shard = self.shard;
+        let mut consumer = Consumer { ring: &shard.ring };
+        shard.core.with_mut(|core| {
+            // SAFETY: this token is the only one for the shard (module docs), and `&mut self`
+            // keeps it from lending the core twice.
+            f(unsafe { &mut *core }, &mut consumer)
+        })
+    }
+
+    /// Sets when the oldest entity expires (see [`Shard::next_expiry`]).
+    #[inline]
+    pub(crate) fn set_next_expiry(&self, tick: u64) {
+        self.shard.next_expiry.store(tick, Ordering::Relaxed);
+    }
+
+    /// The ring is empty as far as the runner can see: go `Idle`, then re-check. Returns a new
+    /// run if an event arrived meanwhile and this thread re-took the shard.
+    #[inline]
+    pub(crate) fn go_idle(self) -> Option<ShardRun<'a, H>> {
+        let shard = self.shard;
+        shard.state.store(ShardState::Idle as u8, Ordering::Release);
+        fence(Ordering::SeqCst);
+        (shard.ring.has_ready() && shard.transition(ShardState::Idle, ShardState::Running))
+            .then_some(ShardRun { shard })
+    }
+
+    /// Leaves the shard `Scheduled`; returns its index, which the caller must queue.
+    #[inline]
+    #[must_use = "a Scheduled shard must be queued"]
+    pub(crate) fn requeue(self) -> usize {
+        self.shard.state.store(ShardState::Scheduled as u8, Ordering::Release);
+        self.shard.index
+    }
+
+    /// Leaves the shard `Waiting` for its retry; returns its index, for which the caller must
+    /// arm a timer.
+    #[inline]
+    #[must_use = "a Waiting shard needs its timer"]
+    pub(crate) fn wait(self) -> usize {
+        self.shard.state.store(ShardState::Waiting as u8, Ordering::Release);
+        self.shard.index
+    }
+
+    /// Leaves the shard `Idle` without the re-check (the engine is stopping).
+    #[inline]
+    pub(crate) fn release(self) {
+        self.shard.state.store(ShardState::Idle as u8, Ordering::Release);
+    }
+
+    /// Leaves the shard `Closed` for good (shutdown has collected it).
+    pub(crate) fn close(self) {
+        self.shard.state.store(ShardState::Closed as u8, Ordering::Release);
     }
 }

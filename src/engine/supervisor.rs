@@ -10,20 +10,21 @@
 //! Between ticks it sleeps until the next tick or the next retry timer, whichever is first; a
 //! new timer unparks it.
 
-use crate::sync::Arc as StdArc;
-use std::cmp::Reverse;
 use std::time::Duration;
 
-use super::hooks::{contain, PanicSite, SlowHandler};
-use super::inner::{ticks, Inner};
-use super::shard::WAITING;
-use super::worker::spawn_worker;
-use crate::sync::{thread, Ordering};
+use super::clock::ticks;
+use super::hooks::{PanicSite, SlowHandler};
+use super::shared::Shared;
+use super::worker;
+use crate::pause::{self, PausePoint};
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::Arc as StdArc;
+use crate::sync::Ordering;
 use crate::Handler;
 
 /// The supervisor's period for `config`.
-fn tick(inner: &Inner<impl Handler>) -> Duration {
-    let c = &inner.config;
+fn tick(shared: &Shared<impl Handler>) -> Duration {
+    let c = shared.config();
     (c.idle_timeout / 4)
         .min(c.slow_handler_threshold / 2)
         .clamp(Duration::from_millis(1), Duration::from_millis(100))
@@ -37,57 +38,46 @@ struct Watch {
     reported: bool,
 }
 
-pub(crate) fn supervisor_main<H: Handler>(inner: &StdArc<Inner<H>>) {
-    let period = ticks(tick(inner));
+/// Starts the supervisor thread.
+pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>) -> std::io::Result<JoinHandle<()>> {
+    let shared = shared.clone();
+    thread::spawn_named("humpyard-supervisor".to_owned(), move || {
+        supervisor_main(&shared);
+    })
+}
+
+fn supervisor_main<H: Handler>(shared: &StdArc<Shared<H>>) {
+    let period = ticks(tick(shared));
     let mut watches = vec![
         Watch {
             calls: 0,
             since: 0,
             reported: false
         };
-        inner.workers.len()
+        shared.workers().len()
     ];
     let mut next_tick = 0u64;
-    while !inner.supervisor_stop.load(Ordering::Acquire) {
-        let now = inner.clock.now();
-        let next_due = fire_timers(inner, now);
+    let clock = shared.clock();
+    while !shared.lifecycle().is_stopping() {
+        let now = clock.now();
+        let next_due = shared.scheduler().fire_timers(shared.shards(), now);
         if now >= next_tick {
-            replace_dead_workers(inner);
-            schedule_expired_shards(inner, now);
-            watch_slow_handlers(inner, now, &mut watches);
+            replace_dead_workers(shared);
+            schedule_expired_shards(shared, now);
+            watch_slow_handlers(shared, now, &mut watches);
             next_tick = now + period;
         }
         let wake = next_tick.min(next_due);
-        thread::park_timeout(Duration::from_nanos(wake.saturating_sub(inner.clock.now()).max(1)));
+        thread::park_timeout(Duration::from_nanos(wake.saturating_sub(clock.now()).max(1)));
     }
 }
 
-/// Schedules the `WAITING` shards whose retry is due; returns the next due tick.
-fn fire_timers<H: Handler>(inner: &Inner<H>, now: u64) -> u64 {
-    loop {
-        let due_shard = {
-            let mut timers = inner.timers.lock();
-            match timers.peek() {
-                Some(&Reverse((due, shard))) if due <= now => {
-                    timers.pop();
-                    shard
-                }
-                Some(&Reverse((due, _))) => return due,
-                None => return u64::MAX,
-            }
-        };
-        if inner.shards[due_shard].try_transition(WAITING, super::shard::SCHEDULED) {
-            inner.enqueue(due_shard);
-        }
-    }
-}
-
-fn replace_dead_workers<H: Handler>(inner: &StdArc<Inner<H>>) {
-    if inner.stop.load(Ordering::Acquire) {
+fn replace_dead_workers<H: Handler>(shared: &StdArc<Shared<H>>) {
+    if shared.lifecycle().is_stopping() {
         return;
     }
-    for (index, slot) in inner.workers.iter().enumerate() {
-        let seen = slot.handle.load_full();
+    for (index, slot) in shared.workers().iter().enumerate() {
+        let seen = slot.handle();
         if !seen.is_finished() {
             continue;
         }
@@ -95,11 +85,11 @@ fn replace_dead_workers<H: Handler>(inner: &StdArc<Inner<H>>) {
         if let Some(join) = seen.join.lock().take() {
             let _ = join.join();
         }
-        match spawn_worker(inner, index, seen.epoch + 1) {
+        match worker::spawn(shared, index, seen.epoch + 1) {
             Ok(fresh) => {
-                crate::pause::point(crate::pause::PausePoint::BeforeInstall);
+                pause::point(PausePoint::BeforeInstall);
                 if slot.install(&seen, StdArc::new(fresh)) {
-                    inner.stats.workers_replaced.incr();
+                    shared.stats().workers_replaced.incr();
                     log::error!(worker = index, epoch = seen.epoch + 1; "humpyard replaced a dead worker thread");
                 }
             }
@@ -110,17 +100,17 @@ fn replace_dead_workers<H: Handler>(inner: &StdArc<Inner<H>>) {
     }
 }
 
-fn schedule_expired_shards<H: Handler>(inner: &Inner<H>, now: u64) {
-    for (index, shard) in inner.shards.iter().enumerate() {
-        if shard.next_expiry.load(Ordering::Relaxed) <= now {
-            inner.poke(index);
+fn schedule_expired_shards<H: Handler>(shared: &Shared<H>, now: u64) {
+    for shard in shared.shards() {
+        if shard.next_expiry() <= now {
+            shared.scheduler().schedule_if_idle(shard);
         }
     }
 }
 
-fn watch_slow_handlers<H: Handler>(inner: &Inner<H>, now: u64, watches: &mut [Watch]) {
-    let threshold = ticks(inner.config.slow_handler_threshold);
-    for (index, (slot, watch)) in inner.workers.iter().zip(watches.iter_mut()).enumerate() {
+fn watch_slow_handlers<H: Handler>(shared: &Shared<H>, now: u64, watches: &mut [Watch]) {
+    let threshold = ticks(shared.config().slow_handler_threshold);
+    for (index, (slot, watch)) in shared.workers().iter().zip(watches.iter_mut()).enumerate() {
         let calls = slot.calls.get();
         if calls != watch.calls {
             *watch = Watch {
@@ -133,20 +123,15 @@ fn watch_slow_handlers<H: Handler>(inner: &Inner<H>, now: u64, watches: &mut [Wa
         let in_call = calls % 2 == 1;
         if in_call && !watch.reported && now.saturating_sub(watch.since) >= threshold {
             watch.reported = true;
-            inner.stats.slow_handlers.incr();
+            shared.stats().slow_handlers.incr();
             let report = SlowHandler {
                 worker: index,
                 shard: slot.shard.load(Ordering::Relaxed),
                 running_for: Duration::from_nanos(now - watch.since),
             };
             log::warn!(worker = report.worker, shard = report.shard, running_for:? = report.running_for; "humpyard handler is slow");
-            if let Some(hook) = &inner.hooks.slow_handler {
-                if let Err(message) = contain(|| hook(&report)) {
-                    inner
-                        .stats
-                        .panics
-                        .add(inner.report_panic(PanicSite::Hook, None, &message));
-                }
+            if let Some(hook) = shared.on_slow_handler() {
+                let _ = shared.containment().run(PanicSite::Hook, None, || hook(&report));
             }
         }
     }

@@ -1,6 +1,5 @@
 //! [`PipelineBuilder`]: the pipeline's settings, and starting it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use super::reader::Reader;
 use super::stats::Counters;
 use super::{Lifecycle, Pipeline, ReaderThread, Tracked};
 use crate::store::{check_subscriber, EventStore, RecordedEvent, StoreError, Subscription, SubscriptionConfig};
-use crate::sync::Mutex;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 use crate::{ConfigError, DeadLetter, Engine, EngineBuilder, Handler};
 
 /// The shortest checkpoint interval: shorter would have the reader poll the store in a loop.

@@ -30,12 +30,11 @@ mod reader;
 mod stats;
 mod tracked;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::RecordedEvent;
-use crate::sync::Mutex;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 use crate::{Engine, Handler};
 
 pub use builder::{PipelineBuilder, PipelineError};
@@ -55,6 +54,9 @@ pub const READER_GRACE: Duration = Duration::from_secs(1);
 pub struct Pipeline<H: Handler<Payload = RecordedEvent>> {
     engine: Arc<Engine<Tracked<H>>>,
     counters: Arc<Counters>,
+    /// Tells the reader thread to stop reading. Stored `Release` by shutdown, loaded `Acquire`
+    /// by the reader between reads and while it waits for room; it orders nothing else (the
+    /// reader's last save waits for shutdown's `drained` message).
     stop: Arc<AtomicBool>,
     /// Held through a shutdown, so that a concurrent call waits for the first one's report.
     lifecycle: Mutex<Lifecycle>,

@@ -1,6 +1,5 @@
 //! The pipeline's reader thread: subscription -> engine, and the checkpoint.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,6 +7,7 @@ use super::progress::Progress;
 use super::stats::Counters;
 use super::Tracked;
 use crate::store::{EventStore, RecordedEvent, StoreError, Subscription};
+use crate::sync::{AtomicBool, Ordering};
 use crate::{Engine, Event, Handler, SubmitError};
 
 /// How long one submit waits for room before the thread looks at its stop flag again.

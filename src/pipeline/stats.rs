@@ -1,8 +1,9 @@
 //! [`PipelineStats`]: what a pipeline has done so far.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
-/// The counters a pipeline's threads share.
+/// The counters a pipeline's threads share. Every one is `Relaxed`: each is a count (or, for
+/// `checkpoint`, the last value saved) read for reporting only; nothing else is ordered by it.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) submitted: AtomicU64,

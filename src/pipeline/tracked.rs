@@ -48,7 +48,7 @@ impl<H: Handler<Payload = RecordedEvent>> Handler for Tracked<H> {
 
     fn handle(&self, state: &mut H::State, event: &Event<RecordedEvent>) -> Result<(), H::Error> {
         self.inner.handle(state, event)?;
-        self.counters.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.handled.fetch_add(1, crate::sync::Ordering::Relaxed);
         self.progress.done(event.payload().position);
         Ok(())
     }

@@ -13,7 +13,7 @@
 //! (re)connection the first wait returns at once, since notifications sent while no one
 //! listened are gone.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ pub(crate) struct PgWatch {
     client: Option<postgres::Client>,
     backoff: Duration,
     retry_at: Option<Instant>,
+    /// The store's count of watch errors (`Relaxed`: a count read for reporting only).
     errors: Arc<AtomicU64>,
 }
 

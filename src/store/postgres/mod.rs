@@ -51,7 +51,7 @@ mod idempotency;
 mod listen;
 mod schema;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use postgres::error::SqlState;
@@ -75,11 +75,13 @@ pub struct PgEventStore {
     pool: Pool,
     schema: SchemaName,
     append_lock: i64,
+    /// Errors the pool reported (a `Relaxed` count, read for reporting only).
     pool_errors: Arc<AtomicU64>,
     sql: Statements,
     /// For the watches' own connections.
     pg: postgres::Config,
     connect_timeout: std::time::Duration,
+    /// Errors of the watches' connections (a `Relaxed` count, read for reporting only).
     watch_errors: Arc<AtomicU64>,
 }
 

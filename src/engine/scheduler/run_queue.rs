@@ -7,15 +7,17 @@
 //! pool's would), and when one worker falls behind (a hot or slow shard) the others take its
 //! queued shards instead of idling.
 //!
-//! A shard is queued at most once (only the thread that moved it to `SCHEDULED` pushes it), so
-//! a lane of `shards + workers` slots never fills; a push can fail only in the instant a
-//! consumer has claimed a slot and not yet released it.
+//! A shard is queued at most once (only the thread that moved it to `Scheduled` pushes it), and
+//! only in its home lane, so a lane holds at most its home shards (`ceil(shards / workers)`),
+//! plus one slot per worker that may be in the middle of taking one (a consumer has claimed
+//! the slot and not yet released it). A lane of that many slots never fills; the push's retry
+//! is a guard, never taken.
 //!
 //! Wake-ups: the pusher fences (`SeqCst`) and wakes a parked worker, preferring the lane's
 //! owner; a worker going to sleep registers, fences and re-checks *every* lane
 //! ([`RunQueue::has_ready`]) before parking (see `sleepers`).
 
-use super::ring::{PushError, Ring};
+use crate::engine::ring::{PushError, Ring};
 use crate::sync::spin_hint;
 
 /// Queued shards, one lane per worker.
@@ -25,10 +27,13 @@ pub(crate) struct RunQueue {
 }
 
 impl RunQueue {
-    /// Lanes for `workers` workers, each with room for every shard.
+    /// Lanes for `workers` workers, each with room for its home shards and one slot per
+    /// worker (see the module docs).
     pub(crate) fn new(workers: usize, shards: usize) -> RunQueue {
+        let workers = workers.max(1);
+        let home = shards.div_ceil(workers);
         RunQueue {
-            lanes: (0..workers.max(1)).map(|_| Ring::new(shards + workers)).collect(),
+            lanes: (0..workers).map(|_| Ring::new(home + workers)).collect(),
         }
     }
 

@@ -1,0 +1,131 @@
+//! Containment: calls into user code, and the one place their panics are caught, reported and
+//! counted.
+//!
+//! The handler's `init`, `handle` and `cleanup` and every hook are called through
+//! [`Containment::run`]: a panic is caught, logged (site, stream and message as escaped
+//! fields, R-SEC-3), handed to the panic hook (itself contained: a panicking panic hook is
+//! counted, never re-reported), and counted in one counter,
+//! [`Metrics::panics`](crate::Metrics::panics).
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::hooks::{PanicHook, PanicReport, PanicSite};
+use super::metrics::SharedCounter;
+use crate::StreamId;
+
+/// Runs user code without letting a panic escape, and counts the panics it caught.
+pub(crate) struct Containment {
+    /// The user's panic hook.
+    hook: Option<PanicHook>,
+    /// Every panic caught, hooks' included: `Metrics::panics`. Bumped only on a panic.
+    panics: SharedCounter,
+}
+
+impl std::fmt::Debug for Containment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Containment")
+            .field("hook", &self.hook.is_some())
+            .field("panics", &self.panics.get())
+            .finish()
+    }
+}
+
+impl Containment {
+    /// Containment that reports caught panics to `hook`.
+    pub(crate) fn new(hook: Option<PanicHook>) -> Containment {
+        Containment {
+            hook,
+            panics: SharedCounter::default(),
+        }
+    }
+
+    /// Runs `f`, user code at `site` (for `stream`, if any). A panic is caught, reported and
+    /// counted; its message comes back as the error.
+    #[inline]
+    pub(crate) fn run<R>(
+        &self,
+        site: PanicSite,
+        stream: Option<&StreamId>,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, String> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => Ok(value),
+            Err(payload) => Err(self.caught(site, stream, payload)),
+        }
+    }
+
+    /// How many panics were caught.
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.get()
+    }
+
+    /// Logs, reports and counts a caught panic; returns its message.
+    #[cold]
+    fn caught(&self, site: PanicSite, stream: Option<&StreamId>, payload: Box<dyn Any + Send>) -> String {
+        let message = panic_message(payload);
+        self.panics.incr();
+        log::error!(
+            site:? = site, stream:? = stream.map(StreamId::as_str), message:? = message;
+            "humpyard caught a panic"
+        );
+        if let Some(hook) = &self.hook {
+            let report = PanicReport {
+                site,
+                stream: stream.cloned(),
+                message: message.clone(),
+            };
+            if let Err(second) = catch_unwind(AssertUnwindSafe(|| hook(&report))) {
+                // The panic hook itself panicked: count it and log it, but do not report it
+                // to the same hook again.
+                self.panics.incr();
+                let message = panic_message(second);
+                log::error!(
+                    site:? = PanicSite::Hook, message:? = message;
+                    "humpyard caught a panic in the panic hook"
+                );
+            }
+            // The report (and its copies of the stream and message) is ours: dropping it
+            // runs no user code.
+        }
+        message
+    }
+}
+
+/// The text of a panic payload. The payload is dropped here, and if dropping it panics too
+/// (a payload with a panicking `Drop`), that second payload is leaked rather than allowed to
+/// unwind through the caller.
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
+    message
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_panicking_panic_hook_is_counted_once_and_not_called_again_for_itself() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let containment = Containment::new(Some(Box::new(move |_: &PanicReport| {
+            c.fetch_add(1, Ordering::SeqCst);
+            panic!("planned panic in the panic hook");
+        })));
+        let result = containment.run(PanicSite::Handle, None, || -> u8 { panic!("planned panic") });
+        assert_eq!(result, Err("planned panic".to_owned()));
+        assert_eq!(containment.panics(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

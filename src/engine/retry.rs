@@ -1,0 +1,123 @@
+//! Retries: the event a shard holds back after a failure, the delay before it is tried again,
+//! and the timers that schedule its shard when that delay is over.
+//!
+//! A failed event with attempts left waits in its shard's retry slot ([`PendingRetry`]). The
+//! shard takes no other event meanwhile, so the stream's later events stay behind it
+//! (R-CONC-3), but the shard is not running: it is `Waiting`, and its worker moves on to other
+//! shards. The runner computes the delay ([`backoff`]: capped exponential with equal jitter,
+//! R-FT-4) and ends the run with the due tick; the scheduler's hand-off moves the shard to
+//! `Waiting` and arms a timer ([`RetryTimers::arm`]); the supervisor fires the due timers
+//! ([`RetryTimers::take_due`]) and the scheduler moves each shard from `Waiting` to
+//! `Scheduled` and queues it. A shard is armed at most once at a time (only its runner arms it,
+//! and only on leaving `Running` for `Waiting`), so a timer never schedules a shard twice.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::sync::thread::Thread;
+use crate::sync::Mutex;
+use crate::Event;
+
+/// An event held back after a failure, until its retry is due.
+pub(crate) struct PendingRetry<P> {
+    pub(crate) event: Event<P>,
+    /// Handler calls made so far.
+    pub(crate) attempts: u32,
+    /// When to try again, in engine ticks.
+    pub(crate) due: u64,
+}
+
+/// The retry timers: (due tick, shard) of the `Waiting` shards, and the supervisor that fires
+/// them.
+#[derive(Debug, Default)]
+pub(crate) struct RetryTimers {
+    heap: Mutex<BinaryHeap<Reverse<(u64, usize)>>>,
+    /// The supervisor thread, unparked when a timer is armed (it sleeps until the earliest).
+    supervisor: Mutex<Option<Thread>>,
+}
+
+impl RetryTimers {
+    /// Names the thread that fires the timers.
+    pub(crate) fn set_supervisor(&self, thread: Thread) {
+        *self.supervisor.lock() = Some(thread);
+    }
+
+    /// Arms a timer for `shard`, due at `due`, and wakes the supervisor to re-plan its sleep.
+    pub(crate) fn arm(&self, due: u64, shard: usize) {
+        self.heap.lock().push(Reverse((due, shard)));
+        if let Some(supervisor) = &*self.supervisor.lock() {
+            supervisor.unpark();
+        }
+    }
+
+    /// Takes the earliest timer if it is due at `now`: `Ok(shard)`; else `Err(next due tick)`
+    /// (`u64::MAX` when none is armed).
+    pub(crate) fn take_due(&self, now: u64) -> Result<usize, u64> {
+        let mut heap = self.heap.lock();
+        match heap.peek() {
+            Some(&Reverse((due, shard))) if due <= now => {
+                heap.pop();
+                Ok(shard)
+            }
+            Some(&Reverse((due, _))) => Err(due),
+            None => Err(u64::MAX),
+        }
+    }
+}
+
+/// The delay, in ticks, before the retry that follows `attempts` calls:
+/// `base * 2^(attempts - 1)` capped at `cap`, then "equal jitter" (half fixed, half random, from
+/// the shard's `rng`) so that retries of many entities do not fire together.
+pub(crate) fn backoff(base: u64, cap: u64, attempts: u32, rng: &mut u64) -> u64 {
+    let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(32)).min(cap);
+    if exp < 2 {
+        return exp;
+    }
+    let half = exp / 2;
+    half + xorshift(rng) % (exp - half + 1)
+}
+
+/// xorshift64*: cheap, good enough for jitter.
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_equal_jitter() {
+        let mut rng = 0x1234_5678_9abc_def1;
+        for attempts in 1..=40 {
+            let full = 100u64.saturating_mul(1 << (attempts - 1).min(32)).min(1_000);
+            let d = backoff(100, 1_000, attempts, &mut rng);
+            assert!(
+                (full / 2..=full).contains(&d),
+                "attempt {attempts}: {d} outside [{}, {full}]",
+                full / 2
+            );
+        }
+        assert_eq!(backoff(0, 0, 3, &mut rng), 0, "a zero base retries at once");
+        assert!(
+            backoff(u64::MAX, u64::MAX, u32::MAX, &mut rng) >= u64::MAX / 2,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn timers_come_due_in_order() {
+        let timers = RetryTimers::default();
+        timers.arm(30, 1);
+        timers.arm(10, 2);
+        assert_eq!(timers.take_due(5), Err(10));
+        assert_eq!(timers.take_due(30), Ok(2));
+        assert_eq!(timers.take_due(30), Ok(1));
+        assert_eq!(timers.take_due(30), Err(u64::MAX));
+    }
+}

@@ -1,0 +1,193 @@
+//! One run of a shard: take events from its ring and handle them, with their entities, retries
+//! and dead letters; reap what is idle. Returns how the run ended ([`RunEnd`]); what happens to
+//! the shard next is the scheduler's (`scheduler::Scheduler::hand_off`).
+//!
+//! Everything here runs on the thread holding the shard's [`ShardRun`], so it is sequential
+//! code. Counters are tallied locally and published once per run.
+//!
+//! # Per event
+//!
+//! 1. Find the stream's entity; if absent, make room under `max_entities` (evict this shard's
+//!    least recently used entity) and call `init` once (R-PERF-2).
+//! 2. Call `handle`. `Ok` counts as processed.
+//! 3. An `Err` or a panic is a failed attempt. After a panic the state is cleaned up and the
+//!    next attempt or event makes a fresh one.
+//!    With attempts left, the event waits in the shard's retry slot for a capped exponential
+//!    backoff with jitter (the shard takes no other event meanwhile, keeping the stream's
+//!    order; the worker moves on to other shards). With none left, it is dead-lettered with its
+//!    last failure (R-FT-1, R-FT-4).
+
+use super::clock::ticks;
+use super::dead_letter::{DeadLetter, Failure};
+use super::hooks::{PanicSite, Removal};
+use super::metrics::Tally;
+use super::reaper;
+use super::retry::{backoff, PendingRetry};
+use super::scheduler::RunEnd;
+use super::shard::{ShardCore, ShardRun};
+use super::shared::Shared;
+use crate::{Event, Handler};
+
+/// Events one run takes from its shard before handing the shard on: large enough to amortise
+/// the scheduling, small enough that a shard does not keep a worker from others for long.
+#[cfg(not(humpyard_loom))]
+pub(crate) const BATCH: usize = 128;
+#[cfg(humpyard_loom)]
+pub(crate) const BATCH: usize = 2;
+
+/// What became of one event.
+enum Outcome {
+    Done,
+    /// Held in the retry slot until this tick.
+    Deferred(u64),
+}
+
+/// Runs the shard held by `run` on worker `worker`; returns how the run ended and how many
+/// events it took from the ring.
+pub(crate) fn run<H: Handler>(shared: &Shared<H>, worker: usize, run: &mut ShardRun<'_, H>) -> (RunEnd, usize) {
+    let shard = run.shard();
+    let now = shared.clock().now();
+    let stopping = || shared.lifecycle().should_stop();
+    let (end, taken, expiry) = run.with(|core, ring| {
+        let mut tally = Tally::default();
+        let mut taken = 0usize;
+        let mut end = if reaper::reap(shared, core, now, &mut tally) {
+            RunEnd::More
+        } else {
+            RunEnd::Drained
+        };
+
+        if let Some(pending) = core.retry.take() {
+            if stopping() {
+                end = RunEnd::Stopped;
+                core.retry = Some(pending);
+            } else if pending.due > now {
+                end = RunEnd::Waiting(pending.due);
+                core.retry = Some(pending);
+            } else if let Outcome::Deferred(due) =
+                dispatch(shared, worker, core, pending.event, pending.attempts, now, &mut tally)
+            {
+                end = RunEnd::Waiting(due);
+            }
+        }
+
+        if !matches!(end, RunEnd::Waiting(_) | RunEnd::Stopped) {
+            loop {
+                if taken == BATCH {
+                    end = RunEnd::More;
+                    break;
+                }
+                if stopping() {
+                    end = RunEnd::Stopped;
+                    break;
+                }
+                let Some(event) = ring.pop() else { break };
+                taken += 1;
+                if let Outcome::Deferred(due) = dispatch(shared, worker, core, event, 0, now, &mut tally) {
+                    end = RunEnd::Waiting(due);
+                    break;
+                }
+            }
+        }
+
+        tally.publish(shard.stats(), core.retry.is_some());
+        (end, taken, reaper::next_expiry(shared, core))
+    });
+    run.set_next_expiry(expiry);
+    (end, taken)
+}
+
+/// Handles `event` after `prior` failed attempts, retrying at once while the backoff is zero;
+/// returns whether it is done (processed or dead-lettered) or deferred.
+fn dispatch<H: Handler>(
+    shared: &Shared<H>,
+    worker: usize,
+    core: &mut ShardCore<H>,
+    event: Event<H::Payload>,
+    prior: u32,
+    now: u64,
+    tally: &mut Tally,
+) -> Outcome {
+    let config = shared.config();
+    let mut attempts = prior;
+    loop {
+        attempts += 1;
+        let failure = match attempt(shared, worker, core, &event, now, tally) {
+            Ok(()) => {
+                tally.processed += 1;
+                return Outcome::Done;
+            }
+            Err(failure) => failure,
+        };
+        if attempts >= config.max_attempts {
+            tally.dead_lettered += 1;
+            let letter = DeadLetter {
+                event,
+                failure,
+                attempts,
+            };
+            shared.dead_letters().deliver(letter, shared.containment());
+            return Outcome::Done;
+        }
+        tally.retries += 1;
+        let delay = backoff(
+            ticks(config.retry_backoff),
+            ticks(config.retry_backoff_max),
+            attempts,
+            &mut core.rng,
+        );
+        if delay == 0 {
+            continue;
+        }
+        let due = now.saturating_add(delay);
+        core.retry = Some(PendingRetry { event, attempts, due });
+        return Outcome::Deferred(due);
+    }
+}
+
+/// One handler call for `event`, making the entity first if needed.
+fn attempt<H: Handler>(
+    shared: &Shared<H>,
+    worker: usize,
+    core: &mut ShardCore<H>,
+    event: &Event<H::Payload>,
+    now: u64,
+    tally: &mut Tally,
+) -> Result<(), Failure> {
+    let containment = shared.containment();
+    let stream = event.stream();
+    let slot = match core.table.find(stream) {
+        Some(slot) => {
+            core.table.touch(slot, now);
+            slot
+        }
+        None => {
+            // Make room first, so that a state exists only while it is counted: at most
+            // `max_entities + shards` states exist at any instant, in-flight inits included.
+            reaper::make_room(shared, core, tally);
+            let state = match containment.run(PanicSite::Init, Some(stream), || shared.handler().init(stream)) {
+                Ok(Ok(state)) => state,
+                Ok(Err(e)) => return Err(Failure::Init(e.to_string())),
+                Err(message) => return Err(Failure::Panic(message)),
+            };
+            shared.entity_made();
+            core.table.insert(stream.clone(), state, now)
+        }
+    };
+    let calls = &shared.workers()[worker].calls;
+    calls.add(1);
+    let result = containment.run(PanicSite::Handle, Some(stream), || {
+        shared.handler().handle(core.table.state_mut(slot), event)
+    });
+    calls.add(1);
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Handler(e.to_string())),
+        Err(message) => {
+            // The state may be half-updated: clean it up; the next call makes a fresh one.
+            let (id, state) = core.table.remove(slot);
+            reaper::dispose(shared, id, state, Removal::Panicked);
+            Err(Failure::Panic(message))
+        }
+    }
+}
