@@ -14,7 +14,6 @@ use humpyard::{Engine, Event};
 // with a zero deadline waits for the claimed slot, then hands back all three; the accounting
 // identity holds exactly.
 #[test]
-#[ignore = "red until shutdown waits for claimed slots (issue 12)"]
 fn shutdown_waits_for_a_claimed_slot_and_hands_back_what_is_behind_it() {
     let _serial = serial();
     let count = Count::default();

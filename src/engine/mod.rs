@@ -170,7 +170,9 @@ impl<H: Handler> Engine<H> {
     /// 2. Keeps processing accepted events (retries included) until all are done or `deadline`
     ///    has passed.
     /// 3. Stops the workers (each finishes the call it is in), joins every thread, runs
-    ///    `cleanup` for every live entity, and hands back every event still queued.
+    ///    `cleanup` for every live entity, and hands back every event still queued, including
+    ///    one whose producer was preempted between claiming its slot and publishing it (it
+    ///    waits for that producer: a few instructions, once it runs again).
     ///
     /// Afterwards `accepted == processed + dead_lettered + report.unprocessed.len()`. A
     /// concurrent call waits for the first to finish; a later call returns an empty report at

@@ -31,13 +31,19 @@
 //! The producer that claimed a position publishes it a few instructions later; a consumer that
 //! finds the head slot claimed but not yet published treats the ring as empty, and the engine's
 //! scheduling protocol (see `shard`) guarantees that producer schedules the shard afterwards.
+//!
+//! Once the ring is closed its tail is frozen: every position below it was claimed by a push
+//! that returned `Ok` (or is about to), so its element must be handed back too.
+//! [`pop_claimed`](Ring::pop_claimed) is the consumer side of that: it waits for a claimed
+//! position's producer to publish (a preempted producer runs again within a time slice)
+//! instead of stopping there, which would lose the element and every one behind it.
 
 use std::fmt;
 use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{spin_hint, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{spin_hint, thread, AtomicU64, Ordering, UnsafeCell};
 
 /// The closed mark in `tail`.
 const CLOSED: u64 = 1 << 63;
@@ -166,6 +172,37 @@ impl<T> Ring<T> {
         Some(value)
     }
 
+    /// Takes the oldest element of a closed ring, waiting for its producer to publish it if
+    /// its position is claimed and not yet published; `None` once every claimed position is
+    /// taken.
+    ///
+    /// # Safety
+    ///
+    /// As [`pop_exclusive`](Self::pop_exclusive). The ring must be closed (its tail frozen).
+    pub(crate) unsafe fn pop_claimed(&self) -> Option<T> {
+        let tail = self.tail.load(Ordering::Acquire);
+        debug_assert!(tail & CLOSED != 0, "pop_claimed on an open ring");
+        let head = self.head.load(Ordering::Relaxed);
+        if head >= tail & !CLOSED {
+            return None;
+        }
+        // The position is claimed: its producer is between its claim and its publish, a few
+        // instructions, unless it was preempted there. Wait for it, yielding the processor.
+        let mut spins = 0u32;
+        loop {
+            // SAFETY: forwarded from the caller: this thread is the only consumer.
+            if let Some(value) = unsafe { self.pop_exclusive() } {
+                return Some(value);
+            }
+            if spins < 64 {
+                spins += 1;
+                spin_hint();
+            } else {
+                thread::yield_now();
+            }
+        }
+    }
+
     /// Takes the oldest element, if one is published; any number of consumers may race.
     #[inline]
     pub(crate) fn pop_shared(&self) -> Option<T> {
@@ -292,6 +329,18 @@ mod tests {
             assert_eq!(ring.pop_shared(), Some(round));
             assert_eq!(ring.pop_shared(), None);
         }
+    }
+
+    #[test]
+    fn pop_claimed_takes_every_accepted_element_of_a_closed_ring() {
+        let ring = Ring::new(4);
+        for i in 0..3 {
+            assert!(ring.push(i).is_ok());
+        }
+        ring.close();
+        // SAFETY: single-threaded test, one consumer; the ring is closed.
+        let taken: Vec<_> = std::iter::from_fn(|| unsafe { ring.pop_claimed() }).collect();
+        assert_eq!(taken, vec![0, 1, 2]);
     }
 
     #[test]

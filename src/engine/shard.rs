@@ -282,6 +282,13 @@ impl<P> Consumer<'_, P> {
         // state's Release/Acquire.
         unsafe { self.ring.pop_exclusive() }
     }
+
+    /// Takes the oldest claimed event of the closed ring, waiting for its producer to publish
+    /// it; `None` once every accepted event is taken.
+    pub(crate) fn pop_claimed(&mut self) -> Option<Event<P>> {
+        // SAFETY: as in `pop`; the caller (shutdown) closed the ring first.
+        unsafe { self.ring.pop_claimed() }
+    }
 }
 
 impl<'a, H: Handler> ShardRun<'a, H> {

@@ -11,11 +11,14 @@
 //!    the supervisor (which fires retry timers) run on meanwhile.
 //! 3. **Stop**: stage `Stopping`, every worker and the supervisor woken and joined (each ends
 //!    the handler call it is in).
-//! 4. **Collect**: each shard is seized (no thread runs it now), its pending retry and the
-//!    events in its ring are handed back, in order, and every entity is cleaned up
-//!    (`Removal::Shutdown`). The shard is left `Closed`. Stage `Stopped`.
+//! 4. **Collect**: each shard is seized (no thread runs it now), its pending retry and every
+//!    event its ring accepted are handed back, in order, and every entity is cleaned up
+//!    (`Removal::Shutdown`). An event whose producer claimed its slot before the close and has
+//!    not yet published it (a producer preempted between the two) is waited for, not skipped:
+//!    the tail is frozen, so the wait is for known positions, each a few instructions from
+//!    done. The shard is left `Closed`. Stage `Stopped`.
 //!
-//! Afterwards `accepted == processed + dead_lettered + unprocessed`.
+//! Afterwards `accepted == processed + dead_lettered + unprocessed`, exactly.
 //!
 //! Shards are reached only through their [`ShardRun`](super::shard::ShardRun) token, so no
 //! path here can touch a shard that a thread is running.
@@ -134,8 +137,8 @@ fn stop_threads<H: Handler>(shared: &Shared<H>) {
     }
 }
 
-/// Seizes every shard nobody runs, hands back its pending retry and the events in its ring, in
-/// order, cleans up its entities, and leaves it `Closed`.
+/// Seizes every shard nobody runs, hands back its pending retry and every event its (closed)
+/// ring accepted, in order, cleans up its entities, and leaves it `Closed`.
 fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Payload>>) {
     for shard in shared.shards() {
         let Some(mut run) = shard.seize() else { continue };
@@ -143,7 +146,7 @@ fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Pay
             if let Some(pending) = core.retry.take() {
                 into.push(pending.event);
             }
-            while let Some(event) = ring.pop() {
+            while let Some(event) = ring.pop_claimed() {
                 into.push(event);
             }
             for (id, state) in core.table.drain() {
