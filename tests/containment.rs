@@ -117,7 +117,6 @@ fn assert_accounted(m: &Metrics, unprocessed: usize) {
 // text; the panics are counted, the worker lives on and the stream's later events are handled
 // in order.
 #[test]
-#[ignore = "red until every call into user code is contained (issue 12)"]
 fn an_errors_display_or_drop_that_panics_is_contained() {
     quiet_planned_panics();
     let handled = Handled::default();
@@ -159,7 +158,6 @@ fn an_errors_display_or_drop_that_panics_is_contained() {
 // proves R-FT-1, R-OBS-2: a payload whose Drop panics after its event was handled is counted
 // as processed; the panic is counted and the batch's other events are not lost.
 #[test]
-#[ignore = "red until every call into user code is contained (issue 12)"]
 fn a_payload_drop_that_panics_is_contained() {
     quiet_planned_panics();
     let handled = Handled::default();
@@ -184,7 +182,6 @@ fn a_payload_drop_that_panics_is_contained() {
 // proves R-OBS-1, R-OBS-2: the default dead-letter sink, full, discards its oldest letter; a
 // payload whose Drop panics there is contained and counted.
 #[test]
-#[ignore = "red until every call into user code is contained (issue 12)"]
 fn a_discarded_dead_letter_whose_drop_panics_is_contained() {
     quiet_planned_panics();
     let handled = Handled::default();
@@ -241,7 +238,6 @@ impl Handler for FailsAt {
 // and the checkpoint passes it (before, the worker unwound mid-batch, the event vanished and
 // the checkpoint froze below it for good).
 #[test]
-#[ignore = "red until every call into user code is contained (issue 12)"]
 fn a_pipeline_checkpoint_passes_an_event_whose_errors_display_panics() {
     quiet_planned_panics();
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());

@@ -1,11 +1,21 @@
-//! Containment: calls into user code, and the one place their panics are caught, reported and
-//! counted.
+//! Containment: every call into user code, and the one place its panics are caught, reported
+//! and counted.
 //!
-//! The handler's `init`, `handle` and `cleanup` and every hook are called through
-//! [`Containment::run`]: a panic is caught, logged (site, stream and message as escaped
-//! fields, R-SEC-3), handed to the panic hook (itself contained: a panicking panic hook is
-//! counted, never re-reported), and counted in one counter,
-//! [`Metrics::panics`](crate::Metrics::panics).
+//! User code is more than the handler's three methods and the hooks: the engine formats the
+//! handler's error (`Display`) for a failure's message, and it disposes of user values (the
+//! `Drop` of a handled event's payload, of the handler's error, of a dead letter the full
+//! default sink discards, of the handler and the hooks when the engine ends). Any of them may
+//! panic, and a panic that escaped would unwind a worker in the middle of a run: the event
+//! would vanish, the run's tally would be lost, and the accounting identity would break.
+//!
+//! So every such call goes through [`Containment::run`] or [`Containment::dispose`]: a panic is
+//! caught, logged (site, stream and message as escaped fields, R-SEC-3), handed to the panic
+//! hook (itself contained: a panicking panic hook is counted, never re-reported), and counted
+//! in one counter, [`Metrics::panics`](crate::Metrics::panics).
+//!
+//! One exception is outside any library's reach: a `Drop` that panics while its thread is
+//! already unwinding aborts the process (Rust's rule). A value that may panic in `Drop` should
+//! check `std::thread::panicking()` first.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -55,9 +65,23 @@ impl Containment {
         }
     }
 
+    /// Drops `value`, a user value whose `Drop` may panic (contained like [`run`](Self::run)).
+    /// Free for types without drop glue.
+    #[inline]
+    pub(crate) fn dispose<T>(&self, stream: Option<&StreamId>, value: T) {
+        if std::mem::needs_drop::<T>() {
+            let _ = self.run(PanicSite::Drop, stream, move || drop(value));
+        }
+    }
+
     /// How many panics were caught.
     pub(crate) fn panics(&self) -> u64 {
         self.panics.get()
+    }
+
+    /// Takes the hook out, for the engine's end (the hook is user code to dispose of).
+    pub(crate) fn take_hook(&mut self) -> Option<PanicHook> {
+        self.hook.take()
     }
 
     /// Logs, reports and counts a caught panic; returns its message.
@@ -127,5 +151,19 @@ mod tests {
         assert_eq!(result, Err("planned panic".to_owned()));
         assert_eq!(containment.panics(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn dispose_contains_a_panicking_drop() {
+        struct Loud;
+        impl Drop for Loud {
+            fn drop(&mut self) {
+                panic!("planned panic in Drop");
+            }
+        }
+        let containment = Containment::new(None);
+        containment.dispose(None, Loud);
+        containment.dispose(None, 7u64);
+        assert_eq!(containment.panics(), 1);
     }
 }

@@ -101,8 +101,9 @@ impl<P> DeadLetterSink<P> {
         }
     }
 
-    /// Logs `letter` and hands it to the hook (contained), or to the buffer (the oldest letter
-    /// makes room when it is full).
+    /// Logs `letter` and hands it to the hook (contained), or to the buffer; a letter the
+    /// full buffer gives up is disposed of outside its lock (contained: its payload is the
+    /// user's).
     pub(crate) fn deliver(&self, letter: DeadLetter<P>, containment: &Containment) {
         log::warn!(
             stream = letter.event.stream().as_str(),
@@ -115,13 +116,24 @@ impl<P> DeadLetterSink<P> {
             let _ = containment.run(PanicSite::Hook, Some(&stream), || hook(letter));
             return;
         }
-        let mut buffer = self.buffer.lock();
-        if buffer.len() >= self.capacity {
-            buffer.pop_front();
+        let given_up = {
+            let mut buffer = self.buffer.lock();
+            if self.capacity == 0 {
+                Some(letter)
+            } else {
+                let oldest = if buffer.len() >= self.capacity {
+                    buffer.pop_front()
+                } else {
+                    None
+                };
+                buffer.push_back(letter);
+                oldest
+            }
+        };
+        if let Some(letter) = given_up {
             self.discarded.incr();
-        }
-        if self.capacity > 0 {
-            buffer.push_back(letter);
+            let stream = letter.event.stream().clone();
+            containment.dispose(Some(&stream), letter);
         }
     }
 
@@ -133,5 +145,16 @@ impl<P> DeadLetterSink<P> {
     /// Letters the full buffer dropped.
     pub(crate) fn discarded(&self) -> u64 {
         self.discarded.get()
+    }
+
+    /// Disposes of the hook and the kept letters (contained), for the engine's end.
+    pub(crate) fn dispose_all(&mut self, containment: &Containment) {
+        if let Some(hook) = self.hook.take() {
+            containment.dispose(None, hook);
+        }
+        for letter in self.take() {
+            let stream = letter.event.stream().clone();
+            containment.dispose(Some(&stream), letter);
+        }
     }
 }

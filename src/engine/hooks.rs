@@ -21,6 +21,11 @@ pub enum PanicSite {
     Cleanup,
     /// In one of the engine's hooks.
     Hook,
+    /// In the `Display` of the handler's error, formatting it for the failure's message.
+    Display,
+    /// In the `Drop` of a value the engine disposed of: a handled event's payload, the
+    /// handler's error, a discarded dead letter, the handler or a hook when the engine ends.
+    Drop,
 }
 
 /// A caught panic, given to the `on_panic` hook.

@@ -115,7 +115,8 @@ pub struct Metrics {
     pub processed: u64,
     /// Events that failed `max_attempts` times.
     pub dead_lettered: u64,
-    /// Caught panics: in `init`, `handle`, `cleanup` and in hooks.
+    /// Caught panics: in `init`, `handle`, `cleanup`, in hooks, and in the `Display` and `Drop`
+    /// of the user's values the engine formats or disposes of.
     pub panics: u64,
     /// Handler attempts after the first (retries scheduled).
     pub retries: u64,

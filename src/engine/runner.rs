@@ -9,13 +9,18 @@
 //!
 //! 1. Find the stream's entity; if absent, make room under `max_entities` (evict this shard's
 //!    least recently used entity) and call `init` once (R-PERF-2).
-//! 2. Call `handle`. `Ok` counts as processed.
-//! 3. An `Err` or a panic is a failed attempt. After a panic the state is cleaned up and the
-//!    next attempt or event makes a fresh one.
+//! 2. Call `handle`. `Ok` counts as processed, and the event is disposed of (its payload's
+//!    `Drop` is user code).
+//! 3. An `Err` or a panic is a failed attempt; the error's text is its `Display` (user code).
+//!    After a panic the state is cleaned up and the next attempt or event makes a fresh one.
 //!    With attempts left, the event waits in the shard's retry slot for a capped exponential
 //!    backoff with jitter (the shard takes no other event meanwhile, keeping the stream's
 //!    order; the worker moves on to other shards). With none left, it is dead-lettered with its
 //!    last failure (R-FT-1, R-FT-4).
+//!
+//! Every call into user code goes through the engine's containment, so no panic unwinds a run:
+//! an event is always processed, held for a retry or dead-lettered, and the run's tally is
+//! always published.
 
 use super::clock::ticks;
 use super::dead_letter::{DeadLetter, Failure};
@@ -115,6 +120,8 @@ fn dispatch<H: Handler>(
         let failure = match attempt(shared, worker, core, &event, now, tally) {
             Ok(()) => {
                 tally.processed += 1;
+                let (stream, payload) = event.into_parts();
+                shared.containment().dispose(Some(&stream), payload);
                 return Outcome::Done;
             }
             Err(failure) => failure,
@@ -167,7 +174,7 @@ fn attempt<H: Handler>(
             reaper::make_room(shared, core, tally);
             let state = match containment.run(PanicSite::Init, Some(stream), || shared.handler().init(stream)) {
                 Ok(Ok(state)) => state,
-                Ok(Err(e)) => return Err(Failure::Init(e.to_string())),
+                Ok(Err(e)) => return Err(Failure::Init(describe(shared, event, e))),
                 Err(message) => return Err(Failure::Panic(message)),
             };
             shared.entity_made();
@@ -182,7 +189,7 @@ fn attempt<H: Handler>(
     calls.add(1);
     match result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Handler(e.to_string())),
+        Ok(Err(e)) => Err(Failure::Handler(describe(shared, event, e))),
         Err(message) => {
             // The state may be half-updated: clean it up; the next call makes a fresh one.
             let (id, state) = core.table.remove(slot);
@@ -190,4 +197,17 @@ fn attempt<H: Handler>(
             Err(Failure::Panic(message))
         }
     }
+}
+
+/// The text of the handler's error `e` (its `Display`), then `e` disposed of: both user code,
+/// both contained. A `Display` that panics gives a text that says so.
+fn describe<H: Handler>(shared: &Shared<H>, event: &Event<H::Payload>, e: H::Error) -> String {
+    let containment = shared.containment();
+    let stream = Some(event.stream());
+    let text = match containment.run(PanicSite::Display, stream, || e.to_string()) {
+        Ok(text) => text,
+        Err(message) => format!("the error's Display panicked: {message}"),
+    };
+    containment.dispose(stream, e);
+    text
 }

@@ -14,6 +14,11 @@
 //! | panics caught | [`Containment`] | `containment` |
 //! | dead letters | [`DeadLetterSink`] | `dead_letter` |
 //! | live entities | an atomic count | `reaper` (cap and disposal) |
+//!
+//! When the last holder lets go, `Shared`'s `Drop` (in `shutdown`) disposes of the user's
+//! values it keeps (the handler, the hooks, kept dead letters), contained.
+
+use std::mem::ManuallyDrop;
 
 use crossbeam_utils::CachePadded;
 
@@ -22,7 +27,7 @@ use super::clock::Clock;
 use super::config::Config;
 use super::containment::Containment;
 use super::dead_letter::DeadLetterSink;
-use super::hooks::{RemovalHook, SlowHandlerHook};
+use super::hooks::{PanicSite, RemovalHook, SlowHandlerHook};
 use super::lifecycle::Lifecycle;
 use super::metrics::{Metrics, SharedCounter};
 use super::scheduler::Scheduler;
@@ -41,7 +46,8 @@ pub(crate) struct EngineStats {
 
 /// Everything the engine's threads share. See the module docs.
 pub(crate) struct Shared<H: Handler> {
-    handler: H,
+    /// Dropped by [`dispose_user_values`](Shared::dispose_user_values), contained.
+    handler: ManuallyDrop<H>,
     config: Config,
     shards: Box<[Shard<H>]>,
     scheduler: Scheduler,
@@ -73,7 +79,7 @@ impl<H: Handler> Shared<H> {
         } = hooks;
         let placeholder = thread::current();
         Shared {
-            handler,
+            handler: ManuallyDrop::new(handler),
             scheduler: Scheduler::new(config.workers, config.shards),
             workers: (0..config.workers)
                 .map(|_| WorkerSlot::new(WorkerHandle::unstarted(placeholder.clone())))
@@ -209,5 +215,26 @@ impl<H: Handler> Shared<H> {
         m.workers_replaced = self.stats.workers_replaced.get();
         m.dead_letters_discarded = self.dead_letters.discarded();
         m
+    }
+
+    /// Disposes of the user's values the engine keeps to its end: the handler, the hooks and
+    /// the letters the default sink still holds, each contained (their `Drop` is user code).
+    /// Called once, by `Shared`'s `Drop` (in `shutdown`).
+    pub(crate) fn dispose_user_values(&mut self) {
+        // SAFETY: called once, from `Drop`; nothing reads the handler afterwards.
+        let handler = unsafe { ManuallyDrop::take(&mut self.handler) };
+        let _ = self.containment.run(PanicSite::Drop, None, move || drop(handler));
+        if let Some(hook) = self.on_entity_removed.take() {
+            self.containment.dispose(None, hook);
+        }
+        if let Some(hook) = self.on_slow_handler.take() {
+            self.containment.dispose(None, hook);
+        }
+        let containment = &self.containment;
+        self.dead_letters.dispose_all(containment);
+        if let Some(hook) = self.containment.take_hook() {
+            // The panic hook goes last, uncounted if it panics: nobody reads the counter now.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(hook)));
+        }
     }
 }

@@ -62,7 +62,7 @@ pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> Sh
 }
 
 /// What dropping the [`Engine`](crate::Engine) does: a shutdown with the builder's
-/// `drop_deadline`; what is left is dropped, and counted in the log.
+/// `drop_deadline`; what is left is disposed of (contained), and counted in the log.
 pub(crate) fn drop_engine<H: Handler>(shared: &Shared<H>) {
     if shared.lifecycle().stage() == Stage::Stopped {
         return;
@@ -73,6 +73,9 @@ pub(crate) fn drop_engine<H: Handler>(shared: &Shared<H>) {
             unprocessed = report.unprocessed.len();
             "humpyard engine dropped with unprocessed events; call shutdown to get them back"
         );
+    }
+    for event in report.unprocessed {
+        dispose_event(shared, event);
     }
 }
 
@@ -156,5 +159,18 @@ fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Pay
         });
         run.set_next_expiry(u64::MAX);
         run.close();
+    }
+}
+
+/// Drops an event nobody can take back any more (contained: its payload is the user's).
+fn dispose_event<H: Handler>(shared: &Shared<H>, event: Event<H::Payload>) {
+    let (stream, payload) = event.into_parts();
+    shared.containment().dispose(Some(&stream), payload);
+}
+
+impl<H: Handler> Drop for Shared<H> {
+    /// The last holder let go: dispose of the user's values, contained.
+    fn drop(&mut self) {
+        self.dispose_user_values();
     }
 }
