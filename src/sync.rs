@@ -29,6 +29,9 @@ mod imp {
     /// What [`Mutex::lock`] returns.
     pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 
+    /// Thread-local storage (loom's under loom, where model threads share one OS thread).
+    pub(crate) use std::thread_local;
+
     /// `std::cell::UnsafeCell` with loom's closure-based access API.
     #[derive(Debug)]
     pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
@@ -90,6 +93,7 @@ mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
     pub(crate) use loom::sync::MutexGuard;
+    pub(crate) use loom::thread_local;
 
     /// `arc_swap::ArcSwap`'s API over a loom mutex. arc-swap's own atomics are invisible to
     /// loom, and its thread-local debt slots assume real OS threads (loom runs its threads as

@@ -40,8 +40,8 @@ struct Watch {
     /// A cleanup that ran while its stream's `handle` was in progress: the engine touched an
     /// entity whose `&mut State` a handler held.
     violations: AtomicU64,
-    /// What an inner shutdown call returned: (unprocessed, how long it took).
-    inner_reports: Mutex<Vec<(usize, Duration)>>,
+    /// What an inner shutdown call returned: (unprocessed, drain deferred, how long it took).
+    inner_reports: Mutex<Vec<(usize, bool, Duration)>>,
     /// Opened by the test: `ReleaseWhenOpen` goes on.
     gate: (Mutex<bool>, Condvar),
 }
@@ -97,11 +97,11 @@ impl Handler for Reentrant {
                 let engine = self.me.get().and_then(Weak::upgrade).expect("the engine lives");
                 let started = Instant::now();
                 let report = engine.shutdown(deadline);
-                self.watch
-                    .inner_reports
-                    .lock()
-                    .unwrap()
-                    .push((report.unprocessed.len(), started.elapsed()));
+                self.watch.inner_reports.lock().unwrap().push((
+                    report.unprocessed.len(),
+                    report.drain_deferred,
+                    started.elapsed(),
+                ));
                 if let Some(tx) = self.returned.lock().unwrap().take() {
                     let _ = tx.send(());
                 }
@@ -151,7 +151,6 @@ fn submit(engine: &Engine<Reentrant>, stream: &str, ask: Ask) {
 // and the join are left to the next shutdown made off the engine's threads, whose report
 // accounts for every event.
 #[test]
-#[ignore = "red until shutdown is safe on the engine's own threads (issue 12)"]
 fn shutdown_inside_handle_returns_at_once_and_leaves_the_drain_to_the_caller() {
     let (handler, me, watch) = reentrant();
     let engine = Arc::new(Engine::builder(handler).workers(2).shards(4).start().unwrap());
@@ -163,13 +162,14 @@ fn shutdown_inside_handle_returns_at_once_and_leaves_the_drain_to_the_caller() {
     eventually("the inner shutdown returned", || {
         !watch.inner_reports.lock().unwrap().is_empty()
     });
-    let (inner_unprocessed, took) = watch.inner_reports.lock().unwrap()[0];
+    let (inner_unprocessed, deferred, took) = watch.inner_reports.lock().unwrap()[0];
     assert_eq!(
         watch.violations.load(Ordering::SeqCst),
         0,
         "cleaned up a running entity"
     );
     assert_eq!(inner_unprocessed, 0, "the inner call hands nothing back");
+    assert!(deferred, "the inner call says the drain was left to another thread");
     assert!(
         took < Duration::from_millis(300),
         "returned at once, not at its deadline: {took:?}"
@@ -180,7 +180,12 @@ fn shutdown_inside_handle_returns_at_once_and_leaves_the_drain_to_the_caller() {
     }
     let report = engine.shutdown(Duration::from_secs(10));
     let m = engine.metrics();
-    assert!(report.unprocessed.is_empty() && !report.deadline_exceeded);
+    assert!(report.unprocessed.is_empty() && !report.deadline_exceeded && !report.drain_deferred);
+    let again = engine.shutdown(Duration::from_secs(10));
+    assert!(
+        again.unprocessed.is_empty() && !again.drain_deferred,
+        "a later call: empty"
+    );
     assert_eq!((m.accepted, m.processed), (9, 9));
     assert_eq!(
         watch.inits.load(Ordering::SeqCst),
@@ -192,7 +197,6 @@ fn shutdown_inside_handle_returns_at_once_and_leaves_the_drain_to_the_caller() {
 // proves R-LIFE-1: `shutdown(Duration::MAX)` inside `handle` returns (it cannot wait for the
 // call it is made from).
 #[test]
-#[ignore = "red until shutdown is safe on the engine's own threads (issue 12)"]
 fn shutdown_without_deadline_inside_handle_returns() {
     let (handler, me, watch) = reentrant();
     let (tx, rx) = mpsc::channel();
@@ -219,7 +223,6 @@ fn shutdown_without_deadline_inside_handle_returns() {
 // without touching the running entity or joining the calling thread; once that call returns,
 // every state is cleaned up exactly once and every engine thread ends.
 #[test]
-#[ignore = "red until shutdown is safe on the engine's own threads (issue 12)"]
 fn the_last_drop_inside_handle_stops_the_engine_safely() {
     let (handler, me, watch) = reentrant();
     let engine = Arc::new(
@@ -255,7 +258,6 @@ fn the_last_drop_inside_handle_stops_the_engine_safely() {
 // reaped (inside `cleanup`, on a worker) stops the engine safely; every other state is cleaned
 // up once and every thread ends.
 #[test]
-#[ignore = "red until shutdown is safe on the engine's own threads (issue 12)"]
 fn the_last_drop_in_a_reaped_states_cleanup_stops_the_engine_safely() {
     let (handler, me, watch) = reentrant();
     let engine = Arc::new(
@@ -284,7 +286,6 @@ fn the_last_drop_in_a_reaped_states_cleanup_stops_the_engine_safely() {
 // not join its own thread; the next shutdown from outside drains, cleans up and joins, and
 // its report accounts for every event.
 #[test]
-#[ignore = "red until shutdown is safe on the engine's own threads (issue 12)"]
 fn shutdown_from_a_supervisor_hook_leaves_the_drain_to_the_caller() {
     let (handler, me, watch) = reentrant();
     let hook_me = me.clone();

@@ -1,10 +1,10 @@
-//! The engine's lifecycle: one state word.
+//! The engine's lifecycle: one state word, and which threads are the engine's own.
 //!
 //! | stage      | meaning                                                        | entered by |
 //! |------------|----------------------------------------------------------------|------------|
 //! | `Open`     | taking events                                                  | start |
-//! | `Closed`   | the rings are closed (submits get `Closed`); the workers and the supervisor still run, so what was accepted drains | the first shutdown |
-//! | `Stopping` | the workers take no more events and exit; the supervisor exits | the shutdown that drains, at the drain's end or its deadline |
+//! | `Closed`   | the rings are closed (submits get `Closed`); the workers and the supervisor still run, so what was accepted drains | the first shutdown, from any thread |
+//! | `Stopping` | the workers take no more events and exit; the supervisor exits | the shutdown that drains, at the drain's end or its deadline; or the last drop of the engine on one of its own threads |
 //! | `Stopped`  | every thread joined, the leftovers handed back, every entity cleaned up | the shutdown that drains |
 //!
 //! The stage only moves forward (`fetch_max`). What each stage means for each thread, and how
@@ -17,6 +17,16 @@
 //! The runner's check between events ([`Lifecycle::should_stop`]) is `Relaxed`: it only makes
 //! a run end sooner; nothing it reads depends on it, and the collection of what is left happens
 //! after the runner's thread is joined.
+//!
+//! # The engine's own threads
+//!
+//! Every worker and supervisor thread marks itself, when it starts, with its engine's
+//! identity (the address of the engine's shared state, unique while that state lives, which
+//! those threads keep alive). Shutdown and the engine's drop ask [`on_engine_thread`] before
+//! they wait for the drain or join a thread: a thread of the engine cannot wait for the very
+//! call it is in, and must not join itself.
+
+use std::cell::Cell;
 
 use crate::sync::{AtomicU8, Mutex, MutexGuard, Ordering};
 
@@ -35,7 +45,7 @@ pub(crate) enum Stage {
 pub(crate) struct Lifecycle {
     /// A [`Stage`]; orderings in the module docs.
     stage: AtomicU8,
-    /// Held by the shutdown that drains, so that a concurrent one
+    /// Held by the shutdown that drains (off the engine's threads), so that a concurrent one
     /// waits for it and then finds `Stopped`.
     draining: Mutex<()>,
 }
@@ -85,4 +95,21 @@ impl Lifecycle {
     pub(crate) fn lock_drain(&self) -> MutexGuard<'_, ()> {
         self.draining.lock()
     }
+}
+
+crate::sync::thread_local! {
+    /// The identity of the engine whose thread this is; 0 on every other thread. (Not a
+    /// `const` initialiser: loom's `thread_local!` has no such form.)
+    #[allow(clippy::missing_const_for_thread_local)]
+    static ENGINE_OF_THIS_THREAD: Cell<usize> = Cell::new(0);
+}
+
+/// Marks the calling thread as one of engine `engine`'s own.
+pub(crate) fn mark_engine_thread(engine: usize) {
+    ENGINE_OF_THIS_THREAD.with(|cell| cell.set(engine));
+}
+
+/// Whether the calling thread is one of engine `engine`'s own (a worker or its supervisor).
+pub(crate) fn on_engine_thread(engine: usize) -> bool {
+    ENGINE_OF_THIS_THREAD.with(|cell| cell.get() == engine)
 }

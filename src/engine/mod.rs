@@ -176,8 +176,13 @@ impl<H: Handler> Engine<H> {
     ///
     /// Afterwards `accepted == processed + dead_lettered + report.unprocessed.len()`. A
     /// concurrent call waits for the first to finish; a later call returns an empty report at
-    /// once. It waits for handler calls in progress to return, so do not call it from inside a
-    /// handler.
+    /// once. It waits for the handler calls in progress to return.
+    ///
+    /// Called on one of the engine's own threads (from a handler, a hook, or a value's `Drop`
+    /// running there), it only closes the ingress and returns at once with
+    /// [`drain_deferred`](ShutdownReport::drain_deferred) set: that thread cannot wait for the
+    /// call it is in. The drain, the cleanup and the join are left to the next shutdown, or the
+    /// last drop, made off the engine's threads.
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport<H::Payload> {
         shutdown::shutdown(&self.shared, deadline)
     }
@@ -234,8 +239,10 @@ fn random_seed() -> u64 {
 }
 
 impl<H: Handler> Drop for Engine<H> {
-    /// Shuts the engine down with the builder's `drop_deadline` and drops what is left (logging
-    /// how many events).
+    /// Shuts the engine down with the builder's `drop_deadline` and disposes of what is left
+    /// (logging how many events). Dropped on one of the engine's own threads (the last `Arc`
+    /// held by a state or a handler), it stops the threads without joining them: each ends
+    /// after the call it is in, and the last to end cleans up every entity.
     fn drop(&mut self) {
         shutdown::drop_engine(&self.shared);
     }

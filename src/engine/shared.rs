@@ -15,8 +15,8 @@
 //! | dead letters | [`DeadLetterSink`] | `dead_letter` |
 //! | live entities | an atomic count | `reaper` (cap and disposal) |
 //!
-//! When the last holder lets go, `Shared`'s `Drop` (in `shutdown`) disposes of the user's
-//! values it keeps (the handler, the hooks, kept dead letters), contained.
+//! When the last holder lets go, what is still inside (only after a last drop on one of the
+//! engine's own threads: events, entities) is disposed of by `Shared`'s `Drop`, in `shutdown`.
 
 use std::mem::ManuallyDrop;
 
@@ -96,6 +96,11 @@ impl<H: Handler> Shared<H> {
             on_slow_handler: slow_handler,
             stats: EngineStats::default(),
         }
+    }
+
+    /// This engine's identity (see `lifecycle::on_engine_thread`).
+    pub(crate) fn id(&self) -> usize {
+        self as *const Shared<H> as usize
     }
 
     /// The user's handler. Call it only through [`containment`](Self::containment).

@@ -1,8 +1,10 @@
-//! Shutdown: closing the intake, draining, stopping and joining the threads, and handing back
-//! what is left.
+//! Shutdown and the engine's end: closing the intake, draining, stopping and joining the
+//! threads, handing back what is left, and disposing of what nobody can take back.
 //!
-//! One shutdown at a time does the work (the lifecycle's drain lock; a concurrent call waits,
-//! then finds `Stopped` and returns an empty report):
+//! # The shutdown that drains ([`shutdown`], off the engine's threads)
+//!
+//! One at a time (the lifecycle's drain lock; a concurrent call waits, then finds `Stopped`
+//! and returns an empty report):
 //!
 //! 1. **Close** ([`close_intake`]): every ring's tail gets its closed mark, so every later
 //!    submit fails with `Closed` and each ring's tail is frozen; a `SeqCst` fence, then every
@@ -20,13 +22,32 @@
 //!
 //! Afterwards `accepted == processed + dead_lettered + unprocessed`, exactly.
 //!
+//! # From one of the engine's own threads
+//!
+//! A handler, a hook, or a state's `Drop` may reach the engine's `shutdown` (through a `Weak`
+//! or an `Arc` it holds), or drop its last `Arc`, while running on a worker or the supervisor.
+//! That thread cannot wait for the drain (its own call is part of it) and must not join
+//! itself, and the shard it is running must not be touched (the handler holds `&mut` to one of
+//! its states). So, on an engine thread:
+//!
+//! - [`shutdown`] only closes the intake and returns at once, with a report that says the
+//!   drain was left to another thread (`drain_deferred`). The workers go on draining; the
+//!   drain, the cleanup and the join happen at the next shutdown, or the last drop, made off
+//!   the engine's threads.
+//! - The last drop ([`drop_engine`]) closes the intake and stops the threads without joining
+//!   any: each ends after the call it is in. The last of them to end drops the shared state,
+//!   whose `Drop` (below) cleans up every entity still alive (their shards are no longer run
+//!   by anyone then) and disposes of the events still queued, logging how many. So R-LIFE-2
+//!   holds in this form: no engine thread outlives its current call, and every state is
+//!   cleaned up exactly once.
+//!
 //! Shards are reached only through their [`ShardRun`](super::shard::ShardRun) token, so no
-//! path here can touch a shard that a thread is running.
+//! path here can touch a shard that a thread, the calling one included, is running.
 
 use std::time::{Duration, Instant};
 
 use super::hooks::Removal;
-use super::lifecycle::Stage;
+use super::lifecycle::{on_engine_thread, Stage};
 use super::metrics::Tally;
 use super::reaper;
 use super::report::ShutdownReport;
@@ -39,6 +60,10 @@ use crate::{Event, Handler};
 
 /// Shuts the engine down (see the module docs); `deadline` bounds the drain.
 pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> ShutdownReport<H::Payload> {
+    if on_engine_thread(shared.id()) {
+        close_intake(shared);
+        return ShutdownReport::deferred();
+    }
     let lifecycle = shared.lifecycle();
     let _one_at_a_time = lifecycle.lock_drain();
     if lifecycle.stage() == Stage::Stopped {
@@ -47,7 +72,7 @@ pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> Sh
     let until = Instant::now().checked_add(deadline);
     close_intake(shared);
     let mut deadline_exceeded = !drain(shared, until);
-    stop_threads(shared);
+    stop_threads(shared, true);
     pause::point(PausePoint::BeforeCollect);
     let mut unprocessed = Vec::new();
     collect_leftovers(shared, &mut unprocessed);
@@ -58,13 +83,22 @@ pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> Sh
     ShutdownReport {
         unprocessed,
         deadline_exceeded,
+        drain_deferred: false,
     }
 }
 
-/// What dropping the [`Engine`](crate::Engine) does: a shutdown with the builder's
-/// `drop_deadline`; what is left is disposed of (contained), and counted in the log.
+/// What dropping the [`Engine`](crate::Engine) does (see the module docs).
 pub(crate) fn drop_engine<H: Handler>(shared: &Shared<H>) {
     if shared.lifecycle().stage() == Stage::Stopped {
+        return;
+    }
+    if on_engine_thread(shared.id()) {
+        close_intake(shared);
+        stop_threads(shared, false);
+        log::warn!(
+            "humpyard engine dropped on one of its own threads: its threads stop after their current call, \
+             and what is left is cleaned up when the last one ends"
+        );
         return;
     }
     let report = shutdown(shared, shared.config().drop_deadline);
@@ -116,8 +150,9 @@ fn drain<H: Handler>(shared: &Shared<H>, until: Option<Instant>) -> bool {
     true
 }
 
-/// Stage `Stopping`; wakes every worker and the supervisor, and joins them.
-fn stop_threads<H: Handler>(shared: &Shared<H>) {
+/// Stage `Stopping`; wakes every worker and the supervisor, and joins them if `join` (never on
+/// one of the engine's own threads).
+fn stop_threads<H: Handler>(shared: &Shared<H>, join: bool) {
     shared.lifecycle().advance(Stage::Stopping);
     // A worker registers as a sleeper under the sleepers' lock before it re-checks the stage,
     // so it either sees `Stopping` or is on the list `wake_all` takes.
@@ -128,7 +163,15 @@ fn stop_threads<H: Handler>(shared: &Shared<H>) {
     let supervisor = shared.supervisor().lock().take();
     if let Some(supervisor) = supervisor {
         supervisor.thread().unpark();
-        let _ = supervisor.join();
+        if join {
+            let _ = supervisor.join();
+        } else {
+            // Detached: it ends at its next wake-up, which the unpark just gave it.
+            drop(supervisor);
+        }
+    }
+    if !join {
+        return;
     }
     // The supervisor is gone: no replacement can change the slots now.
     for slot in shared.workers() {
@@ -169,8 +212,22 @@ fn dispose_event<H: Handler>(shared: &Shared<H>, event: Event<H::Payload>) {
 }
 
 impl<H: Handler> Drop for Shared<H> {
-    /// The last holder let go: dispose of the user's values, contained.
+    /// The last holder let go. After a normal shutdown there is nothing left but the user's
+    /// values; after a last drop on one of the engine's own threads, the shards still hold
+    /// events and states, and nobody runs them any more.
     fn drop(&mut self) {
+        close_intake(self);
+        let mut abandoned = Vec::new();
+        collect_leftovers(self, &mut abandoned);
+        if !abandoned.is_empty() {
+            log::warn!(
+                abandoned = abandoned.len();
+                "humpyard engine ended with events it could not hand back (it was dropped on one of its own threads)"
+            );
+        }
+        for event in abandoned {
+            dispose_event(self, event);
+        }
         self.dispose_user_values();
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::clock::ticks;
 use super::hooks::{PanicSite, SlowHandler};
+use super::lifecycle::mark_engine_thread;
 use super::shared::Shared;
 use super::worker;
 use crate::pause::{self, PausePoint};
@@ -42,6 +43,7 @@ struct Watch {
 pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>) -> std::io::Result<JoinHandle<()>> {
     let shared = shared.clone();
     thread::spawn_named("humpyard-supervisor".to_owned(), move || {
+        mark_engine_thread(shared.id());
         supervisor_main(&shared);
     })
 }

@@ -13,6 +13,7 @@
 
 use std::io;
 
+use super::lifecycle::mark_engine_thread;
 use super::runner;
 use super::scheduler::Scheduler;
 use super::shard::ShardRun;
@@ -29,6 +30,7 @@ pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>, index: usize, epoch:
     let retired = StdArc::new(AtomicBool::new(false));
     let retired_in_thread = retired.clone();
     let join = thread::spawn_named(format!("humpyard-worker-{index}"), move || {
+        mark_engine_thread(shared.id());
         worker_main(&shared, index, epoch, &retired_in_thread);
     })?;
     Ok(WorkerHandle {
