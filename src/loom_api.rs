@@ -99,7 +99,7 @@ impl std::fmt::Debug for Shard {
 impl Shard {
     /// A shard whose ring holds `capacity` events.
     pub fn new(capacity: usize) -> Shard {
-        Shard(crate::engine::shard::Shard::new(0, capacity, 1))
+        Shard(crate::engine::shard::Shard::new(0, capacity, 1).expect("a small ring"))
     }
 
     /// Producer side, as `ingress::try_submit` and `Scheduler::after_push`: push, then schedule

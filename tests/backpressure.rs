@@ -228,16 +228,29 @@ fn invalid_config_is_a_typed_error() {
 // proves R-BP-3: every size setting is bounded: an absurd capacity, worker count, entity cap or
 // buffer is a typed error at build time, never a panic, an abort or a huge allocation.
 #[test]
-#[ignore = "red until the size settings are bounded (issue 12)"]
 fn every_size_setting_is_bounded() {
     let gate = Gate::new();
     gate.open();
     let b = || Engine::builder(Held(gate.clone()));
-    // Today: a "capacity overflow" panic, then an abort (a 206 GB allocation).
-    assert!(b().shard_capacity(usize::MAX).start().is_err());
-    assert!(b().shard_capacity(1 << 32).start().is_err());
-    assert!(b().shards(1 << 16).shard_capacity(1 << 20).start().is_err());
-    assert!(b().workers(1 << 20).start().is_err());
-    assert!(b().max_entities(u64::MAX).start().is_err());
-    assert!(b().dead_letter_buffer(usize::MAX).start().is_err());
+    let refused = |result: Result<Engine<Held>, ConfigError>| match result {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    for capacity in [usize::MAX, 1 << 32] {
+        let e = refused(b().shard_capacity(capacity).start());
+        assert!(matches!(e, ConfigError::ShardCapacityTooLarge { .. }), "{e:?}");
+    }
+    let e = refused(b().shards(1 << 16).shard_capacity(1 << 20).start());
+    assert!(matches!(e, ConfigError::TooManyBufferedEvents { .. }), "{e:?}");
+    for workers in [usize::MAX, 1 << 20] {
+        let e = refused(b().workers(workers).start());
+        assert!(matches!(e, ConfigError::TooManyWorkers { .. }), "{e:?}");
+    }
+    let e = refused(b().max_entities(u64::MAX).start());
+    assert!(matches!(e, ConfigError::MaxEntitiesTooLarge { .. }), "{e:?}");
+    let e = refused(b().dead_letter_buffer(usize::MAX).start());
+    assert!(matches!(e, ConfigError::DeadLetterBufferTooLarge { .. }), "{e:?}");
+    // The largest accepted values are what the rustdoc says.
+    let e = refused(b().shard_capacity((1 << 24) + 1).start());
+    assert!(e.to_string().contains("16777216"), "{e}");
 }

@@ -30,9 +30,10 @@ use crate::{Handler, StreamId};
 ///
 /// # Backpressure
 ///
-/// [`Engine::try_submit`](crate::Engine::try_submit) never blocks. [`Engine::submit_timeout`](crate::Engine::submit_timeout) parks the producer until the
-/// shard has room, with one wake-up from the worker that frees it, or until the timeout. No
-/// submit ever retries in a loop, spins, or drops an event silently; every rejection is counted.
+/// [`Engine::try_submit`](crate::Engine::try_submit) never blocks.
+/// [`Engine::submit_timeout`](crate::Engine::submit_timeout) parks the producer until the shard
+/// has room, with one wake-up from the worker that frees it, or until the timeout. No submit
+/// ever retries in a loop, spins, or drops an event silently; every rejection is counted.
 pub struct EngineBuilder<H: Handler> {
     handler: H,
     config: Config,
@@ -58,21 +59,32 @@ impl<H: Handler> EngineBuilder<H> {
         }
     }
 
-    /// Worker threads. Default: the number of available cores. Must be at least 1.
+    /// Worker threads. Default: the number of available cores. Must be 1 to 1 024. Each is an
+    /// OS thread with the platform's default stack, and adds a lane of `ceil(shards / workers)
+    /// + workers` slots (16 bytes each) to the run queue.
     pub fn workers(mut self, n: usize) -> Self {
         self.config.workers = n;
         self
     }
 
     /// Shards (ingress rings and entity tables). Default: `8 * workers` rounded up to a power of
-    /// two, at least 16. Must be 1 to 65 536.
+    /// two, at least 16. Must be 1 to 65 536, and `shards * shard_capacity` at most 2^26
+    /// (see [`shard_capacity`](Self::shard_capacity)).
     pub fn shards(mut self, n: usize) -> Self {
         self.config.shards = n;
         self
     }
 
     /// The most events waiting in one shard's ring (the event a worker is handling does not
-    /// count). Default: 4096. Must be at least 1. A power of two indexes slightly faster.
+    /// count). Default: 4096. Must be 1 to 2^24 (16 777 216), and `shards * shard_capacity`,
+    /// the events all rings hold, at most 2^26 (67 108 864). A power of two indexes slightly
+    /// faster.
+    ///
+    /// The rings are allocated when the engine starts: each slot takes
+    /// `8 + size_of::<Event<Payload>>()` bytes (48 for a `u64` payload), so the default 16
+    /// shards of 4096 take 3 MiB, and the largest total, 2^26 slots, 3 GiB with a `u64`
+    /// payload (more with a larger one). An allocation that fails is
+    /// [`ConfigError::OutOfMemory`], not an abort.
     pub fn shard_capacity(mut self, n: usize) -> Self {
         self.config.shard_capacity = n;
         self
@@ -87,7 +99,9 @@ impl<H: Handler> EngineBuilder<H> {
 
     /// The most live entities across the engine; making one more evicts the least recently
     /// used entity of the same shard. Shards race, so each may overshoot by one: at most
-    /// `n + shards` are live at any instant. Default: 1 000 000. Must be at least 1.
+    /// `n + shards` are live at any instant. Default: 1 000 000. Must be 1 to 2^31. Nothing is
+    /// allocated up front: each live entity costs its id, its state and about 27 bytes of
+    /// table (`humpyard-perf entities`), so the cap bounds that memory.
     pub fn max_entities(mut self, n: u64) -> Self {
         self.config.max_entities = n;
         self
@@ -124,7 +138,8 @@ impl<H: Handler> EngineBuilder<H> {
         self
     }
 
-    /// The drain deadline dropping the engine uses (see [`Engine::shutdown`](crate::Engine::shutdown)). Default: 5 s.
+    /// The drain deadline dropping the engine uses (see
+    /// [`Engine::shutdown`](crate::Engine::shutdown)). Default: 5 s.
     pub fn drop_deadline(mut self, d: Duration) -> Self {
         self.config.drop_deadline = d;
         self
@@ -132,14 +147,16 @@ impl<H: Handler> EngineBuilder<H> {
 
     /// How many dead letters the default sink keeps when no
     /// [`on_dead_letter`](Self::on_dead_letter) hook is set; the oldest is dropped and counted
-    /// (`dead_letters_discarded`) when it is full. Default: 1024.
+    /// (`dead_letters_discarded`) when it is full. Default: 1024. At most 2^20 (1 048 576);
+    /// the buffer grows as letters arrive, each holding its event and its failure's text.
     pub fn dead_letter_buffer(mut self, n: usize) -> Self {
         self.config.dead_letter_buffer = n;
         self
     }
 
     /// Called with every dead letter, on the worker thread. Without it dead letters go to the
-    /// engine's buffer ([`Engine::take_dead_letters`](crate::Engine::take_dead_letters)). A panic in the hook is caught and counted.
+    /// engine's buffer ([`Engine::take_dead_letters`](crate::Engine::take_dead_letters)). A
+    /// panic in the hook is caught and counted.
     pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<H::Payload>) + Send + Sync + 'static) -> Self {
         self.hooks.dead_letter = Some(Box::new(hook));
         self

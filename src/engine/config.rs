@@ -3,8 +3,18 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The most worker threads an engine may have.
+pub(crate) const MAX_WORKERS: usize = 1 << 10;
 /// The most shards an engine may have.
 pub(crate) const MAX_SHARDS: usize = 1 << 16;
+/// The most events one shard's ring may hold.
+pub(crate) const MAX_SHARD_CAPACITY: usize = 1 << 24;
+/// The most events all rings together may hold (`shards * shard_capacity`).
+pub(crate) const MAX_BUFFERED_EVENTS: usize = 1 << 26;
+/// The largest `max_entities`: a shard's table indexes its entities with 32 bits.
+pub(crate) const MAX_ENTITIES: u64 = 1 << 31;
+/// The most dead letters the default sink may keep.
+pub(crate) const MAX_DEAD_LETTER_BUFFER: usize = 1 << 20;
 
 /// The engine's validated settings. See [`EngineBuilder`](crate::EngineBuilder) for what each
 /// means and its default.
@@ -50,6 +60,12 @@ impl Config {
         if self.workers == 0 {
             return Err(ConfigError::ZeroWorkers);
         }
+        if self.workers > MAX_WORKERS {
+            return Err(ConfigError::TooManyWorkers {
+                workers: self.workers,
+                max: MAX_WORKERS,
+            });
+        }
         if self.shards == 0 {
             return Err(ConfigError::ZeroShards);
         }
@@ -62,8 +78,33 @@ impl Config {
         if self.shard_capacity == 0 {
             return Err(ConfigError::ZeroShardCapacity);
         }
+        if self.shard_capacity > MAX_SHARD_CAPACITY {
+            return Err(ConfigError::ShardCapacityTooLarge {
+                capacity: self.shard_capacity,
+                max: MAX_SHARD_CAPACITY,
+            });
+        }
+        if self.shards * self.shard_capacity > MAX_BUFFERED_EVENTS {
+            return Err(ConfigError::TooManyBufferedEvents {
+                shards: self.shards,
+                shard_capacity: self.shard_capacity,
+                max: MAX_BUFFERED_EVENTS,
+            });
+        }
         if self.max_entities == 0 {
             return Err(ConfigError::ZeroMaxEntities);
+        }
+        if self.max_entities > MAX_ENTITIES {
+            return Err(ConfigError::MaxEntitiesTooLarge {
+                max_entities: self.max_entities,
+                max: MAX_ENTITIES,
+            });
+        }
+        if self.dead_letter_buffer > MAX_DEAD_LETTER_BUFFER {
+            return Err(ConfigError::DeadLetterBufferTooLarge {
+                capacity: self.dead_letter_buffer,
+                max: MAX_DEAD_LETTER_BUFFER,
+            });
         }
         if self.max_attempts == 0 {
             return Err(ConfigError::ZeroMaxAttempts);
@@ -90,6 +131,13 @@ impl Config {
 pub enum ConfigError {
     /// `workers(0)`: nothing would run the events.
     ZeroWorkers,
+    /// More worker threads than the engine supports.
+    TooManyWorkers {
+        /// The workers asked for.
+        workers: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// `shards(0)`: nowhere to put events.
     ZeroShards,
     /// More shards than the engine supports.
@@ -101,8 +149,44 @@ pub enum ConfigError {
     },
     /// `shard_capacity(0)`: every submit would be rejected.
     ZeroShardCapacity,
+    /// A shard's ring larger than the engine supports.
+    ShardCapacityTooLarge {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// `shards * shard_capacity`, the events all rings may hold (allocated when the engine
+    /// starts), is more than the engine supports.
+    TooManyBufferedEvents {
+        /// The shards asked for.
+        shards: usize,
+        /// The capacity of each.
+        shard_capacity: usize,
+        /// The most events allowed in all rings together.
+        max: usize,
+    },
     /// `max_entities(0)`: no entity could ever live.
     ZeroMaxEntities,
+    /// An entity cap larger than the engine supports.
+    MaxEntitiesTooLarge {
+        /// The cap asked for.
+        max_entities: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// A default dead-letter sink larger than the engine supports.
+    DeadLetterBufferTooLarge {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// The rings' memory could not be allocated.
+    OutOfMemory {
+        /// The bytes the allocation that failed asked for.
+        bytes: usize,
+    },
     /// `max_attempts(0)`: no event would ever be handled.
     ZeroMaxAttempts,
     /// `idle_timeout(0)`: every entity would be reaped between two events.
@@ -124,12 +208,35 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroWorkers => f.write_str("workers must be at least 1"),
+            ConfigError::TooManyWorkers { workers, max } => {
+                write!(f, "{workers} workers asked for; at most {max} are supported")
+            }
             ConfigError::ZeroShards => f.write_str("shards must be at least 1"),
             ConfigError::TooManyShards { shards, max } => {
                 write!(f, "{shards} shards asked for; at most {max} are supported")
             }
             ConfigError::ZeroShardCapacity => f.write_str("shard_capacity must be at least 1"),
+            ConfigError::ShardCapacityTooLarge { capacity, max } => {
+                write!(f, "shard_capacity {capacity} asked for; at most {max} is supported")
+            }
+            ConfigError::TooManyBufferedEvents {
+                shards,
+                shard_capacity,
+                max,
+            } => write!(
+                f,
+                "{shards} shards of {shard_capacity} events asked for; at most {max} events in all rings are supported"
+            ),
             ConfigError::ZeroMaxEntities => f.write_str("max_entities must be at least 1"),
+            ConfigError::MaxEntitiesTooLarge { max_entities, max } => {
+                write!(f, "max_entities {max_entities} asked for; at most {max} is supported")
+            }
+            ConfigError::DeadLetterBufferTooLarge { capacity, max } => {
+                write!(f, "dead_letter_buffer {capacity} asked for; at most {max} is supported")
+            }
+            ConfigError::OutOfMemory { bytes } => {
+                write!(f, "could not allocate {bytes} bytes for the engine's rings")
+            }
             ConfigError::ZeroMaxAttempts => f.write_str("max_attempts must be at least 1"),
             ConfigError::ZeroIdleTimeout => f.write_str("idle_timeout must be longer than zero"),
             ConfigError::ZeroSlowHandlerThreshold => f.write_str("slow_handler_threshold must be longer than zero"),

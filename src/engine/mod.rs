@@ -203,8 +203,8 @@ impl<H: Handler> EngineBuilder<H> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] names the first invalid setting, or says a thread could not be started
-    /// (then no thread is left running).
+    /// [`ConfigError`] names the first invalid setting, says the rings' memory could not be
+    /// allocated, or says a thread could not be started (then no thread is left running).
     pub fn start(self) -> Result<Engine<H>, ConfigError> {
         let (handler, config, hooks) = self.into_parts()?;
         let seed = random_seed();
@@ -213,7 +213,8 @@ impl<H: Handler> EngineBuilder<H> {
                 let seed = seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f));
                 Shard::new(i, config.shard_capacity, seed)
             })
-            .collect();
+            .collect::<Result<Box<[_]>, _>>()
+            .map_err(|e| ConfigError::OutOfMemory { bytes: e.bytes })?;
         let start_supervisor = config.supervisor;
         let shared = StdArc::new(Shared::new(handler, config, hooks, shards));
         // From here on, an early return drops the engine, which stops what was started.

@@ -80,24 +80,43 @@ unsafe impl<T: Send> Send for Ring<T> {}
 // SAFETY: as above; shared access only moves values in and out through the stamp protocol.
 unsafe impl<T: Send> Sync for Ring<T> {}
 
+/// The memory a ring's slots need could not be allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AllocError {
+    /// The bytes asked for.
+    pub(crate) bytes: usize,
+}
+
 impl<T> Ring<T> {
     /// A ring holding at most `capacity` elements. `capacity` must be at least 1.
     pub(crate) fn new(capacity: usize) -> Ring<T> {
+        match Ring::try_new(capacity) {
+            Ok(ring) => ring,
+            Err(e) => panic!("ring of {capacity} slots: cannot allocate {} bytes", e.bytes),
+        }
+    }
+
+    /// A ring holding at most `capacity` elements, or an error if its slots cannot be
+    /// allocated (the allocation is fallible: an engine reports it as a configuration error
+    /// rather than aborting the process). `capacity` must be at least 1.
+    pub(crate) fn try_new(capacity: usize) -> Result<Ring<T>, AllocError> {
         assert!(capacity >= 1, "ring capacity must be at least 1");
-        let slots = (0..capacity as u64)
-            .map(|p| Slot {
-                stamp: AtomicU64::new(2 * p),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
-            .collect();
+        let bytes = capacity.saturating_mul(std::mem::size_of::<Slot<T>>());
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).map_err(|_| AllocError { bytes })?;
+        slots.extend((0..capacity as u64).map(|p| Slot {
+            stamp: AtomicU64::new(2 * p),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }));
+        let slots = slots.into_boxed_slice();
         let capacity = capacity as u64;
-        Ring {
+        Ok(Ring {
             tail: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
             slots,
             capacity,
             mask: capacity.is_power_of_two().then(|| capacity - 1),
-        }
+        })
     }
 
     #[inline]
@@ -341,6 +360,13 @@ mod tests {
         // SAFETY: single-threaded test, one consumer; the ring is closed.
         let taken: Vec<_> = std::iter::from_fn(|| unsafe { ring.pop_claimed() }).collect();
         assert_eq!(taken, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn an_allocation_that_fails_is_an_error_not_an_abort() {
+        // More bytes than any allocator gives: try_reserve fails before touching memory.
+        let e = Ring::<[u8; 1 << 16]>::try_new(usize::MAX >> 20).expect_err("refused");
+        assert!(e.bytes > 1 << 40);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crossbeam_utils::CachePadded;
 use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
 use super::retry::PendingRetry;
-use super::ring::{PushError, Ring};
+use super::ring::{AllocError, PushError, Ring};
 use super::waiters::Waiters;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::{Event, Handler};
@@ -115,10 +115,10 @@ unsafe impl<H: Handler> Sync for Shard<H> {}
 
 impl<H: Handler> Shard<H> {
     /// Shard `index` with a ring of `capacity`; `seed` keys its table's index and its jitter.
-    pub(crate) fn new(index: usize, capacity: usize, seed: u64) -> Shard<H> {
-        Shard {
+    pub(crate) fn new(index: usize, capacity: usize, seed: u64) -> Result<Shard<H>, AllocError> {
+        Ok(Shard {
             index,
-            ring: Ring::new(capacity),
+            ring: Ring::try_new(capacity)?,
             state: CachePadded::new(AtomicU8::new(ShardState::Idle as u8)),
             rejected: SharedCounter::default(),
             waiters: Waiters::default(),
@@ -129,7 +129,7 @@ impl<H: Handler> Shard<H> {
                 retry: None,
                 rng: seed | 1,
             }),
-        }
+        })
     }
 
     /// The shard's index.
