@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use humpyard::pipeline::{Pipeline, PipelineStats};
+use humpyard::pipeline::{Pipeline, PipelineError, PipelineStats};
 use humpyard::store::{
     EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent,
     SubscriptionConfig,
@@ -370,6 +370,23 @@ fn a_zero_checkpoint_interval_does_not_poll_the_store_in_a_loop() {
         reads <= 2 * elapsed_ms + 50,
         "{reads} reads in {elapsed_ms} ms while idle"
     );
+}
+
+// proves R-BP-3 for the pipeline: a window wider than supported is a typed error at start,
+// not an overflow or a huge allocation
+#[test]
+fn an_absurd_window_is_a_typed_error() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    for window in [usize::MAX, (1 << 24) + 1] {
+        match Pipeline::builder(store.clone(), "wide", Recorder::new(Seen::default()))
+            .window(window)
+            .start()
+        {
+            Err(PipelineError::WindowTooLarge { window: w, max }) => assert_eq!((w, max), (window, 1 << 24)),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a window of {window} was accepted"),
+        }
+    }
 }
 
 // proves R-LIFE-3 (shutdown within the caller's deadline) and R-PG-1 (no hang on a stuck store):

@@ -14,6 +14,9 @@ use crate::{ConfigError, DeadLetter, Engine, EngineBuilder, Handler};
 /// The shortest checkpoint interval: shorter would have the reader poll the store in a loop.
 const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The widest window of positions in flight (one flag byte each, allocated at start).
+pub(crate) const MAX_WINDOW: usize = 1 << 24;
+
 type EngineSettings<H> = Box<dyn FnOnce(EngineBuilder<Tracked<H>>) -> EngineBuilder<Tracked<H>>>;
 type DeadLetterHook = Box<dyn Fn(DeadLetter<RecordedEvent>) + Send + Sync>;
 
@@ -40,6 +43,13 @@ pub enum PipelineError {
     Engine(ConfigError),
     /// The reader thread could not be started.
     Spawn(std::io::Error),
+    /// The window of positions in flight is larger than supported.
+    WindowTooLarge {
+        /// The window asked for.
+        window: usize,
+        /// The widest allowed.
+        max: usize,
+    },
 }
 
 impl std::fmt::Display for PipelineError {
@@ -48,6 +58,12 @@ impl std::fmt::Display for PipelineError {
             PipelineError::Store(e) => write!(f, "the pipeline's store: {e}"),
             PipelineError::Engine(e) => write!(f, "the pipeline's engine: {e}"),
             PipelineError::Spawn(e) => write!(f, "the pipeline's reader thread: {e}"),
+            PipelineError::WindowTooLarge { window, max } => {
+                write!(
+                    f,
+                    "a window of {window} positions asked for; at most {max} is supported"
+                )
+            }
         }
     }
 }
@@ -58,6 +74,7 @@ impl std::error::Error for PipelineError {
             PipelineError::Store(e) => Some(e),
             PipelineError::Engine(e) => Some(e),
             PipelineError::Spawn(e) => Some(e),
+            PipelineError::WindowTooLarge { .. } => None,
         }
     }
 }
@@ -97,7 +114,9 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
     }
 
     /// The most positions in flight (read, not yet known fully processed), rounded up to a
-    /// power of two. Reading waits while that many are. Default: 65 536.
+    /// power of two. Reading waits while that many are. Default: 65 536. At most 2^24 (one
+    /// byte per position, allocated at start: 16 MiB); more is
+    /// [`PipelineError::WindowTooLarge`].
     pub fn window(mut self, n: usize) -> Self {
         self.window = n;
         self
@@ -142,6 +161,12 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
     /// [`PipelineError`] says what failed; nothing is left running.
     pub fn start(self) -> Result<Pipeline<H>, PipelineError> {
         check_subscriber(&self.subscriber).map_err(PipelineError::Store)?;
+        if self.window > MAX_WINDOW {
+            return Err(PipelineError::WindowTooLarge {
+                window: self.window,
+                max: MAX_WINDOW,
+            });
+        }
         let checkpoint = self
             .store
             .load_checkpoint(&self.subscriber)
