@@ -8,7 +8,7 @@ mod common;
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,10 @@ struct Watch {
     inner_reports: Mutex<Vec<(usize, bool, Duration)>>,
     /// Opened by the test: `ReleaseWhenOpen` goes on.
     gate: (Mutex<bool>, Condvar),
+    /// When set, `cleanup` calls `shutdown` on its own engine and records the report's
+    /// `drain_deferred` here.
+    shutdown_in_cleanup: AtomicBool,
+    cleanup_shutdowns: Mutex<Vec<bool>>,
 }
 
 impl Watch {
@@ -123,6 +127,12 @@ impl Handler for Reentrant {
             self.watch.violations.fetch_add(1, Ordering::SeqCst);
         }
         self.watch.cleanups.fetch_add(1, Ordering::SeqCst);
+        if self.watch.shutdown_in_cleanup.load(Ordering::SeqCst) {
+            if let Some(engine) = self.me.get().and_then(Weak::upgrade) {
+                let report = engine.shutdown(Duration::from_secs(10));
+                self.watch.cleanup_shutdowns.lock().unwrap().push(report.drain_deferred);
+            }
+        }
         IN_CLEANUP.set(true);
         drop(state); // may drop the last Arc<Engine>
         IN_CLEANUP.set(false);
@@ -329,4 +339,34 @@ fn shutdown_from_a_supervisor_hook_leaves_the_drain_to_the_caller() {
     );
     drop(engine);
     eventually("the engine's threads ended", || Arc::strong_count(&watch) == 1);
+}
+
+// proves R-LIFE-1: a `cleanup` that shuts its own engine down while shutdown is cleaning up
+// (on the thread that called shutdown, not an engine thread) does not deadlock on the
+// shutdown in progress: it returns at once, its drain left to that shutdown.
+#[test]
+fn shutdown_inside_cleanup_during_shutdown_returns() {
+    let (handler, me, watch) = reentrant();
+    let engine = Arc::new(Engine::builder(handler).workers(1).start().unwrap());
+    me.set(Arc::downgrade(&engine)).unwrap();
+    for s in 0..3 {
+        submit(&engine, &format!("s{s}"), Ask::Nothing);
+    }
+    eventually("handled", || watch.handled.load(Ordering::SeqCst) == 3);
+    watch.shutdown_in_cleanup.store(true, Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel();
+    let shutter = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            let report = engine.shutdown(Duration::from_secs(10));
+            let _ = tx.send(report.unprocessed.len());
+        })
+    };
+    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        std::mem::forget(engine);
+        panic!("shutdown never returned: a cleanup's nested shutdown deadlocked");
+    }
+    shutter.join().unwrap();
+    assert_eq!(*watch.cleanup_shutdowns.lock().unwrap(), vec![true, true, true]);
+    assert_eq!(watch.cleanups.load(Ordering::SeqCst), 3);
 }

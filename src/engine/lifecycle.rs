@@ -24,7 +24,9 @@
 //! identity (the address of the engine's shared state, unique while that state lives, which
 //! those threads keep alive). Shutdown and the engine's drop ask [`on_engine_thread`] before
 //! they wait for the drain or join a thread: a thread of the engine cannot wait for the very
-//! call it is in, and must not join itself.
+//! call it is in, and must not join itself. The thread running a shutdown's drain is marked
+//! too while it does ([`EngineThreadMark`]): the cleanups and hooks it calls are the engine's
+//! calls, and a shutdown they make must not wait for the one they are part of.
 
 use std::cell::Cell;
 
@@ -109,7 +111,30 @@ pub(crate) fn mark_engine_thread(engine: usize) {
     ENGINE_OF_THIS_THREAD.with(|cell| cell.set(engine));
 }
 
-/// Whether the calling thread is one of engine `engine`'s own (a worker or its supervisor).
+/// Whether the calling thread is one of engine `engine`'s own (a worker, its supervisor, or a
+/// thread running its shutdown's drain).
 pub(crate) fn on_engine_thread(engine: usize) -> bool {
     ENGINE_OF_THIS_THREAD.with(|cell| cell.get() == engine)
+}
+
+/// Marks the calling thread as one of an engine's own until dropped, then restores the mark it
+/// had (it may be a worker of another engine).
+#[derive(Debug)]
+pub(crate) struct EngineThreadMark {
+    previous: usize,
+}
+
+impl EngineThreadMark {
+    /// Marks the calling thread as one of engine `engine`'s own.
+    pub(crate) fn new(engine: usize) -> EngineThreadMark {
+        EngineThreadMark {
+            previous: ENGINE_OF_THIS_THREAD.with(|cell| cell.replace(engine)),
+        }
+    }
+}
+
+impl Drop for EngineThreadMark {
+    fn drop(&mut self) {
+        ENGINE_OF_THIS_THREAD.with(|cell| cell.set(self.previous));
+    }
 }

@@ -4,7 +4,8 @@
 //! # The shutdown that drains ([`shutdown`], off the engine's threads)
 //!
 //! One at a time (the lifecycle's drain lock; a concurrent call waits, then finds `Stopped`
-//! and returns an empty report):
+//! and returns an empty report), on a thread marked as one of the engine's own meanwhile (a
+//! `cleanup` or hook it calls that shuts the engine down must not wait for this shutdown):
 //!
 //! 1. **Close** ([`close_intake`]): every ring's tail gets its closed mark, so every later
 //!    submit fails with `Closed` and each ring's tail is frozen; a `SeqCst` fence, then every
@@ -47,7 +48,7 @@
 use std::time::{Duration, Instant};
 
 use super::hooks::Removal;
-use super::lifecycle::{on_engine_thread, Stage};
+use super::lifecycle::{on_engine_thread, EngineThreadMark, Stage};
 use super::metrics::Tally;
 use super::reaper;
 use super::report::ShutdownReport;
@@ -66,6 +67,9 @@ pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> Sh
     }
     let lifecycle = shared.lifecycle();
     let _one_at_a_time = lifecycle.lock_drain();
+    // From here on this thread calls the engine's user code (cleanups, hooks): a shutdown made
+    // there must not wait for this one.
+    let _mark = EngineThreadMark::new(shared.id());
     if lifecycle.stage() == Stage::Stopped {
         return ShutdownReport::empty();
     }
