@@ -117,9 +117,10 @@ fn a_replacement_worker_that_parks_before_its_install_is_woken() {
     replacement_sleeps.release();
     install.release();
     let woken = within(secs(10), || count.handled() == 3);
-    let m = engine.metrics();
-    assert_eq!(m.workers_replaced, 1);
     assert!(woken, "the replacement stayed parked: handled {} of 3", count.handled());
+    // The supervisor counts the replacement once it has installed it (maybe after the
+    // replacement, woken by the producer, has already handled the event).
+    assert!(within(secs(10), || engine.metrics().workers_replaced == 1));
     let report = engine.shutdown(secs(10));
     assert!(report.unprocessed.is_empty());
 }

@@ -2,13 +2,13 @@
 //!
 //! | stage      | meaning                                                        | entered by |
 //! |------------|----------------------------------------------------------------|------------|
-//! | `Open`     | taking events                                                  | start |
-//! | `Closed`   | the rings are closed (submits get `Closed`); the workers and the supervisor still run, so what was accepted drains | the first shutdown, from any thread |
+//! | `Open`     | the workers and the supervisor run (from the first shutdown on, the rings are closed and what they accepted drains) | start |
 //! | `Stopping` | the workers take no more events and exit; the supervisor exits | the shutdown that drains, at the drain's end or its deadline; or the last drop of the engine on one of its own threads |
 //! | `Stopped`  | every thread joined, the leftovers handed back, every entity cleaned up | the shutdown that drains |
 //!
-//! The stage only moves forward (`fetch_max`). What each stage means for each thread, and how
-//! shutdown gets from one to the next, is in `shutdown`.
+//! The stage only moves forward (`fetch_max`). Whether the intake is closed is not a stage: it
+//! is every ring's closed mark, set by the first shutdown (see `shutdown`). What each stage
+//! means for each thread, and how shutdown gets from one to the next, is in `shutdown`.
 //!
 //! # Orderings
 //!
@@ -37,9 +37,8 @@ use crate::sync::{AtomicU8, Mutex, MutexGuard, Ordering};
 #[repr(u8)]
 pub(crate) enum Stage {
     Open = 0,
-    Closed = 1,
-    Stopping = 2,
-    Stopped = 3,
+    Stopping = 1,
+    Stopped = 2,
 }
 
 /// The engine's lifecycle stage, and the lock that makes one shutdown at a time do the drain.
@@ -66,8 +65,7 @@ impl Lifecycle {
     pub(crate) fn stage(&self) -> Stage {
         match self.stage.load(Ordering::Acquire) {
             0 => Stage::Open,
-            1 => Stage::Closed,
-            2 => Stage::Stopping,
+            1 => Stage::Stopping,
             _ => Stage::Stopped,
         }
     }
@@ -76,8 +74,7 @@ impl Lifecycle {
     pub(crate) fn advance(&self, to: Stage) -> Stage {
         match self.stage.fetch_max(to as u8, Ordering::AcqRel) {
             0 => Stage::Open,
-            1 => Stage::Closed,
-            2 => Stage::Stopping,
+            1 => Stage::Stopping,
             _ => Stage::Stopped,
         }
     }

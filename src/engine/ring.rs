@@ -199,20 +199,19 @@ impl<T> Ring<T> {
     ///
     /// As [`pop_exclusive`](Self::pop_exclusive). The ring must be closed (its tail frozen).
     pub(crate) unsafe fn pop_claimed(&self) -> Option<T> {
-        let tail = self.tail.load(Ordering::Acquire);
-        debug_assert!(tail & CLOSED != 0, "pop_claimed on an open ring");
-        let head = self.head.load(Ordering::Relaxed);
-        if head >= tail & !CLOSED {
-            return None;
-        }
-        // The position is claimed: its producer is between its claim and its publish, a few
-        // instructions, unless it was preempted there. Wait for it, yielding the processor.
         let mut spins = 0u32;
         loop {
             // SAFETY: forwarded from the caller: this thread is the only consumer.
             if let Some(value) = unsafe { self.pop_exclusive() } {
                 return Some(value);
             }
+            let tail = self.tail.load(Ordering::Acquire);
+            debug_assert!(tail & CLOSED != 0, "pop_claimed on an open ring");
+            if self.head.load(Ordering::Relaxed) >= tail & !CLOSED {
+                return None;
+            }
+            // The position is claimed: its producer is between its claim and its publish, a
+            // few instructions, unless it was preempted there. Wait for it, yielding.
             if spins < 64 {
                 spins += 1;
                 spin_hint();

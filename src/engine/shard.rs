@@ -238,7 +238,8 @@ impl<H: Handler> Shard<H> {
     /// `Waiting`), for shutdown's collection. `None` while a thread runs it, or once it is
     /// `Closed`.
     pub(crate) fn seize(&self) -> Option<ShardRun<'_, H>> {
-        let mut current = self.state.load(Ordering::Relaxed);
+        // Guess `Idle` (a drained shard's state): one CAS in the usual case.
+        let mut current = ShardState::Idle as u8;
         loop {
             if current == ShardState::Running as u8 || current == ShardState::Closed as u8 {
                 return None;

@@ -3,15 +3,17 @@
 //!
 //! # The shutdown that drains ([`shutdown`], off the engine's threads)
 //!
-//! One at a time (the lifecycle's drain lock; a concurrent call waits, then finds `Stopped`
-//! and returns an empty report), on a thread marked as one of the engine's own meanwhile (a
-//! `cleanup` or hook it calls that shuts the engine down must not wait for this shutdown):
-//!
 //! 1. **Close** ([`close_intake`]): every ring's tail gets its closed mark, so every later
 //!    submit fails with `Closed` and each ring's tail is frozen; a `SeqCst` fence, then every
-//!    waiting producer is woken (it meets the mark on its re-try). Stage `Closed`.
+//!    waiting producer is woken (it meets the mark on its re-try).
 //! 2. **Drain** until every shard is idle with an empty ring, or the deadline: the workers and
 //!    the supervisor (which fires retry timers) run on meanwhile.
+//!
+//! Then one shutdown at a time (the lifecycle's drain lock; a concurrent call waits, then
+//! finds `Stopped` and returns an empty report), on a thread marked as one of the engine's own
+//! meanwhile (a `cleanup` or hook it calls that shuts the engine down must not wait for this
+//! shutdown):
+//!
 //! 3. **Stop**: stage `Stopping`, every worker and the supervisor woken and joined (each ends
 //!    the handler call it is in).
 //! 4. **Collect**: each shard is seized (no thread runs it now), its pending retry and every
@@ -65,17 +67,17 @@ pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> Sh
         close_intake(shared);
         return ShutdownReport::deferred();
     }
-    let lifecycle = shared.lifecycle();
-    let _one_at_a_time = lifecycle.lock_drain();
-    // From here on this thread calls the engine's user code (cleanups, hooks): a shutdown made
-    // there must not wait for this one.
-    let _mark = EngineThreadMark::new(shared.id());
-    if lifecycle.stage() == Stage::Stopped {
-        return ShutdownReport::empty();
-    }
     let until = Instant::now().checked_add(deadline);
     close_intake(shared);
     let mut deadline_exceeded = !drain(shared, until);
+    let lifecycle = shared.lifecycle();
+    let _one_at_a_time = lifecycle.lock_drain();
+    if lifecycle.stage() == Stage::Stopped {
+        return ShutdownReport::empty();
+    }
+    // From here on this thread calls the engine's user code (cleanups, hooks): a shutdown made
+    // there must not wait for this one.
+    let _mark = EngineThreadMark::new(shared.id());
     stop_threads(shared, true);
     pause::point(PausePoint::BeforeCollect);
     let mut unprocessed = Vec::new();
@@ -120,7 +122,6 @@ pub(crate) fn drop_engine<H: Handler>(shared: &Shared<H>) {
 /// Closes every ring (idempotent), then wakes every producer waiting for room. When it
 /// returns, no submit can succeed any more.
 fn close_intake<H: Handler>(shared: &Shared<H>) {
-    shared.lifecycle().advance(Stage::Closed);
     for shard in shared.shards() {
         shard.close();
     }
@@ -133,13 +134,13 @@ fn close_intake<H: Handler>(shared: &Shared<H>) {
 }
 
 /// Waits until every shard is idle with an empty ring (no event queued, none in a handler,
-/// none waiting for a retry), or `until`; returns whether it drained.
+/// none waiting for a retry) or already collected, or `until`; returns whether it drained.
 fn drain<H: Handler>(shared: &Shared<H>, until: Option<Instant>) -> bool {
     let drained = || {
         shared
             .shards()
             .iter()
-            .all(|shard| shard.state() == ShardState::Idle && shard.queued() == 0)
+            .all(|shard| matches!(shard.state(), ShardState::Idle | ShardState::Closed) && shard.queued() == 0)
     };
     let mut pause = Duration::from_micros(50);
     while !drained() {
@@ -195,6 +196,8 @@ fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Pay
         run.with(|core, ring| {
             if let Some(pending) = core.retry.take() {
                 into.push(pending.event);
+                // The retry gauge goes back to zero with it.
+                Tally::default().publish(shard.stats(), false);
             }
             while let Some(event) = ring.pop_claimed() {
                 into.push(event);
@@ -202,9 +205,7 @@ fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Pay
             for (id, state) in core.table.drain() {
                 reaper::dispose(shared, id, state, Removal::Shutdown);
             }
-            Tally::default().publish(shard.stats(), false);
         });
-        run.set_next_expiry(u64::MAX);
         run.close();
     }
 }
