@@ -20,7 +20,8 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// A counter with a single writer at a time.
+/// A counter with a single writer at a time: a `Relaxed` load and store (no read-modify-write);
+/// successive writers are ordered by whatever hands the writing role on (a shard's run).
 #[derive(Debug, Default)]
 pub(crate) struct OwnedCounter(AtomicU64);
 
@@ -44,7 +45,8 @@ impl OwnedCounter {
     }
 }
 
-/// A counter any thread may bump.
+/// A counter any thread may bump: a `Relaxed` `fetch_add`, read `Relaxed` (a count orders
+/// nothing).
 #[derive(Debug, Default)]
 pub(crate) struct SharedCounter(AtomicU64);
 

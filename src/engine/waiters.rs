@@ -30,6 +30,9 @@ use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 #[derive(Debug)]
 pub(crate) struct Waiter {
     thread: Thread,
+    /// Set (`Release`) by the consumer that wakes it, after taking it off the queue; loaded
+    /// (`Acquire`) by the waiter between parks, so a spurious unpark is told apart from a
+    /// wake-up.
     notified: AtomicBool,
 }
 
@@ -43,7 +46,8 @@ impl Waiter {
 /// The waiter list of one shard.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    /// Registered waiters; written under the lock, read without it by consumers.
+    /// Registered waiters; written under the lock, read without it by consumers after their
+    /// `SeqCst` fence (the module's protocol), so `Relaxed` throughout.
     count: AtomicUsize,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
 }

@@ -24,6 +24,7 @@ pub(crate) struct Reader<H: Handler<Payload = RecordedEvent>> {
     pub(crate) engine: Arc<Engine<Tracked<H>>>,
     pub(crate) progress: Arc<Progress>,
     pub(crate) counters: Arc<Counters>,
+    /// The pipeline's stop flag (its orderings are stated on `Pipeline::stop`).
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) subscription: Subscription,
     pub(crate) batch_size: usize,

@@ -161,7 +161,8 @@ pub struct SessionSettings {
     pub application_name: String,
 }
 
-/// Routes the pool's background errors to the log and a counter (R-PG-3).
+/// Routes the pool's background errors to the log and a counter (R-PG-3); the counter is the
+/// store's `pool_errors` (`Relaxed`).
 #[derive(Debug)]
 struct PoolErrors(Arc<AtomicU64>);
 
