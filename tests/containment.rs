@@ -101,6 +101,15 @@ fn engine(handler: Handled, dead_letter_buffer: usize) -> Engine<Handled> {
         .unwrap()
 }
 
+/// Submits `events` to stream `a` in order, waiting for room.
+fn submit_all(engine: &Engine<Handled>, events: impl IntoIterator<Item = Bomb>) {
+    for event in events {
+        engine
+            .submit_timeout(Event::new(sid("a"), event), Duration::from_secs(5))
+            .unwrap();
+    }
+}
+
 fn assert_accounted(m: &Metrics, unprocessed: usize) {
     assert_eq!(
         m.accepted,
@@ -126,17 +135,16 @@ fn an_errors_display_or_drop_that_panics_is_contained() {
         explode: false,
         fail: Some(fail),
     };
-    for event in [
-        Bomb::ok(0),
-        failing(1, || Loud::InDisplay),
-        Bomb::ok(2),
-        failing(3, || Loud::InDrop),
-        Bomb::ok(4),
-    ] {
-        engine
-            .submit_timeout(Event::new(sid("a"), event), Duration::from_secs(5))
-            .unwrap();
-    }
+    submit_all(
+        &engine,
+        [
+            Bomb::ok(0),
+            failing(1, || Loud::InDisplay),
+            Bomb::ok(2),
+            failing(3, || Loud::InDrop),
+            Bomb::ok(4),
+        ],
+    );
     let report = engine.shutdown(Duration::from_secs(10));
     let m = engine.metrics();
     assert_accounted(&m, report.unprocessed.len());
@@ -162,16 +170,14 @@ fn a_payload_drop_that_panics_is_contained() {
     quiet_planned_panics();
     let handled = Handled::default();
     let engine = engine(handled.clone(), 16);
-    for seq in 0..4 {
-        let event = Bomb {
+    submit_all(
+        &engine,
+        (0..4).map(|seq| Bomb {
             seq,
             explode: seq == 1,
             fail: None,
-        };
-        engine
-            .submit_timeout(Event::new(sid("a"), event), Duration::from_secs(5))
-            .unwrap();
-    }
+        }),
+    );
     let report = engine.shutdown(Duration::from_secs(10));
     let m = engine.metrics();
     assert_accounted(&m, report.unprocessed.len());
@@ -186,16 +192,14 @@ fn a_discarded_dead_letter_whose_drop_panics_is_contained() {
     quiet_planned_panics();
     let handled = Handled::default();
     let engine = engine(handled.clone(), 1);
-    for seq in 0..3 {
-        let event = Bomb {
+    submit_all(
+        &engine,
+        (0..3).map(|seq| Bomb {
             seq,
             explode: seq == 0,
             fail: Some(|| Loud::InDisplay),
-        };
-        engine
-            .submit_timeout(Event::new(sid("a"), event), Duration::from_secs(5))
-            .unwrap();
-    }
+        }),
+    );
     let report = engine.shutdown(Duration::from_secs(10));
     let m = engine.metrics();
     assert_accounted(&m, report.unprocessed.len());
