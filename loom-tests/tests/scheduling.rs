@@ -1,6 +1,7 @@
 //! Model 2: shard scheduling (`engine::shard`): the state machine IDLE -> SCHEDULED -> RUNNING
 //! -> IDLE with its re-check, the ring, and the run queue, driven by producers and workers the
-//! way `Inner::after_push` and `worker::run_shard` drive them.
+//! way `scheduler::Scheduler::after_push` and `worker::run_shard` with `Scheduler::hand_off`
+//! drive them.
 //!
 //! Proves (R-CONC-1, R-CONC-3, R-CONC-4): a pushed event is never stranded in an idle shard
 //! (the lost wake-up), every accepted event is taken exactly once, and a shard never runs on two

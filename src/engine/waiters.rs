@@ -2,8 +2,8 @@
 //!
 //! A waiting producer parks once; the consumer that frees room wakes one waiter per free slot
 //! (at the end of a run that leaves the ring at most half full or stops taking events, see
-//! `dispatch::publish`), shutdown wakes them all, and the producer's own deadline is the only
-//! other wake-up. There is no retry loop and no timer per write.
+//! `scheduler::Scheduler::hand_off`), shutdown wakes them all, and the producer's own deadline
+//! is the only other wake-up. There is no retry loop and no timer per write.
 //!
 //! # Protocol (no lost wake-up)
 //!
