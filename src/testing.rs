@@ -308,3 +308,14 @@ fn postgres_user() -> io::Result<(u32, u32)> {
         })
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "running as root and there is no postgres user"))
 }
+
+/// Migrates `schema` on the server at `url` up to migration `last` only, leaving the schema an
+/// older humpyard would have (to test the later migrations on it). Not a stable API.
+///
+/// # Errors
+///
+/// As [`PgEventStore::connect`](crate::store::PgEventStore::connect).
+#[doc(hidden)]
+pub fn migrate_schema_to(url: &str, schema: &str, last: i32) -> Result<(), crate::store::StoreError> {
+    crate::store::migrate_schema_to(url, schema, last)
+}

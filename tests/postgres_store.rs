@@ -159,11 +159,106 @@ fn concurrent_migrations_of_one_schema_all_succeed_once() {
         assert!(r.is_ok(), "{r:?}");
     }
     // `schema` is a name this test made (`fresh_schema`), quoted: no value is spliced.
-    let applied: i64 = outside()
-        .query_one(&format!("select count(*) from \"{schema}\".migrations"), &[])
+    let row = outside()
+        .query_one(
+            &format!("select count(*), count(distinct version) from \"{schema}\".migrations"),
+            &[],
+        )
+        .unwrap();
+    let (applied, distinct): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((applied, distinct), (2, 2), "V1 and V2, each applied once");
+}
+
+// proves R-PG-4, R-PG-5 across an upgrade: a schema that V1 made, with events in it, is
+// migrated to V2 when a store connects: the global lock and its trigger are gone, the xid
+// trigger is in, the old events read back, and appends go on from their versions
+#[test]
+fn a_v1_schema_with_events_upgrades_to_v2() {
+    let schema = server::fresh_schema("upgrade");
+    humpyard::testing::migrate_schema_to(&server::url(), &schema, 1).unwrap();
+    let mut sql = outside();
+    // Events as a V1 writer or a tool left them (`schema` is this test's own name, quoted).
+    for (stream, version) in [("a", 0i64), ("a", 1), ("b", 0)] {
+        sql.execute(
+            &format!(
+                "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
+                 values ($1, $2, $3, 'old', '{{}}')"
+            ),
+            &[&stream, &version, &uuid::Uuid::new_v4()],
+        )
+        .unwrap();
+    }
+    sql.execute(
+        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ('p', 2)"),
+        &[],
+    )
+    .unwrap();
+    let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
+    let triggers: Vec<String> = sql
+        .query(
+            "select tgname::text from pg_trigger where tgrelid = ($1 || '.events')::regclass and not tgisinternal \
+             order by tgname",
+            &[&format!("\"{schema}\"")],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(triggers, ["draw_xact_id"]);
+    let overloads: i64 = sql
+        .query_one(
+            "select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
+             where n.nspname = $1 and p.proname = 'append_batch'",
+            &[&schema],
+        )
         .unwrap()
         .get(0);
-    assert_eq!(applied, 1);
+    assert_eq!(overloads, 1, "V1's append_batch is dropped");
+    let old: Vec<(u64, String)> = store
+        .read_all(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.position, e.stream.as_str().to_owned()))
+        .collect();
+    assert_eq!(old, [(1, "a".to_owned()), (2, "a".to_owned()), (3, "b".to_owned())]);
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(2));
+    let a = StreamId::new("a").unwrap();
+    let next = store
+        .append(&a, ExpectedVersion::Exact(1), vec![NewEvent::new("new", json!({}))])
+        .unwrap();
+    assert_eq!((next.first_position, next.last_version), (4, 2));
+    assert!(matches!(
+        store.append(&a, ExpectedVersion::Exact(1), vec![NewEvent::new("late", json!({}))]),
+        Err(StoreError::WrongExpectedVersion { actual: Some(2), .. })
+    ));
+}
+
+// proves the gap rule's preconditions are checked: a position sequence that caches values, or
+// a disabled xid trigger, is a typed error when a store connects
+#[test]
+fn broken_gap_preconditions_are_typed_errors_at_connect() {
+    let schema = server::fresh_schema("pre");
+    drop(PgEventStore::connect(&server::url(), config(schema.clone())).unwrap());
+    let mut sql = outside();
+    let events = format!("\"{schema}\".events");
+    sql.batch_execute(&format!("alter table {events} alter column position set cache 20"))
+        .unwrap();
+    assert!(matches!(
+        PgEventStore::connect(&server::url(), config(schema.clone())),
+        Err(StoreError::Precondition(humpyard::store::Precondition::SequenceCache(
+            20
+        )))
+    ));
+    sql.batch_execute(&format!(
+        "alter table {events} alter column position set cache 1; alter table {events} disable trigger draw_xact_id"
+    ))
+    .unwrap();
+    assert!(matches!(
+        PgEventStore::connect(&server::url(), config(schema)),
+        Err(StoreError::Precondition(
+            humpyard::store::Precondition::XactIdTriggerDisabled
+        ))
+    ));
 }
 
 // proves R-PG-3: a server restart surfaces as typed errors, then the pool recovers; nothing

@@ -87,7 +87,6 @@ fn early_xid_tool_row(store: &PgEventStore, schema: &str) -> postgres::Client {
 // transaction holds the oldest running id back: what is read is a gap-free prefix, and all
 // three positions arrive in order
 #[test]
-#[ignore = "red until the gap-safe store without a global lock (issue 13)"]
 fn an_early_xid_tool_row_does_not_make_the_reader_skip_an_append() {
     let (store, schema) = postgres(4);
     let unrelated = early_xid_tool_row(&store, &schema);
@@ -130,7 +129,6 @@ impl Handler for Positions {
 // proves R-PG-5: a pipeline's checkpoint never passes a committed position it did not handle,
 // with the same early-xid tool row
 #[test]
-#[ignore = "red until the gap-safe store without a global lock (issue 13)"]
 fn a_pipeline_checkpoint_never_passes_an_unhandled_committed_position() {
     let (store, schema) = postgres(4);
     let unrelated = early_xid_tool_row(&store, &schema);
@@ -207,14 +205,12 @@ fn a_tools_open_insert(commit: bool) {
 // proves R-PG-5 without a global lock: a tool's open insert holds readers back, never an append
 // to another stream; its row is delivered in order once committed
 #[test]
-#[ignore = "red until the gap-safe store without a global lock (issue 13)"]
 fn a_tools_open_insert_holds_readers_not_other_streams_appends() {
     a_tools_open_insert(true);
 }
 
 // proves R-PG-5: a position whose transaction rolled back is passed once that transaction ended
 #[test]
-#[ignore = "red until the gap-safe store without a global lock (issue 13)"]
 fn a_tools_rolled_back_insert_is_passed_once_it_ended() {
     a_tools_open_insert(false);
 }
@@ -224,7 +220,6 @@ fn a_tools_rolled_back_insert_is_passed_once_it_ended() {
 // waiting append settles against the tool's row (retried, not failed with the server's
 // unique violation)
 #[test]
-#[ignore = "red until the gap-safe store without a global lock (issue 13)"]
 fn an_append_waiting_on_its_own_stream_holds_up_no_other_stream() {
     let (store, schema) = postgres(4);
     store

@@ -1,6 +1,6 @@
 //! Subscriptions (`humpyard::store::Subscription`) on both stores: every event once, in position
 //! order, woken by appends; on PostgreSQL a transaction that holds a lower position is waited
-//! for (R-PG-5), and errors are per item and never the end (R-FT-5).
+//! for (R-PG-5; more in `store_gaps.rs`), and errors are per item and never the end (R-FT-5).
 
 mod store;
 
@@ -160,82 +160,10 @@ fn notifications_use_one_constant_channel_with_the_schema_as_payload() {
     assert!(got.iter().all(|(c, _)| c == "humpyard_appends"));
 }
 
-/// A tool's transaction inserts straight into the events table, takes a position, and stays
-/// open while a store append waits to commit the next position: the tool's insert took the
-/// append lock (the events table's trigger), so the append cannot commit above a position
-/// still in flight, and the subscriber waits for the tool's transaction.
-fn held_lower_position(commit: bool) {
-    let (store, schema) = postgres();
-    store.append(&sid("before"), ExpectedVersion::Any, vec![ev(0)]).unwrap();
-    let mut tool = postgres::Client::connect(&server::url(), postgres::NoTls).unwrap();
-    let mut tx = tool.transaction().unwrap();
-    let held: i64 = tx
-        .query_one(
-            &format!(
-                // The schema name is the test's own generated one; values are bound.
-                "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
-                 values ($1, 0, $2, 'tool', '{{}}') returning position"
-            ),
-            &[&"tool-stream", &uuid::Uuid::new_v4()],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(held, 2);
-    let appender = store.clone();
-    let later = std::thread::spawn(move || appender.append(&sid("after"), ExpectedVersion::Any, vec![ev(2)]));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !later.is_finished(),
-        "an append committed while a tool's insert held a lower position"
-    );
-    let mut sub = Subscription::new(store.clone(), 0, SubscriptionConfig::default());
-    assert_eq!(sub.next_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 1);
-    // Position 2 is still in flight: nothing more yet.
-    assert!(
-        sub.next_timeout(Duration::from_millis(300)).unwrap().is_none(),
-        "the subscriber passed a position still in flight"
-    );
-    if commit {
-        tx.commit().unwrap();
-    } else {
-        tx.rollback().unwrap();
-    }
-    let later = later.join().unwrap().unwrap();
-    assert_eq!(later.first_position, 3, "the append committed above the held position");
-    let next = sub
-        .next_timeout(Duration::from_secs(10))
-        .unwrap()
-        .expect("the held event");
-    if commit {
-        assert_eq!((next.position, next.event_type.as_str()), (2, "tool"));
-        let last = sub
-            .next_timeout(Duration::from_secs(10))
-            .unwrap()
-            .expect("the later event");
-        assert_eq!(last.position, 3);
-    } else {
-        assert_eq!(
-            next.position, 3,
-            "a rolled-back position is passed once its transaction ends"
-        );
-    }
-}
-
-// proves R-PG-5: a transaction holding a lower position is waited for, then delivered in order
-#[test]
-fn a_transaction_holding_a_lower_position_is_waited_for_then_delivered_in_order() {
-    held_lower_position(true);
-}
-
-// proves R-PG-5: a position whose transaction rolls back is passed once it has ended
-#[test]
-fn a_rolled_back_position_is_passed_once_its_transaction_ends() {
-    held_lower_position(false);
-}
-
-// proves R-PG-5 (the `xid8` watermark): an older transaction that took a lower position before
-// a later append committed, and inserts it only afterwards, is waited for; without the
-// watermark the reader passes that position and never delivers it
+// proves R-PG-5 (the gap rule): an older transaction that drew a lower position by hand before
+// a later append committed, and inserts it only afterwards, is waited for: it took its id
+// first, so the id the reader draws at the gap is newer, and the gap is not passed until that
+// transaction ends
 #[test]
 fn an_older_transaction_inserting_a_lower_position_late_is_waited_for() {
     let (store, schema) = postgres();

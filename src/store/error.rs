@@ -40,6 +40,24 @@ pub enum StoreError {
         /// What is wrong with its stream id.
         reason: InvalidStreamId,
     },
+    /// An append kept meeting another writer's row for its stream's next version or one of its
+    /// ids (a tool writing to the same stream without humpyard's locks), and gave up after a
+    /// few tries; nothing was written. The server's last unique violation is inside.
+    Contention(BackendError),
+    /// The schema breaks a rule gap-safe reading rests on; see [`Precondition`].
+    Precondition(Precondition),
+}
+
+/// A rule of the events table that gap-safe reading rests on, found broken when a store
+/// connects (see the Postgres store's docs, "Reading").
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Precondition {
+    /// The identity sequence of `position` caches more than one value at a time (its `CACHE`
+    /// setting): a cached value can be used by a later transaction with a newer id.
+    SequenceCache(i64),
+    /// The events table's `draw_xact_id` trigger is disabled (or missing).
+    XactIdTriggerDisabled,
 }
 
 /// An error from the database or its driver, with the SQLSTATE code when the server sent one.
@@ -135,6 +153,17 @@ impl fmt::Display for StoreError {
             StoreError::InvalidStoredEvent { position, reason } => {
                 write!(f, "the event at position {position} has an invalid stream id: {reason}")
             }
+            StoreError::Contention(e) => write!(
+                f,
+                "another writer kept taking the append's version or ids; nothing was written: {e}"
+            ),
+            StoreError::Precondition(Precondition::SequenceCache(cache)) => write!(
+                f,
+                "the events table's position sequence caches {cache} values; gap-safe reading needs 1"
+            ),
+            StoreError::Precondition(Precondition::XactIdTriggerDisabled) => {
+                f.write_str("the events table's draw_xact_id trigger is disabled or missing")
+            }
         }
     }
 }
@@ -143,9 +172,43 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::InvalidInput(InvalidInput::SubscriberName(e)) => Some(e),
-            StoreError::Unavailable(e) | StoreError::Timeout(e) | StoreError::Backend(e) => Some(&*e.source),
+            StoreError::Unavailable(e)
+            | StoreError::Timeout(e)
+            | StoreError::Backend(e)
+            | StoreError::Contention(e) => Some(&*e.source),
             StoreError::InvalidStoredEvent { reason, .. } => Some(reason),
             _ => None,
+        }
+    }
+}
+
+impl StoreError {
+    /// The same failure, for another item that a failed call stood for: the same variant, and
+    /// for the database's errors the same SQLSTATE and message (the cause itself is not
+    /// `Clone`).
+    pub(crate) fn for_another_item(&self) -> StoreError {
+        let copy = |e: &BackendError| BackendError::new(e.sqlstate.clone(), e.source.to_string());
+        match self {
+            StoreError::Unavailable(e) => StoreError::Unavailable(copy(e)),
+            StoreError::Timeout(e) => StoreError::Timeout(copy(e)),
+            StoreError::Backend(e) => StoreError::Backend(copy(e)),
+            StoreError::Contention(e) => StoreError::Contention(copy(e)),
+            StoreError::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            } => StoreError::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            StoreError::DuplicateEventId(id) => StoreError::DuplicateEventId(*id),
+            StoreError::InvalidInput(input) => StoreError::InvalidInput(input.clone()),
+            StoreError::InvalidStoredEvent { position, reason } => StoreError::InvalidStoredEvent {
+                position: *position,
+                reason: *reason,
+            },
+            StoreError::Precondition(p) => StoreError::Precondition(p.clone()),
         }
     }
 }

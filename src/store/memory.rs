@@ -184,7 +184,10 @@ impl EventStore for InMemoryStore {
 
     fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
         check_subscriber(subscriber)?;
-        self.log.lock().checkpoints.insert(subscriber.to_owned(), position);
+        let mut log = self.log.lock();
+        let saved = log.checkpoints.entry(subscriber.to_owned()).or_insert(position);
+        // Never back: a late, stale save changes nothing.
+        *saved = (*saved).max(position);
         Ok(())
     }
 

@@ -35,11 +35,13 @@ mod subscription;
 mod types;
 mod watch;
 
-pub use error::{BackendError, InvalidInput, StoreError};
+pub use error::{BackendError, InvalidInput, Precondition, StoreError};
 pub use memory::InMemoryStore;
+#[cfg(feature = "testing")]
+pub(crate) use postgres::migrate_schema_to;
 pub use postgres::{Claim, PgEventStore, PgStoreConfig, SessionSettings};
 pub use subscription::{Subscription, SubscriptionConfig};
-pub use types::{Appended, ExpectedVersion, NewEvent, RecordedEvent};
+pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent};
 pub use watch::AppendWatch;
 
 use crate::StreamId;
@@ -59,13 +61,14 @@ pub trait EventStore: Send + Sync {
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError>;
 
-    /// Appends many items in one round trip; one result per item, in order. A conflict fails
-    /// only its own item.
+    /// Appends many items, in as few round trips as the store can (one for the in-memory store;
+    /// on PostgreSQL one per few hundred streams and ids, see its docs); one result per item, in
+    /// order. A conflict fails only its own item.
     ///
     /// # Errors
     ///
-    /// The outer error only when the batch as a whole could not be attempted (the connection
-    /// failed); then nothing was written.
+    /// The outer error only when the batch could not be attempted at all (the connection
+    /// failed before anything was written); then nothing was written.
     fn append_many(
         &self,
         batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
@@ -78,8 +81,9 @@ pub trait EventStore: Send + Sync {
     /// The backend's errors.
     fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Up to `max` events with position greater than `after`, in position order, never past
-    /// the commit watermark (`usize::MAX`: no limit).
+    /// Up to `max` events with position greater than `after`, in position order, never past a
+    /// position that is still missing and may yet commit (`usize::MAX`: no limit): the events
+    /// returned are every event from `after + 1` on, with no gap that a later read could fill.
     ///
     /// # Errors
     ///
@@ -94,7 +98,9 @@ pub trait EventStore: Send + Sync {
     /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors.
     fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError>;
 
-    /// Saves `position` as `subscriber`'s checkpoint.
+    /// Saves `position` as `subscriber`'s checkpoint. A checkpoint never moves back: a save
+    /// below the stored position changes nothing (a late save of an earlier run's reader
+    /// cannot undo a newer one's).
     ///
     /// # Errors
     ///
@@ -105,6 +111,14 @@ pub trait EventStore: Send + Sync {
     /// events. The default gives no hints (it sleeps; readers poll).
     fn watch(&self) -> Box<dyn AppendWatch> {
         Box::new(watch::Sleep)
+    }
+
+    /// Whether readers are held at a missing position now, and for how long: a position below
+    /// committed ones whose transaction has not yet been seen to end. A long wait points at a
+    /// long transaction on the server. Stores with no such positions (the in-memory store)
+    /// answer `None`.
+    fn gap_wait(&self) -> Option<GapWait> {
+        None
     }
 }
 

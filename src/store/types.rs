@@ -126,12 +126,14 @@ pub struct RecordedEvent {
     pub recorded_at: SystemTime,
 }
 
-/// Where an append's events went.
+/// Where an append's events went. Its events take consecutive versions; their positions
+/// increase with the versions but need not be consecutive (on PostgreSQL, appends to other
+/// streams made at the same moment interleave with them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// The first event's global position.
     pub first_position: u64,
-    /// The last event's global position.
+    /// The last event's global position (`>= first_position`).
     pub last_position: u64,
     /// The stream's version after the append (the last event's).
     pub last_version: u64,
@@ -146,4 +148,16 @@ pub(crate) fn json_is_storable(value: &serde_json::Value) -> bool {
         serde_json::Value::Object(map) => map.iter().all(|(k, v)| !k.contains('\0') && json_is_storable(v)),
         serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => true,
     }
+}
+
+/// Readers of a store held at a missing position: the first position `read_all` cannot pass
+/// yet, and how long readers have waited there (see
+/// [`EventStore::gap_wait`](crate::store::EventStore::gap_wait)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GapWait {
+    /// The first position not yet known committed or rolled back, below a committed one.
+    pub position: u64,
+    /// How long since a read first stopped there.
+    pub waited: std::time::Duration,
 }

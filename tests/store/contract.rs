@@ -422,7 +422,6 @@ macro_rules! contract_tests {
                 store::contract::checkpoints_round_trip_and_names_are_checked(&*$make);
             }
             #[test]
-            #[ignore = "red until checkpoint saves are monotonic (issue 13)"]
             fn a_stale_checkpoint_save_never_moves_it_back() {
                 store::contract::a_stale_checkpoint_save_never_moves_it_back(&*$make);
             }

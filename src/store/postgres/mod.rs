@@ -11,24 +11,35 @@
 //! connection goes back to the pool clean. The pool's own errors (failed reconnects) go to the
 //! log facade and to [`PgEventStore::pool_errors`]; an operation's error comes back typed.
 //!
+//! # Appending
+//!
+//! `append_many` sends its items to `append_batch` (see `schema`, "Appends"): one statement per
+//! run of items whose streams and ids make at most [`locks::MAX_KEYS`] advisory-lock keys
+//! (see `locks` for the lock table this bounds and how to size the server). Humpyard's appends
+//! to one stream, or with one event id, serialise on those locks; others never wait for each
+//! other, and no append waits for a tool's transaction on another stream. A tool's row that
+//! takes the version an append computed for the same stream makes the append's insert fail
+//! with a unique violation; the call is retried ([`CONTENTION_RETRIES`] times in all, each
+//! seeing the tool's row), then [`StoreError::Contention`].
+//!
 //! # Reading
 //!
-//! Two guards keep [`read_all`](EventStore::read_all) from skipping an event that commits late
-//! with a lower position (R-PG-5):
+//! [`read_all`](EventStore::read_all) delivers in position order and stops at a position that
+//! is missing below a committed one until it knows the position can no longer commit (R-PG-5):
+//! the rule, why it is safe, and what it costs are in `gaps`. In short, every transaction that
+//! inserts events takes its id before any position, so an id drawn after a read saw a gap is
+//! newer than whatever holds the gap, and once the oldest running transaction is at least that
+//! id, the gap is a rollback. A tool's open transaction that inserted events holds readers back
+//! (it holds a lower position), never other streams' writers. How long readers have waited at
+//! a gap is [`EventStore::gap_wait`], and logged as it doubles from one second on: a long wait
+//! points at a long transaction somewhere on the server.
 //!
-//! - Every insert into the events table serialises on a transaction-scoped advisory lock:
-//!   `append_batch` takes it, and a statement trigger takes it for anyone else's insert (a
-//!   tool's), so rows take positions, transaction ids and commits in one order (design (b) of
-//!   DESIGN.md). A tool's transaction that inserts events holds appends back until it ends
-//!   (appends give up after `lock_timeout`): keep such transactions short.
-//! - Reads stop at the commit watermark: only rows whose writing transaction (`tx`, an `xid8`)
-//!   is older than `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
-//!   running, are returned; with the lock's order, every lower position of such a row is
-//!   decided (committed, or rolled back and never to appear). The price: a long-running
-//!   writing transaction anywhere on the server holds readers back until it ends. It also
-//!   covers a position a tool draws by hand (`nextval` on the identity, inserted later with
-//!   `overriding system value`) if the tool's transaction had its id before it drew, as
-//!   `select pg_current_xact_id()` first ensures; one drawn before that is guarded by neither.
+//! Preconditions, checked when the store connects: the identity's sequence caches one value
+//! ([`Precondition::SequenceCache`]) and the events table's `draw_xact_id` trigger is enabled
+//! ([`Precondition::XactIdTriggerDisabled`]). Not checkable: a tool must not insert with
+//! `session_replication_role = replica` (triggers are skipped), and a position a tool draws by
+//! hand (`nextval`, inserted later with `overriding system value`) is covered only if its
+//! transaction took its id first (`select pg_current_xact_id()`).
 //!
 //! An event that cannot be decoded (a tool's row with a stream id that breaks the rules) ends
 //! the batch before it; the read that starts at it returns
@@ -47,12 +58,15 @@
 //! append can be told from a part of one. Rows tools insert leave it null.
 
 mod config;
+mod gaps;
 mod idempotency;
 mod listen;
+mod locks;
 mod schema;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use postgres::error::SqlState;
 use postgres::NoTls;
@@ -60,9 +74,11 @@ use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 use self::config::{millis, SchemaName};
+use self::gaps::Gaps;
+use self::locks::LockKeys;
 use super::{
-    check_subscriber, AppendWatch, Appended, BackendError, EventStore, ExpectedVersion, InvalidInput, NewEvent,
-    RecordedEvent, StoreError,
+    check_subscriber, AppendWatch, Appended, BackendError, EventStore, ExpectedVersion, GapWait, InvalidInput,
+    NewEvent, Precondition, RecordedEvent, StoreError,
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
@@ -70,11 +86,18 @@ pub use idempotency::Claim;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
+/// Calls of `append_batch` for one run of items before a repeated unique violation (another
+/// writer's row for the same stream's version or id) is given up as [`StoreError::Contention`].
+pub(crate) const CONTENTION_RETRIES: u32 = 3;
+
 /// The event store on PostgreSQL.
 pub struct PgEventStore {
     pool: Pool,
     schema: SchemaName,
-    append_lock: i64,
+    /// The advisory-lock keys of this schema's streams and ids.
+    keys: LockKeys,
+    /// What readers know of missing positions (see `gaps`); held only between statements.
+    gaps: Mutex<Gaps>,
     /// Errors the pool reported (a `Relaxed` count, read for reporting only).
     pool_errors: Arc<AtomicU64>,
     sql: Statements,
@@ -101,6 +124,8 @@ struct Statements {
     append_batch: String,
     read_stream: String,
     read_all: String,
+    draw_xact_id: String,
+    preconditions: String,
     load_checkpoint: String,
     save_checkpoint: String,
     claim: String,
@@ -121,17 +146,25 @@ impl Statements {
                 "select {columns} from {s}.events where stream_id = $1 and version >= $2 \
                  order by version limit $3"
             ),
-            // The commit watermark: every transaction older than the oldest still running has
-            // ended, so no row can appear below a row whose tx is older than it.
+            // Every row above the position, and the oldest running transaction id of the same
+            // snapshot (an initplan: computed once), for the gap rule (see `gaps`).
             read_all: format!(
-                "select {columns} from {s}.events \
-                 where position > $1 and tx < pg_snapshot_xmin(pg_current_snapshot()) \
-                 order by position limit $2"
+                "select {columns}, (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
+                 from {s}.events where position > $1 order by position limit $2"
+            ),
+            draw_xact_id: "select pg_current_xact_id()::text::bigint".to_owned(),
+            preconditions: format!(
+                "select (select sq.seqcache from pg_sequence sq \
+                         where sq.seqrelid = pg_get_serial_sequence('{s}.events', 'position')::regclass), \
+                        coalesce((select t.tgenabled in ('O', 'A') from pg_trigger t \
+                                  where t.tgrelid = '{s}.events'::regclass and t.tgname = 'draw_xact_id'), false)"
             ),
             load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1"),
+            // Never back: a stale save (a detached reader of an earlier run) changes nothing.
             save_checkpoint: format!(
-                "insert into {s}.checkpoints (subscriber, position) values ($1, $2) \
-                 on conflict (subscriber) do update set position = excluded.position, updated_at = now()"
+                "insert into {s}.checkpoints as c (subscriber, position) values ($1, $2) \
+                 on conflict (subscriber) do update set position = excluded.position, updated_at = now() \
+                 where c.position < excluded.position"
             ),
             claim: format!(
                 "insert into {s}.idempotency_keys as k (key, state, expires_at) \
@@ -200,7 +233,8 @@ impl PgEventStore {
         // `connect_timeout` (a pool would retry until its checkout timeout), and it migrates.
         let mut first = connect_within(&pg, config.connect_timeout)?;
         schema::migrate(&mut first, &schema)?;
-        let append_lock = schema::append_lock_key(&mut first, &schema)?;
+        let sql = Statements::new(&schema);
+        check_preconditions(&mut first, &sql)?;
         drop(first);
         let pool_errors = Arc::new(AtomicU64::new(0));
         let pool = r2d2::Pool::builder()
@@ -210,8 +244,9 @@ impl PgEventStore {
             .error_handler(Box::new(PoolErrors(pool_errors.clone())))
             .build_unchecked(PostgresConnectionManager::new(pg.clone(), NoTls));
         let store = PgEventStore {
-            append_lock,
-            sql: Statements::new(&schema),
+            keys: LockKeys::new(schema.as_str()),
+            gaps: Mutex::new(Gaps::default()),
+            sql,
             pool,
             schema,
             pool_errors,
@@ -244,7 +279,10 @@ impl PgEventStore {
         })
     }
 
-    /// One `append_batch` call for `items` (each with events; no id twice in the call).
+    /// One `append_batch` call for `items` (each with events; no id twice in the call), taking
+    /// the advisory locks of their streams and ids. A unique violation (a tool's row took a
+    /// version or an id the call meant to write; nothing of the call was written) is retried,
+    /// [`CONTENTION_RETRIES`] calls in all.
     fn call_append_batch(
         &self,
         items: &[(StreamId, ExpectedVersion, Vec<NewEvent>)],
@@ -278,9 +316,10 @@ impl PgEventStore {
                 meta.push(&event.metadata);
             }
         }
-        let row = self
-            .checkout()?
-            .query_one(
+        let keys = self.keys.of(items);
+        let mut calls = 1;
+        let row = loop {
+            let result = self.checkout()?.query_one(
                 &self.sql.append_batch,
                 &[
                     &streams,
@@ -292,12 +331,25 @@ impl PgEventStore {
                     &types,
                     &data,
                     &meta,
-                    &self.append_lock,
+                    &keys,
                     &listen::CHANNEL,
                     &self.schema.as_str(),
                 ],
-            )
-            .map_err(backend_error)?;
+            );
+            match result {
+                Ok(row) => break row,
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    if calls == CONTENTION_RETRIES {
+                        return Err(StoreError::Contention(BackendError::new(
+                            Some(SqlState::UNIQUE_VIOLATION.code().to_owned()),
+                            e,
+                        )));
+                    }
+                    calls += 1;
+                }
+                Err(e) => return Err(backend_error(e)),
+            }
+        };
         let answer = BatchAnswer {
             status: row.try_get(0).map_err(backend_error)?,
             first: row.try_get(1).map_err(backend_error)?,
@@ -423,6 +475,34 @@ impl BatchAnswer {
 /// is not the one this build migrates (an older or altered function).
 fn malformed(what: String) -> StoreError {
     StoreError::Backend(BackendError::new(None, what))
+}
+
+/// Migrates `schema` on the server at `url` up to migration `last` only: the schema an older
+/// humpyard left (for upgrade tests, through `humpyard::testing`).
+#[cfg(feature = "testing")]
+pub(crate) fn migrate_schema_to(url: &str, schema: &str, last: i32) -> Result<(), StoreError> {
+    let schema = SchemaName::new(schema)?;
+    let pg: postgres::Config = url
+        .parse()
+        .map_err(|_| StoreError::InvalidInput(InvalidInput::ConnectionString))?;
+    let mut client = pg.connect(NoTls).map_err(backend_error)?;
+    schema::migrate_to(&mut client, &schema, last)
+}
+
+/// Checks the rules gap-safe reading rests on (see the module docs, "Reading").
+fn check_preconditions(client: &mut postgres::Client, sql: &Statements) -> Result<(), StoreError> {
+    let row = client.query_one(&sql.preconditions, &[]).map_err(backend_error)?;
+    let cache: Option<i64> = row.get(0);
+    let trigger_enabled: bool = row.get(1);
+    match cache {
+        Some(1) => {}
+        Some(other) => return Err(StoreError::Precondition(Precondition::SequenceCache(other))),
+        None => return Err(malformed("the events table has no position sequence".to_owned())),
+    }
+    if !trigger_enabled {
+        return Err(StoreError::Precondition(Precondition::XactIdTriggerDisabled));
+    }
+    Ok(())
 }
 
 /// Opens one connection, giving up after `timeout` in all. The driver's `connect_timeout`
@@ -552,9 +632,38 @@ impl EventStore for PgEventStore {
                 written |= result.is_ok();
                 results[index] = Some(result);
             }
-        } else if !send.is_empty() {
-            for (index, result) in send_index.into_iter().zip(self.call_append_batch(&send)?) {
-                results[index] = Some(result);
+        } else {
+            // One call per run of items under the lock bound (see `locks`), in order: each
+            // item sees the ones before it. A failed call fails its own items; until one item
+            // has been written it fails the whole batch (nothing was written), and a lost
+            // connection fails the runs after it without trying them.
+            let mut written = false;
+            let mut unavailable: Option<StoreError> = None;
+            for run in locks::runs(&send, locks::MAX_KEYS) {
+                let indices = &send_index[run.clone()];
+                if let Some(e) = &unavailable {
+                    for &index in indices {
+                        results[index] = Some(Err(e.for_another_item()));
+                    }
+                    continue;
+                }
+                match self.call_append_batch(&send[run]) {
+                    Ok(settled) => {
+                        for (&index, result) in indices.iter().zip(settled) {
+                            written |= result.is_ok();
+                            results[index] = Some(result);
+                        }
+                    }
+                    Err(e) if !written => return Err(e),
+                    Err(e) => {
+                        for &index in indices {
+                            results[index] = Some(Err(e.for_another_item()));
+                        }
+                        if matches!(e, StoreError::Unavailable(_)) {
+                            unavailable = Some(e);
+                        }
+                    }
+                }
             }
         }
         Ok(results
@@ -576,15 +685,38 @@ impl EventStore for PgEventStore {
 
     fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(max).ok();
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = self
-            .checkout()?
-            .query(&self.sql.read_all, &[&after, &limit])
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
+        let mut conn = self.checkout()?;
+        let rows = conn
+            .query(&self.sql.read_all, &[&from, &limit])
             .map_err(backend_error)?;
+        let Some(xmin) = rows.first().map(|row| row.get::<_, i64>(8)) else {
+            return Ok(Vec::new());
+        };
+        // The gap rule (see `gaps`): deliver up to the first position that may still commit.
+        let positions: Vec<u64> = rows.iter().map(|row| row.get::<_, i64>(0) as u64).collect();
+        let cut = self.gaps.lock().cut(after, &positions, xmin);
+        if let Some((position, below)) = cut.uncovered {
+            // An id drawn now, after the read: newer than that of any transaction holding a
+            // position missing below `below`.
+            let id: i64 = conn
+                .query_one(&self.sql.draw_xact_id, &[])
+                .map_err(backend_error)?
+                .get(0);
+            self.gaps.lock().register(position, below, id, Instant::now());
+        }
+        drop(conn);
+        if let Some(wait) = self.gaps.lock().due_for_log(Instant::now()) {
+            log::warn!(
+                schema = self.schema.as_str(), position = wait.position, waited:? = wait.waited;
+                "humpyard store: readers wait at a missing position for an older transaction to end \
+                 (a long transaction on the server holds them back)"
+            );
+        }
         // An event that cannot be decoded ends the batch; it is the error of the read that
         // starts at it (R-FT-5: reported in its own place, the rest still readable).
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let mut events = Vec::with_capacity(cut.deliver);
+        for row in &rows[..cut.deliver] {
             match recorded(row) {
                 Ok(event) => events.push(event),
                 Err(e) if events.is_empty() => return Err(e),
@@ -610,6 +742,10 @@ impl EventStore for PgEventStore {
             .execute(&self.sql.save_checkpoint, &[&subscriber, &position])
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    fn gap_wait(&self) -> Option<GapWait> {
+        self.gaps.lock().wait(Instant::now())
     }
 
     fn watch(&self) -> Box<dyn AppendWatch> {

@@ -3,19 +3,37 @@
 //!
 //! Only the validated, quoted schema name is ever spliced into SQL text; every value is a bound
 //! parameter (R-SEC-1). The events table is the one DESIGN.md documents for operators; the
-//! others are humpyard's own.
+//! others are humpyard's own. V1 is applied as it was in schemas that have it; later changes
+//! are new migrations.
+//!
+//! # Appends (V2)
 //!
 //! Appends go through one function, `append_batch`, so that a batch of appends across many
-//! streams is one statement and one round trip. It takes a transaction-scoped advisory lock
-//! (one per schema, see [`append_lock_key`]) before its first write, and a statement trigger
-//! takes the same lock for any other insert into the events table (a tool's), so every write
-//! takes positions, transaction ids and commits in one order: a reader that sees an event sees
-//! every event with a lower position (gap-safe reading, design (b) of DESIGN.md). The version
-//! and id checks are decided under the lock and hold until the insert, so a failed append
-//! takes no position. Their index probes run before the lock and are brought up to date under
-//! it from the rows above the newest position seen before it: with commits in position order,
-//! those are exactly the rows committed in between.
-
+//! streams is one statement and one round trip. There is no global append lock (V1's, and its
+//! trigger on every insert, are dropped): the function takes a transaction-scoped advisory lock
+//! per stream and per event id of the call, all in one ascending key order that the caller
+//! sorts, so humpyard's appends to the same stream or with the same id serialise and others
+//! never wait for each other, and no two humpyard writers can deadlock. The version and id
+//! checks are made under those locks, before the insert draws any position, so a failed append
+//! burns none (R-PG-4). The keys are the client's (`lock_keys` in the store): a 64-bit FNV-1a of
+//! the schema and the stream or the id's bytes, so every humpyard process names the same lock.
+//!
+//! Tools take none of these locks. A tool's row for a stream humpyard appends to at the same
+//! moment can take the version humpyard computed: humpyard's insert then fails with a unique
+//! violation, and the client retries the call (a bounded number of times; see the store).
+//!
+//! # The transaction id first
+//!
+//! A statement trigger on the events table (`draw_xact_id`, before insert, for each statement)
+//! and `append_batch` itself make every transaction that inserts events take its id
+//! (`pg_current_xact_id()`) before its insert draws any position from the identity (a
+//! statement-level before-insert trigger runs before the rows' defaults are evaluated; checked
+//! on PostgreSQL 15). So a transaction that holds a position not yet visible has an id older
+//! than any id drawn after that position was seen missing: the reader's gap rule rests on it
+//! (see the store's module docs). Two preconditions follow, which the store checks when it
+//! connects: the identity's sequence caches one value at a time (a cached value could be used
+//! by a later transaction with a newer id), and the trigger is enabled. A session with
+//! `session_replication_role = replica` skips triggers: a tool must not insert events so.
 use postgres::Client;
 
 use super::config::SchemaName;
@@ -23,32 +41,16 @@ use crate::store::StoreError;
 
 use super::backend_error;
 
-/// The advisory-lock keys of a schema: stable across processes (FNV-1a of a label and the
-/// schema name), distinct per schema and purpose.
+/// The advisory-lock key of a schema-wide purpose (migrations): stable across processes (FNV-1a
+/// of a label and the schema name), distinct per schema and purpose.
 pub(crate) fn lock_key(purpose: &str, schema: &SchemaName) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in purpose.bytes().chain([b':']).chain(schema.as_str().bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
-}
-
-/// The key of `schema`'s append lock, as the server computes it: the events table's insert
-/// trigger derives it from its own schema name, so humpyard and that trigger name one lock.
-pub(crate) fn append_lock_key(client: &mut Client, schema: &SchemaName) -> Result<i64, StoreError> {
-    let row = client
-        .query_one(
-            "select hashtextextended('humpyard:append:' || $1, 0)",
-            &[&schema.as_str()],
-        )
-        .map_err(backend_error)?;
-    Ok(row.get(0))
+    super::locks::fnv1a(&[purpose.as_bytes(), b":", schema.as_str().as_bytes()]) as i64
 }
 
 /// Migrations in order; each runs once per schema, in the same transaction as its record.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
+/// The first schema: the tables, and appends under one global lock (replaced by V2).
 const V1: &str = r#"
 create table if not exists {s}.events (
     position bigint generated always as identity primary key,
@@ -268,9 +270,187 @@ end;
 $fn$;
 "#;
 
+/// No global append lock: per-stream and per-id locks in `append_batch`, and a trigger that
+/// draws the inserting transaction's id before any position (see the module docs).
+const V2: &str = r#"
+drop trigger if exists take_append_lock on {s}.events;
+drop function if exists {s}.take_append_lock();
+create or replace function {s}.draw_xact_id() returns trigger
+language plpgsql as $t$
+begin
+    -- The transaction's id before the insert draws any position (see the store's docs).
+    perform pg_current_xact_id();
+    return null;
+end;
+$t$;
+create or replace trigger draw_xact_id before insert on {s}.events
+    for each statement execute function {s}.draw_xact_id();
+drop function if exists {s}.append_batch(text[], bigint[], int[], int[], int[], uuid[], text[], jsonb[],
+                                          jsonb[], bigint, text, text);
+create or replace function {s}.append_batch(
+    p_streams text[], p_expected bigint[], p_counts int[],
+    p_items int[], p_offsets int[], p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[],
+    p_locks bigint[], p_channel text, p_payload text)
+-- One row of arrays, one element per item (positions: one per inserted event, see step 4).
+returns table (status smallint[], first_position bigint[], last_position bigint[],
+               last_version bigint[], actual bigint[], dup uuid[], positions bigint[])
+-- No JIT: the planner's row guesses for unnest over parameters make these small queries look
+-- big enough to compile (300 ms a call).
+language plpgsql set jit = off as $fn$
+#variable_conflict use_column
+declare
+    n_items int := coalesce(array_length(p_streams, 1), 0);
+    -- Per item: 0 accepted, 1 wrong expected version, 2 duplicate id, 3 a retry of an earlier
+    -- append (answered from its rows in res_first and res_last).
+    st smallint[] := array_fill(0::smallint, array[n_items]);
+    -- Per accepted item: the stream's version before it.
+    base bigint[] := array_fill(null::bigint, array[n_items]);
+    res_first bigint[] := array_fill(null::bigint, array[n_items]);
+    res_last bigint[] := array_fill(null::bigint, array[n_items]);
+    res_lastver bigint[] := array_fill(null::bigint, array[n_items]);
+    res_actual bigint[] := array_fill(null::bigint, array[n_items]);
+    res_dup uuid[] := array_fill(null::uuid, array[n_items]);
+    any_ok boolean := false;
+    hits int[];
+    pre_streams text[];
+    pre_versions bigint[];
+    positions bigint[];
+    r record;
+    q record;
+    ids uuid[];
+    cur_stream text;
+    cur bigint;
+begin
+    -- The caller guarantees: every item has events, no id appears twice in the call, and
+    -- p_locks holds the keys of every stream and id of the call, distinct and ascending.
+    -- Every set below is built with unnest (linear), never by subscripting a text or jsonb
+    -- array per row (each subscript walks the array from its start).
+
+    -- 0. This transaction's id before any position (the insert's trigger does it as well).
+    perform pg_current_xact_id();
+
+    -- 1. The locks, in the caller's ascending order: no two humpyard writers wait for each
+    --    other in a cycle. Until this transaction ends, no other humpyard writer appends to
+    --    these streams or writes these ids, so the checks below hold until the insert.
+    perform pg_advisory_xact_lock(k) from unnest(p_locks) as k;
+
+    -- 2. Under the locks, the index probes: which ids are stored, and each stream's last
+    --    version (a forward limit-1 probe of the (stream_id, version) index).
+    select coalesce(array_agg(distinct u.item), '{}') into hits
+        from unnest(p_ids, p_items) as u(id, item)
+        -- A scalar subquery, never flattened into a join: one index probe per id, whatever
+        -- the cached plan thought of the table's size.
+        where (select true from {s}.events e where e.event_id = u.id);
+    select coalesce(array_agg(d.stream), '{}'),
+           coalesce(array_agg((select e.version from {s}.events e where e.stream_id = d.stream
+                               order by e.version desc limit 1)), '{}')
+        into pre_streams, pre_versions
+        from (select distinct x from unnest(p_streams) as x) as d(stream);
+
+    -- 3a. Items naming a stored id: exactly one earlier append again (a retry) or a
+    --     duplicate. Rare, so checked one by one (and skipped when there are none). An
+    --     append's events take consecutive versions in one transaction; their positions
+    --     increase but need not be consecutive (appends to other streams interleave), so the
+    --     match is by versions.
+    if cardinality(hits) > 0 then
+        for r in
+            with it as (
+                select u.i::int as i, u.stream, u.cnt, (sum(u.cnt) over (order by u.i) - u.cnt)::int as start
+                from unnest(p_streams, p_counts) with ordinality as u(stream, cnt, i))
+            select it.i, it.stream, it.cnt, it.start from it where it.i = any(hits)
+        loop
+            ids := p_ids[r.start + 1 : r.start + r.cnt];
+            select e.position, e.version, e.stream_id, e.tx, e.opens_append into q
+                from {s}.events e where e.event_id = ids[1];
+            if found and q.stream_id = r.stream and q.opens_append is distinct from false
+                and (select count(*) from unnest(ids) with ordinality as u(id, ord)
+                     join {s}.events e on e.event_id = u.id
+                     where e.stream_id = q.stream_id and e.tx = q.tx
+                       and e.version = q.version + u.ord - 1
+                       and (u.ord = 1 or e.opens_append = false)) = r.cnt
+                and not exists (select 1 from {s}.events e
+                     where e.stream_id = q.stream_id and e.version = q.version + r.cnt
+                       and e.tx = q.tx and e.opens_append = false)
+            then
+                st[r.i] := 3;
+                res_first[r.i] := q.position;
+                res_last[r.i] := (select e.position from {s}.events e where e.event_id = ids[r.cnt]);
+                res_lastver[r.i] := q.version + r.cnt - 1;
+            else
+                st[r.i] := 2;
+                res_dup[r.i] := (select u.id from unnest(ids) with ordinality as u(id, ord)
+                                 join {s}.events e on e.event_id = u.id order by u.ord limit 1);
+            end if;
+        end loop;
+    end if;
+
+    -- 3b. Expected versions: the items in (stream, item) order, the stream's version carried
+    --     from one item to the next, so each item sees the accepted ones before it.
+    for r in
+        with it as (
+            select u.i::int as i, u.stream, u.expected, u.cnt
+            from unnest(p_streams, p_expected, p_counts) with ordinality as u(stream, expected, cnt, i))
+        select it.i, it.stream, it.expected, it.cnt, p.v
+        from it join unnest(pre_streams, pre_versions) as p(stream, v) on p.stream = it.stream
+        order by it.stream, it.i
+    loop
+        if cur_stream is distinct from r.stream then
+            cur_stream := r.stream;
+            cur := r.v;
+        end if;
+        continue when st[r.i] <> 0;
+        if (r.expected = -2 and cur is not null)
+            or (r.expected >= 0 and cur is distinct from r.expected) then
+            st[r.i] := 1;
+            res_actual[r.i] := cur;
+            continue;
+        end if;
+        base[r.i] := coalesce(cur, -1);
+        cur := coalesce(cur, -1) + r.cnt;
+        res_lastver[r.i] := cur;
+        any_ok := true;
+    end loop;
+
+    -- 4. One insert of every accepted item's rows, in call order. The rows reach the insert
+    --    in that order and draw their positions from the identity as they arrive (nextval is
+    --    volatile, so it runs after the sort), so their positions in ascending order are the
+    --    accepted events in call order; the caller maps them back to its accepted items by
+    --    counting, with no join of the inserted rows here.
+    if any_ok then
+        with it as (
+            select u.i::int as i, u.stream, u.b
+            from unnest(p_streams, base) with ordinality as u(stream, b, i)
+            where u.b is not null),
+        rws as (
+            select it.stream, it.b + ev.ord as version, ev.ord, ev.id, ev.typ, ev.dat, ev.met, ev.idx
+            from unnest(p_items, p_offsets, p_ids, p_types, p_data, p_meta) with ordinality
+                 as ev(item, ord, id, typ, dat, met, idx)
+            join it on it.i = ev.item),
+        ins as (
+            insert into {s}.events (stream_id, version, event_id, event_type, data, metadata,
+                                    opens_append)
+            select rws.stream, rws.version, rws.id, rws.typ, rws.dat, rws.met, rws.ord = 1
+            from rws order by rws.idx
+            returning position)
+        select array_agg(ins.position order by ins.position) into positions from ins;
+        -- One wake-up per appending transaction, delivered at commit (R-SEC-4: the channel
+        -- and payload are bound values, never spliced).
+        perform pg_notify(p_channel, p_payload);
+    end if;
+
+    return query select st, res_first, res_last, res_lastver, res_actual, res_dup, positions;
+end;
+$fn$;
+"#;
+
 /// Brings `schema` up to the newest migration. Safe to run from many processes at once: the
 /// first takes the advisory lock and migrates, the others wait and find nothing to do.
 pub(crate) fn migrate(client: &mut Client, schema: &SchemaName) -> Result<(), StoreError> {
+    migrate_to(client, schema, i32::MAX)
+}
+
+/// Brings `schema` up to migration `last` (an older humpyard's schema, for upgrade tests).
+pub(crate) fn migrate_to(client: &mut Client, schema: &SchemaName, last: i32) -> Result<(), StoreError> {
     // The validated, quoted schema name is the only text spliced in; values are bound.
     let s = schema.quoted();
     let mut tx = client.transaction().map_err(backend_error)?;
@@ -282,7 +462,7 @@ pub(crate) fn migrate(client: &mut Client, schema: &SchemaName) -> Result<(), St
              version int primary key, applied_at timestamptz not null default now());"
     ))
     .map_err(backend_error)?;
-    for &(version, sql) in MIGRATIONS {
+    for &(version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version <= last) {
         let done = tx
             .query_opt(&format!("select 1 from {s}.migrations where version = $1"), &[&version])
             .map_err(backend_error)?
