@@ -184,6 +184,10 @@ fn a_tools_open_insert(commit: bool) {
         sub.next_timeout(Duration::from_millis(300)).unwrap().is_none(),
         "the reader passed position 2 while the tool's transaction held it"
     );
+    // The wait is reported: where, and for how long (at least the 300 ms just waited).
+    let wait = sub.gap_wait().expect("the subscription reports the gap it waits at");
+    assert_eq!(wait.position, 2);
+    assert!(wait.waited >= Duration::from_millis(250), "{wait:?}");
     if commit {
         tx.commit().unwrap();
     } else {
@@ -200,10 +204,11 @@ fn a_tools_open_insert(commit: bool) {
     } else {
         assert_eq!(rest, [(3, "n".to_owned())], "a rolled-back position is passed");
     }
+    assert_eq!(sub.gap_wait(), None, "nothing holds the reader any more");
 }
 
 // proves R-PG-5 without a global lock: a tool's open insert holds readers back, never an append
-// to another stream; its row is delivered in order once committed
+// to another stream; the wait is reported; its row is delivered in order once committed
 #[test]
 fn a_tools_open_insert_holds_readers_not_other_streams_appends() {
     a_tools_open_insert(true);

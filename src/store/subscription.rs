@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{AppendWatch, EventStore, RecordedEvent, StoreError};
+use super::{AppendWatch, EventStore, GapWait, RecordedEvent, StoreError};
 
 /// Settings of a [`Subscription`]; `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -100,6 +100,14 @@ impl Subscription {
     /// Failed reads in a row so far (0 once a read succeeds).
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// The missing position ahead of this subscription where the store's readers are held,
+    /// waiting for an older transaction to end, and how long they have waited there
+    /// ([`EventStore::gap_wait`]); `None` when nothing holds them. A wait that grows points at
+    /// a long transaction on the server (the store logs it too, as it doubles).
+    pub fn gap_wait(&self) -> Option<GapWait> {
+        self.store.gap_wait().filter(|wait| wait.position > self.position)
     }
 
     /// The next event, waiting up to `timeout` for one; `Ok(None)` if none came in time.

@@ -51,6 +51,9 @@ struct Pending {
     since: Instant,
     /// The wait last logged (a line each time it doubles, from one second on).
     logged: Duration,
+    /// A read delivered `position` since (it committed): nobody waits there any more, though
+    /// the range stays undecided until its id is older than the oldest running transaction.
+    passed: bool,
 }
 
 /// What readers of one store know of missing positions. See the module docs.
@@ -96,6 +99,7 @@ impl Gaps {
                 let missing = expected.max(self.decided_below);
                 let covered = self.pending.iter().any(|p| p.below > missing);
                 let top = *positions.last().unwrap_or(&position);
+                self.delivered(i.checked_sub(1).map(|last| positions[last]));
                 return Cut {
                     deliver: i,
                     uncovered: (!covered).then_some((missing, top)),
@@ -103,9 +107,19 @@ impl Gaps {
             }
             expected = position + 1;
         }
+        self.delivered(positions.last().copied());
         Cut {
             deliver: positions.len(),
             uncovered: None,
+        }
+    }
+
+    /// Marks the ranges whose stopping position a read delivered up to `last` as passed.
+    fn delivered(&mut self, last: Option<u64>) {
+        if let Some(last) = last {
+            for pending in self.pending.iter_mut().filter(|p| p.position <= last) {
+                pending.passed = true;
+            }
         }
     }
 
@@ -131,13 +145,15 @@ impl Gaps {
                 position,
                 since: now,
                 logged: Duration::ZERO,
+                passed: false,
             },
         );
     }
 
-    /// The wait at the lowest undecided missing position, if readers are held at one.
+    /// The wait at the lowest undecided missing position that no read has passed, if readers
+    /// are held at one.
     pub(crate) fn wait(&self, now: Instant) -> Option<GapWait> {
-        self.pending.front().map(|p| GapWait {
+        self.pending.iter().find(|p| !p.passed).map(|p| GapWait {
             position: p.position,
             waited: now.saturating_duration_since(p.since),
         })
@@ -146,7 +162,7 @@ impl Gaps {
     /// Whether the wait at the lowest gap has doubled since it was last logged (from one
     /// second on); marks it logged.
     pub(crate) fn due_for_log(&mut self, now: Instant) -> Option<GapWait> {
-        let front = self.pending.front_mut()?;
+        let front = self.pending.iter_mut().find(|p| !p.passed)?;
         let waited = now.saturating_duration_since(front.since);
         if waited >= Duration::from_secs(1) && waited >= front.logged * 2 {
             front.logged = waited;
@@ -218,6 +234,18 @@ mod tests {
         gaps.register(5, 6, 30, now);
         assert_eq!(gaps.cut(4, &[6], 29).deliver, 0);
         assert_eq!(gaps.cut(4, &[6], 30).deliver, 1);
+    }
+
+    #[test]
+    fn a_gap_that_committed_is_no_longer_reported_as_a_wait() {
+        let mut gaps = Gaps::default();
+        let now = Instant::now();
+        assert_eq!(gaps.cut(0, &[1, 3], 10).uncovered, Some((2, 3)));
+        gaps.register(2, 3, 20, now);
+        assert_eq!(gaps.wait(now).map(|w| w.position), Some(2));
+        // 2 committed; an older, unrelated transaction still keeps xmin below 20.
+        assert_eq!(gaps.cut(0, &[1, 2, 3], 15).deliver, 3);
+        assert_eq!(gaps.wait(now), None);
     }
 
     #[test]
