@@ -26,6 +26,14 @@ pub struct PgStoreConfig {
     pub idle_in_transaction_timeout: Duration,
     /// TCP keepalive idle time of every connection. Default 30 s.
     pub keepalive_idle: Duration,
+    /// The most advisory locks this store's appends hold at once, all connections together:
+    /// one call of an append takes at most `max_append_locks / pool_size` lock keys (at least
+    /// 64), one per stream and one per event id, and a larger batch is cut into several calls.
+    /// Default 4 096. The server's shared lock table holds `max_locks_per_transaction *
+    /// max_connections` entries (6 400 with PostgreSQL's defaults) for every session: keep the
+    /// sum of this setting over the processes that append below it, with room for the rest.
+    /// Larger means fewer calls per large batch (each call has a fixed cost).
+    pub max_append_locks: u32,
 }
 
 impl Default for PgStoreConfig {
@@ -39,6 +47,7 @@ impl Default for PgStoreConfig {
             lock_timeout: Duration::from_secs(10),
             idle_in_transaction_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(30),
+            max_append_locks: 4096,
         }
     }
 }

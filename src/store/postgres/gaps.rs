@@ -22,7 +22,10 @@
 //!
 //! One `R` covers every missing position below the highest position visible in the read that
 //! drew it, so a reader stopped at a gap draws no new id while it waits there: ids are drawn
-//! only when a read stops at a gap above every covered range. The check and the rows come from
+//! only when a read stops at a gap above every covered range. And not at the first such stop:
+//! most gaps are appends in flight that commit within milliseconds, and the next read passes
+//! them; an id is drawn when a read stops at the same uncovered gap a second time (any read
+//! that saw the gap below a committed row will do, and the second one did). The check and the rows come from
 //! the same statement (one snapshot); a later snapshot's `xmin` could pass a position that
 //! committed after the rows were read. (A snapshot's `xmax` is no bound: it is the last
 //! completed id plus one, and a running transaction can hold an id at or above it.)
@@ -63,6 +66,9 @@ pub(crate) struct Gaps {
     decided_below: u64,
     /// Not yet decided, in the order their ids were drawn (ascending ids and ranges).
     pending: VecDeque<Pending>,
+    /// The uncovered gap a read last stopped at, and when: a read that stops there again draws
+    /// an id for it.
+    sighted: Option<(u64, Instant)>,
 }
 
 /// Where a read stops, given its rows.
@@ -70,8 +76,9 @@ pub(crate) struct Gaps {
 pub(crate) struct Cut {
     /// How many of the rows, from the first, the read delivers.
     pub(crate) deliver: usize,
-    /// A missing position the read stopped at that no drawn id covers yet: the caller draws
-    /// one and [`register`](Gaps::register)s it, covering every missing position below `below`.
+    /// A missing position the read stopped at, for the second time, that no drawn id covers
+    /// yet: the caller draws one and [`register`](Gaps::register)s it, covering every missing
+    /// position below `below`.
     pub(crate) uncovered: Option<(u64, u64)>,
 }
 
@@ -81,9 +88,9 @@ pub(crate) struct Cut {
 const MAX_PENDING: usize = 1024;
 
 impl Gaps {
-    /// Decides what a read may deliver: `positions` are the rows it read after `after`, in
-    /// order, and `xmin` is `pg_snapshot_xmin` of the same statement's snapshot.
-    pub(crate) fn cut(&mut self, after: u64, positions: &[u64], xmin: i64) -> Cut {
+    /// Decides what a read made at `now` may deliver: `positions` are the rows it read after
+    /// `after`, in order, and `xmin` is `pg_snapshot_xmin` of the same statement's snapshot.
+    pub(crate) fn cut(&mut self, after: u64, positions: &[u64], xmin: i64, now: Instant) -> Cut {
         // Ranges whose transactions have all ended are decided, in the order ids were drawn.
         while let Some(front) = self.pending.front() {
             if front.id > xmin {
@@ -100,10 +107,15 @@ impl Gaps {
                 let covered = self.pending.iter().any(|p| p.below > missing);
                 let top = *positions.last().unwrap_or(&position);
                 self.delivered(i.checked_sub(1).map(|last| positions[last]));
-                return Cut {
-                    deliver: i,
-                    uncovered: (!covered).then_some((missing, top)),
+                let uncovered = match self.sighted {
+                    _ if covered => None,
+                    Some((seen, _)) if seen == missing => Some((missing, top)),
+                    _ => {
+                        self.sighted = Some((missing, now));
+                        None
+                    }
                 };
+                return Cut { deliver: i, uncovered };
             }
             expected = position + 1;
         }
@@ -124,8 +136,15 @@ impl Gaps {
     }
 
     /// Records the id drawn for a read that stopped at `position`, covering every missing
-    /// position below `below`.
+    /// position below `below`; the wait counts from the first read that stopped there.
     pub(crate) fn register(&mut self, position: u64, below: u64, id: i64, now: Instant) {
+        let since = match self.sighted.take() {
+            Some((seen, at)) if seen == position => at,
+            other => {
+                self.sighted = other;
+                now
+            }
+        };
         if self.pending.iter().any(|p| p.below > position) {
             return; // another read covered it meanwhile
         }
@@ -143,7 +162,7 @@ impl Gaps {
                 below,
                 id,
                 position,
-                since: now,
+                since,
                 logged: Duration::ZERO,
                 passed: false,
             },
@@ -182,34 +201,67 @@ mod tests {
     #[test]
     fn a_gap_stops_the_read_until_its_id_is_older_than_xmin() {
         let mut gaps = Gaps::default();
-        let now = Instant::now();
-        // Rows 1, 2, 4, 5 committed; 3 missing. The read delivers 1 and 2, and asks for an id
-        // covering every missing position below 5.
-        let cut = gaps.cut(0, &[1, 2, 4, 5], 100);
+        let t0 = Instant::now();
+        // Rows 1, 2, 4, 5 committed; 3 missing. The read delivers 1 and 2; at the first stop
+        // no id is drawn (3 is most likely an append about to commit).
         assert_eq!(
-            cut,
+            gaps.cut(0, &[1, 2, 4, 5], 100, t0),
             Cut {
                 deliver: 2,
+                uncovered: None
+            }
+        );
+        // Stopped there again: now an id covering every missing position below 5.
+        let t1 = t0 + Duration::from_millis(3);
+        assert_eq!(
+            gaps.cut(2, &[4, 5], 100, t1),
+            Cut {
+                deliver: 0,
                 uncovered: Some((3, 5))
             }
         );
-        gaps.register(3, 5, 120, now);
-        assert_eq!(gaps.wait(now).map(|w| w.position), Some(3));
+        gaps.register(3, 5, 120, t1);
+        // The wait counts from the first stop.
+        let wait = gaps.wait(t1 + Duration::from_millis(7)).unwrap();
+        assert_eq!((wait.position, wait.waited), (3, Duration::from_millis(10)));
         // Still held while a transaction older than 120 runs; no new id needed.
         assert_eq!(
-            gaps.cut(2, &[4, 5, 6], 119),
+            gaps.cut(2, &[4, 5, 6], 119, t1),
             Cut {
                 deliver: 0,
                 uncovered: None
             }
         );
         // 3 committed meanwhile: delivered, whatever xmin says.
-        assert_eq!(gaps.cut(2, &[3, 4, 5], 50).deliver, 3);
+        assert_eq!(gaps.cut(2, &[3, 4, 5], 50, t1).deliver, 3);
         // Or it rolled back: once xmin reaches 120, 3 is passed.
         assert_eq!(
-            gaps.cut(2, &[4, 5, 6], 120),
+            gaps.cut(2, &[4, 5, 6], 120, t1),
             Cut {
                 deliver: 3,
+                uncovered: None
+            }
+        );
+        assert!(gaps.wait(t1).is_none());
+    }
+
+    #[test]
+    fn a_gap_that_fills_before_the_next_read_costs_no_id() {
+        let mut gaps = Gaps::default();
+        let now = Instant::now();
+        assert_eq!(gaps.cut(0, &[1, 3], 10, now).uncovered, None);
+        assert_eq!(
+            gaps.cut(1, &[2, 3, 5], 10, now),
+            Cut {
+                deliver: 2,
+                uncovered: None
+            },
+            "4 is new"
+        );
+        assert_eq!(
+            gaps.cut(3, &[4, 5], 10, now),
+            Cut {
+                deliver: 2,
                 uncovered: None
             }
         );
@@ -220,46 +272,55 @@ mod tests {
     fn a_gap_above_the_covered_range_needs_a_new_id() {
         let mut gaps = Gaps::default();
         let now = Instant::now();
-        assert_eq!(gaps.cut(0, &[1, 3], 10).uncovered, Some((2, 3)));
+        assert_eq!(gaps.cut(0, &[1, 3], 10, now).uncovered, None);
+        assert_eq!(gaps.cut(0, &[1, 3], 10, now).uncovered, Some((2, 3)));
         gaps.register(2, 3, 20, now);
         // 2 rolled back and decided; 5 missing below 6, above the covered range.
-        let cut = gaps.cut(0, &[1, 3, 4, 6], 20);
         assert_eq!(
-            cut,
-            Cut {
-                deliver: 3,
-                uncovered: Some((5, 6))
-            }
-        );
-        gaps.register(5, 6, 30, now);
-        assert_eq!(gaps.cut(4, &[6], 29).deliver, 0);
-        assert_eq!(gaps.cut(4, &[6], 30).deliver, 1);
-    }
-
-    #[test]
-    fn a_gap_that_committed_is_no_longer_reported_as_a_wait() {
-        let mut gaps = Gaps::default();
-        let now = Instant::now();
-        assert_eq!(gaps.cut(0, &[1, 3], 10).uncovered, Some((2, 3)));
-        gaps.register(2, 3, 20, now);
-        assert_eq!(gaps.wait(now).map(|w| w.position), Some(2));
-        // 2 committed; an older, unrelated transaction still keeps xmin below 20.
-        assert_eq!(gaps.cut(0, &[1, 2, 3], 15).deliver, 3);
-        assert_eq!(gaps.wait(now), None);
-    }
-
-    #[test]
-    fn nothing_missing_means_nothing_held() {
-        let mut gaps = Gaps::default();
-        assert_eq!(
-            gaps.cut(7, &[8, 9, 10], 1),
+            gaps.cut(0, &[1, 3, 4, 6], 20, now),
             Cut {
                 deliver: 3,
                 uncovered: None
             }
         );
         assert_eq!(
-            gaps.cut(7, &[], 1),
+            gaps.cut(4, &[6], 20, now),
+            Cut {
+                deliver: 0,
+                uncovered: Some((5, 6))
+            }
+        );
+        gaps.register(5, 6, 30, now);
+        assert_eq!(gaps.cut(4, &[6], 29, now).deliver, 0);
+        assert_eq!(gaps.cut(4, &[6], 30, now).deliver, 1);
+    }
+
+    #[test]
+    fn a_gap_that_committed_is_no_longer_reported_as_a_wait() {
+        let mut gaps = Gaps::default();
+        let now = Instant::now();
+        gaps.cut(0, &[1, 3], 10, now);
+        assert_eq!(gaps.cut(0, &[1, 3], 10, now).uncovered, Some((2, 3)));
+        gaps.register(2, 3, 20, now);
+        assert_eq!(gaps.wait(now).map(|w| w.position), Some(2));
+        // 2 committed; an older, unrelated transaction still keeps xmin below 20.
+        assert_eq!(gaps.cut(0, &[1, 2, 3], 15, now).deliver, 3);
+        assert_eq!(gaps.wait(now), None);
+    }
+
+    #[test]
+    fn nothing_missing_means_nothing_held() {
+        let mut gaps = Gaps::default();
+        let now = Instant::now();
+        assert_eq!(
+            gaps.cut(7, &[8, 9, 10], 1, now),
+            Cut {
+                deliver: 3,
+                uncovered: None
+            }
+        );
+        assert_eq!(
+            gaps.cut(7, &[], 1, now),
             Cut {
                 deliver: 0,
                 uncovered: None

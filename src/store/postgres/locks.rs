@@ -12,11 +12,13 @@
 //! `max_locks_per_transaction * (max_connections + max_prepared_transactions)` entries (6 400
 //! with the defaults, 64 and 100). A batch of 500 one-event items on 500 streams needs 1 000
 //! keys; some twenty such batches at once would fill the table, and then every session's locks
-//! fail (`out of shared memory`). So a batch is cut into calls of at most [`MAX_KEYS`] keys
-//! each, in order (an item larger than that goes alone): a store holds at most `pool_size *
-//! MAX_KEYS` advisory locks at any instant (2 048 with the default pool of 8). Size the server
-//! for every process that appends: `max_locks_per_transaction * max_connections` should exceed
-//! the sum of their `pool_size * MAX_KEYS` plus what other sessions lock.
+//! fail (`out of shared memory`). So a batch is cut into calls of at most
+//! [`keys_per_call`]`(max_append_locks, pool_size)` keys each, in order (an item larger than
+//! that goes alone), and a store's appends hold at most `max_append_locks` advisory locks at
+//! any instant (a `PgStoreConfig` setting, 4 096 by default: 512 keys a call with the default
+//! pool of 8). Size the server for every process that appends: `max_locks_per_transaction *
+//! max_connections` should exceed the sum of their `max_append_locks` plus what other sessions
+//! lock.
 
 use std::ops::Range;
 
@@ -25,8 +27,14 @@ use uuid::Uuid;
 use crate::store::NewEvent;
 use crate::StreamId;
 
-/// The most lock keys one call of `append_batch` takes, unless a single item needs more.
-pub(crate) const MAX_KEYS: usize = 256;
+/// The fewest keys a call may take, whatever the budget: below it, a batch costs too many calls.
+const MIN_KEYS_PER_CALL: usize = 64;
+
+/// The most lock keys one call of `append_batch` takes (unless a single item needs more): the
+/// store's lock budget shared by its connections.
+pub(crate) fn keys_per_call(max_append_locks: u32, pool_size: u32) -> usize {
+    (max_append_locks / pool_size.max(1)).max(MIN_KEYS_PER_CALL as u32) as usize
+}
 
 /// FNV-1a, 64 bits, over `parts` in order.
 pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -124,6 +132,14 @@ mod tests {
         let keys = a.of(&items);
         assert_eq!(keys.len(), 2 + 4, "two streams, four ids");
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_the_pool() {
+        assert_eq!(keys_per_call(4096, 8), 512);
+        assert_eq!(keys_per_call(4096, 3), 1365);
+        assert_eq!(keys_per_call(100, 8), 64, "never below the floor");
+        assert_eq!(keys_per_call(4096, 0), 4096);
     }
 
     #[test]

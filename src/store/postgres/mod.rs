@@ -14,8 +14,9 @@
 //! # Appending
 //!
 //! `append_many` sends its items to `append_batch` (see `schema`, "Appends"): one statement per
-//! run of items whose streams and ids make at most [`locks::MAX_KEYS`] advisory-lock keys
-//! (see `locks` for the lock table this bounds and how to size the server). Humpyard's appends
+//! run of items whose streams and ids make at most `max_append_locks / pool_size` advisory-lock
+//! keys ([`PgStoreConfig::max_append_locks`]; see `locks` for the lock table this bounds and
+//! how to size the server). Humpyard's appends
 //! to one stream, or with one event id, serialise on those locks; others never wait for each
 //! other, and no append waits for a tool's transaction on another stream. A tool's row that
 //! takes the version an append computed for the same stream makes the append's insert fail
@@ -96,6 +97,8 @@ pub struct PgEventStore {
     schema: SchemaName,
     /// The advisory-lock keys of this schema's streams and ids.
     keys: LockKeys,
+    /// The most keys one call of `append_batch` takes (see `locks`).
+    keys_per_call: usize,
     /// What readers know of missing positions (see `gaps`); held only between statements.
     gaps: Mutex<Gaps>,
     /// Errors the pool reported (a `Relaxed` count, read for reporting only).
@@ -245,6 +248,7 @@ impl PgEventStore {
             .build_unchecked(PostgresConnectionManager::new(pg.clone(), NoTls));
         let store = PgEventStore {
             keys: LockKeys::new(schema.as_str()),
+            keys_per_call: locks::keys_per_call(config.max_append_locks, config.pool_size.max(1)),
             gaps: Mutex::new(Gaps::default()),
             sql,
             pool,
@@ -639,7 +643,7 @@ impl EventStore for PgEventStore {
             // connection fails the runs after it without trying them.
             let mut written = false;
             let mut unavailable: Option<StoreError> = None;
-            for run in locks::runs(&send, locks::MAX_KEYS) {
+            for run in locks::runs(&send, self.keys_per_call) {
                 let indices = &send_index[run.clone()];
                 if let Some(e) = &unavailable {
                     for &index in indices {
@@ -695,7 +699,7 @@ impl EventStore for PgEventStore {
         };
         // The gap rule (see `gaps`): deliver up to the first position that may still commit.
         let positions: Vec<u64> = rows.iter().map(|row| row.get::<_, i64>(0) as u64).collect();
-        let cut = self.gaps.lock().cut(after, &positions, xmin);
+        let cut = self.gaps.lock().cut(after, &positions, xmin, Instant::now());
         if let Some((position, below)) = cut.uncovered {
             // An id drawn now, after the read: newer than that of any transaction holding a
             // position missing below `below`.
