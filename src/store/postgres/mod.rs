@@ -590,10 +590,10 @@ impl EventStore for PgEventStore {
         &self,
         batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        // Answered here: items with no events, with a NUL character, and naming one id twice. The rest go to
-        // the server in one call, unless an id appears in two items: then item by item, so
-        // that each sees the ones before it (a repeat is a retry or a duplicate). The items
-        // move into the call; nothing is copied.
+        // Answered here: items with no events, with a NUL character, and naming one id twice.
+        // The rest go to the server in runs under the lock budget (see `locks`), or item by item
+        // if an id appears in two items, so that each sees the ones before it (a repeat is a
+        // retry or a duplicate). The items move into the calls; nothing is copied.
         let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(batch.len());
         let mut send = Vec::with_capacity(batch.len());
         let mut send_index = Vec::with_capacity(batch.len());
@@ -620,52 +620,38 @@ impl EventStore for PgEventStore {
             results.push(None);
             send.push(item);
         }
-        if shared_ids {
-            // One call per item. Until one has been written a failed call fails the whole
-            // batch (nothing was written); after that, each item keeps its own result, so an
-            // error never hides the items already committed.
-            let mut written = false;
-            for (index, item) in send_index.into_iter().zip(send) {
-                let result = match self.call_append_batch(std::slice::from_ref(&item)) {
-                    Ok(mut one) => one
-                        .pop()
-                        .unwrap_or(Err(StoreError::InvalidInput(InvalidInput::NoEvents))),
-                    Err(e) if !written => return Err(e),
-                    Err(e) => Err(e),
-                };
-                written |= result.is_ok();
-                results[index] = Some(result);
-            }
+        let runs = if shared_ids {
+            (0..send.len()).map(|i| i..i + 1).collect()
         } else {
-            // One call per run of items under the lock bound (see `locks`), in order: each
-            // item sees the ones before it. A failed call fails its own items; until one item
-            // has been written it fails the whole batch (nothing was written), and a lost
-            // connection fails the runs after it without trying them.
-            let mut written = false;
-            let mut unavailable: Option<StoreError> = None;
-            for run in locks::runs(&send, self.keys_per_call) {
-                let indices = &send_index[run.clone()];
-                if let Some(e) = &unavailable {
+            locks::runs(&send, self.keys_per_call)
+        };
+        // One call per run, in order. A failed call fails its own items; until one item has
+        // been written it fails the whole batch (nothing was written), so an error never hides
+        // an item already committed; a lost connection fails the runs after it untried.
+        let mut written = false;
+        let mut unavailable: Option<StoreError> = None;
+        for run in runs {
+            let indices = &send_index[run.clone()];
+            if let Some(e) = &unavailable {
+                for &index in indices {
+                    results[index] = Some(Err(e.for_another_item()));
+                }
+                continue;
+            }
+            match self.call_append_batch(&send[run]) {
+                Ok(settled) => {
+                    for (&index, result) in indices.iter().zip(settled) {
+                        written |= result.is_ok();
+                        results[index] = Some(result);
+                    }
+                }
+                Err(e) if !written => return Err(e),
+                Err(e) => {
                     for &index in indices {
                         results[index] = Some(Err(e.for_another_item()));
                     }
-                    continue;
-                }
-                match self.call_append_batch(&send[run]) {
-                    Ok(settled) => {
-                        for (&index, result) in indices.iter().zip(settled) {
-                            written |= result.is_ok();
-                            results[index] = Some(result);
-                        }
-                    }
-                    Err(e) if !written => return Err(e),
-                    Err(e) => {
-                        for &index in indices {
-                            results[index] = Some(Err(e.for_another_item()));
-                        }
-                        if matches!(e, StoreError::Unavailable(_)) {
-                            unavailable = Some(e);
-                        }
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        unavailable = Some(e);
                     }
                 }
             }
