@@ -14,6 +14,8 @@
 //! | [`AfterTailClaim`](PausePoint::AfterTailClaim) | a producer | a ring push has claimed its position and not yet written and published the element |
 //! | [`BeforeInstall`](PausePoint::BeforeInstall) | the supervisor | a replacement worker thread is started and its handle not yet installed in the worker's slot |
 //! | [`BeforePark`](PausePoint::BeforePark) | a worker | registered as a sleeper, re-checked the run queue, about to park |
+//! | [`BeforeWaiterPark`](PausePoint::BeforeWaiterPark) | a producer in `submit_timeout` | registered as a waiter, its re-try found the ring full, about to park |
+//! | [`WaiterLeaving`](PausePoint::WaiterLeaving) | a producer in `submit_timeout` | its deadline passed; it has not yet left the waiter list (a consumer may wake it meanwhile) |
 //! | [`BeforeCollect`](PausePoint::BeforeCollect) | the shutting-down thread | the workers are stopped; the leftovers are not yet collected |
 //! | [`BeforeCheckpointSave`](PausePoint::BeforeCheckpointSave) | the pipeline's reader | the watermark is computed; the store's `save_checkpoint` not yet called |
 //!
@@ -41,6 +43,12 @@ pub enum PausePoint {
     BeforeInstall,
     /// A worker has registered as a sleeper and re-checked the run queue; it parks next.
     BeforePark,
+    /// A producer in `submit_timeout` is registered as a waiter and its re-try found the ring
+    /// full; it parks next.
+    BeforeWaiterPark,
+    /// A producer in `submit_timeout` saw its deadline pass and has not yet left the waiter
+    /// list: a consumer may take it off the list and wake it meanwhile.
+    WaiterLeaving,
     /// Shutdown has stopped the workers and not yet collected what is left.
     BeforeCollect,
     /// The pipeline's reader is about to save its checkpoint.

@@ -124,3 +124,102 @@ fn a_replacement_worker_that_parks_before_its_install_is_woken() {
     let report = engine.shutdown(secs(10));
     assert!(report.unprocessed.is_empty());
 }
+
+/// Holds event 0 until its gate opens; handles the rest at once.
+struct HoldsZero {
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    entered: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl humpyard::Handler for HoldsZero {
+    type Payload = u64;
+    type State = ();
+    type Error = String;
+
+    fn init(&self, _: &humpyard::StreamId) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn handle(&self, _: &mut (), event: &Event<u64>) -> Result<(), String> {
+        if *event.payload() == 0 {
+            self.entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            let (open, opened) = &*self.gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+// proves R-BP-2, R-CONC-1: a waiting producer that a consumer wakes just as its own deadline
+// passes (it leaves without the room) passes the wake-up on to the next waiter, who gets in;
+// without that, the next waiter stays parked beside free room until its own deadline
+#[test]
+fn a_wake_up_met_by_a_leaving_waiter_is_passed_on() {
+    let _serial = serial();
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine = Arc::new(
+        Engine::builder(HoldsZero {
+            gate: gate.clone(),
+            entered: entered.clone(),
+        })
+        .workers(1)
+        .shards(1)
+        .shard_capacity(1)
+        .start()
+        .unwrap(),
+    );
+    // The worker holds event 0; event 1 fills the ring.
+    engine.try_submit(Event::new(sid("a"), 0)).unwrap();
+    assert!(within(secs(10), || entered.load(std::sync::atomic::Ordering::SeqCst)));
+    engine.try_submit(Event::new(sid("a"), 1)).unwrap();
+
+    // Producer A waits 50 ms, and is held as its deadline passes, still on the waiter list.
+    let (go_a, wait_a) = mpsc::channel::<()>();
+    let a = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            wait_a.recv().unwrap();
+            engine.submit_timeout(Event::new(sid("a"), 2), Duration::from_millis(50))
+        })
+    };
+    let a_leaving = pause::hold_thread(PausePoint::WaiterLeaving, a.thread().id());
+    go_a.send(()).unwrap();
+    assert!(a_leaving.wait_reached(secs(10)), "A's deadline passed");
+    // Producer B registers behind A and is held just before it parks.
+    let (go_b, wait_b) = mpsc::channel::<()>();
+    let b = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            wait_b.recv().unwrap();
+            engine.submit_timeout(Event::new(sid("a"), 3), Duration::from_secs(5))
+        })
+    };
+    let b_parking = pause::hold_thread(PausePoint::BeforeWaiterPark, b.thread().id());
+    go_b.send(()).unwrap();
+    assert!(b_parking.wait_reached(secs(10)), "B registered behind A");
+
+    // The worker finishes 0, takes 1, and its run ends: it frees one slot and wakes the oldest
+    // waiter, A. It parks afterwards, when the hand-off is done.
+    let worker_idle = pause::hold(PausePoint::BeforePark);
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    assert!(worker_idle.wait_reached(secs(10)), "the run ended");
+    worker_idle.release();
+    // A leaves without the room (its deadline passed): the wake-up must go on to B.
+    a_leaving.release();
+    assert!(matches!(a.join().unwrap(), Err(humpyard::SubmitError::Timeout(_))));
+    b_parking.release();
+    let started = std::time::Instant::now();
+    let b = b.join().unwrap();
+    assert!(
+        b.is_ok(),
+        "B stayed parked beside free room: {b:?} after {:?}",
+        started.elapsed()
+    );
+    let report = engine.shutdown(secs(10));
+    assert!(report.unprocessed.is_empty());
+}

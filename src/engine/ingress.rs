@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::ring::PushError;
 use super::shared::Shared;
 use super::submit_error::SubmitError;
+use crate::pause::{self, PausePoint};
 use crate::sync::thread;
 use crate::sync::{fence, Ordering};
 use crate::{Event, Handler};
@@ -79,6 +80,7 @@ pub(crate) fn submit_timeout<H: Handler>(
             let now = Instant::now();
             let left = match deadline {
                 Some(deadline) if now >= deadline => {
+                    pause::point(PausePoint::WaiterLeaving);
                     waiters.leave(&waiter);
                     shard.rejected().incr();
                     return Err(SubmitError::Timeout(event));
@@ -86,6 +88,7 @@ pub(crate) fn submit_timeout<H: Handler>(
                 Some(deadline) => deadline - now,
                 None => Duration::from_secs(3600),
             };
+            pause::point(PausePoint::BeforeWaiterPark);
             thread::park_timeout(left);
         }
         // Woken for room (or for shutdown): try once more; another producer may have taken
