@@ -305,3 +305,38 @@ fn dead_worker_is_replaced_and_its_shard_resumes() {
     assert_eq!((m.processed, m.workers_replaced), (2_000, 1));
     assert_eq!(probe.violations(), 0);
 }
+
+// proves R-LIFE-3, R-FT-4: shutdown's drain waits for an event held for its retry (its shard
+// is neither idle nor queued, but it has work): with a deadline that allows it, the retry runs
+// and succeeds instead of the event being handed back
+#[test]
+fn shutdown_drains_an_event_waiting_for_its_retry() {
+    let probe = Probe::recording();
+    let engine = Engine::builder(ProbeHandler(probe.clone()))
+        .workers(1)
+        .shards(1)
+        .max_attempts(2)
+        .retry_backoff(Duration::from_millis(200))
+        .retry_backoff_max(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    engine
+        .try_submit(Event::new(
+            sid("retried"),
+            Msg {
+                seq: 0,
+                action: Action::FailTimes(1),
+            },
+        ))
+        .unwrap();
+    eventually("the first attempt failed", || engine.metrics().awaiting_retry == 1);
+    let report = engine.shutdown(Duration::from_secs(10));
+    assert!(
+        report.unprocessed.is_empty(),
+        "the waiting event was handed back, not retried"
+    );
+    assert!(!report.deadline_exceeded);
+    let m = engine.metrics();
+    assert_eq!((m.processed, m.retries, m.awaiting_retry), (1, 1, 0));
+    assert_eq!(probe.handled.lock().unwrap()["retried"], vec![0]);
+}
