@@ -275,6 +275,120 @@ fn the_checkpoint_waits_for_an_event_still_in_flight() {
     assert_eq!(seen.lock().unwrap().len(), 200);
 }
 
+/// A store whose events sit at positions 1 and 21: positions 2 to 20 were rolled back (a gap
+/// wider than a small window). Only reads and checkpoints.
+struct GappyStore {
+    events: Vec<RecordedEvent>,
+    checkpoint: Mutex<Option<u64>>,
+}
+
+impl GappyStore {
+    fn new() -> GappyStore {
+        let event = |position: u64, stream: &str| RecordedEvent {
+            position,
+            stream: sid(stream),
+            version: 0,
+            id: uuid::Uuid::new_v4(),
+            event_type: "n".to_owned(),
+            data: json!({ "n": position }),
+            metadata: json!({}),
+            recorded_at: std::time::SystemTime::now(),
+        };
+        GappyStore {
+            events: vec![event(1, "first"), event(21, "second")],
+            checkpoint: Mutex::new(None),
+        }
+    }
+}
+
+impl EventStore for GappyStore {
+    fn append(
+        &self,
+        _: &StreamId,
+        _: ExpectedVersion,
+        _: Vec<NewEvent>,
+    ) -> Result<humpyard::store::Appended, humpyard::store::StoreError> {
+        unimplemented!("read-only")
+    }
+
+    fn append_many(
+        &self,
+        _: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<humpyard::store::Appended, humpyard::store::StoreError>>, humpyard::store::StoreError> {
+        unimplemented!("read-only")
+    }
+
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, humpyard::store::StoreError> {
+        Ok(self
+            .events
+            .iter()
+            .filter(|e| &e.stream == stream && e.version >= from)
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, humpyard::store::StoreError> {
+        Ok(self
+            .events
+            .iter()
+            .filter(|e| e.position > after)
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    fn load_checkpoint(&self, _: &str) -> Result<Option<u64>, humpyard::store::StoreError> {
+        Ok(*self.checkpoint.lock().unwrap())
+    }
+
+    fn save_checkpoint(&self, _: &str, position: u64) -> Result<(), humpyard::store::StoreError> {
+        let mut saved = self.checkpoint.lock().unwrap();
+        *saved = Some(saved.unwrap_or(0).max(position));
+        Ok(())
+    }
+}
+
+// proves R-PG-5 (the done-flag window): a gap wider than the window is jumped over only once
+// everything submitted before it is done; with an event still in flight below it, the reader
+// waits, and the checkpoint never passes the event
+#[test]
+fn the_window_is_not_jumped_while_an_event_before_the_gap_is_in_flight() {
+    let store = Arc::new(GappyStore::new());
+    let seen: Seen = Arc::default();
+    let mut handler = Recorder::new(seen.clone());
+    handler.gate_at = 1;
+    let gate = Arc::new(AtomicBool::new(false));
+    handler.gate = gate.clone();
+    let pipeline = Pipeline::builder(store.clone(), "jump", handler)
+        .window(4)
+        .checkpoint_interval(Duration::from_millis(5))
+        .start()
+        .unwrap();
+    let _open_on_panic = OpenOnDrop(gate.clone());
+    wait_for("position 1 in flight", Duration::from_secs(10), || {
+        pipeline.stats().submitted >= 1
+    });
+    std::thread::sleep(Duration::from_millis(200)); // forty checkpoint intervals
+    assert_eq!(
+        pipeline.stats().checkpoint,
+        0,
+        "the checkpoint passed position 1 while it was in flight"
+    );
+    gate.store(true, Ordering::Release);
+    wait_for("the checkpoint past the gap", Duration::from_secs(10), || {
+        pipeline.stats().checkpoint == 21
+    });
+    pipeline.shutdown(Duration::from_secs(10));
+    let positions: Vec<u64> = seen.lock().unwrap().iter().map(|(_, _, p)| *p).collect();
+    assert_eq!(positions, [1, 21]);
+}
+
 // proves R-FT-5: dead-lettered events are reported (hook and counter) and count as processed
 #[test]
 fn dead_letters_are_reported_and_count_as_processed() {
