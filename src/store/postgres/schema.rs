@@ -29,7 +29,11 @@
 //! (`pg_current_xact_id()`) before its insert draws any position from the identity (a
 //! statement-level before-insert trigger runs before the rows' defaults are evaluated; checked
 //! on PostgreSQL 15). So a transaction that holds a position not yet visible has an id older
-//! than any id drawn after that position was seen missing: the reader's gap rule rests on it
+//! than any id drawn after that position was seen missing: the reader's gap rule rests on it.
+//! (The `tx` column's default takes the id too, but only as the row is formed, after its
+//! position, and not at all when a tool gives `tx` a value of its own, copying events: the
+//! trigger closes both; `tests/store_gaps.rs` holds such a row's write a second behind its
+//! position and shows the reader waits for it.)
 //! (see the store's module docs). Two preconditions follow, which the store checks when it
 //! connects: the identity's sequence caches one value at a time (a cached value could be used
 //! by a later transaction with a newer id), and the trigger is enabled. A session with
