@@ -8,13 +8,20 @@
 //! `Arc` is std's in both builds: no protocol here depends on the interleavings of a reference
 //! count, and `ArcSwap` holds std `Arc`s.
 //!
-//! Three differences loom forces on the shape of the API:
+//! Time, too, comes from here ([`time`]): the engine, the supervisor and the pipeline read the
+//! clock, compute deadlines and wait with timeouts only through it.
+//!
+//! Four differences loom forces on the shape of the API:
 //! - [`UnsafeCell`] exposes `with` / `with_mut` closures instead of `get`, so that loom can
 //!   check each access against concurrent ones;
-//! - [`thread::park_timeout`] has no deadline under loom (loom has no clock): it parks until
-//!   unparked, which is the stricter behaviour for a model;
+//! - under loom, [`time`] is a logical clock that stands still until a model advances it
+//!   (`loom_api::clock::advance`); [`thread::park_timeout`] then parks until unparked or until
+//!   an advance passes its deadline, so models reach deadlines, timers and timeouts when they
+//!   say so, and every interleaving around them is explored;
 //! - under loom, [`thread`] keeps a park token per thread in front of loom's `park`, whose
-//!   `unpark` wrongly resumes a thread blocked on a lock (tokio-rs/loom#249).
+//!   `unpark` wrongly resumes a thread blocked on a lock (tokio-rs/loom#249);
+//! - [`thread::pause`] and [`thread::sleep`] (polling loops) yield instead of sleeping under
+//!   loom: a model's clock moves only when the model moves it.
 
 #[cfg(not(humpyard_loom))]
 mod imp {
@@ -75,6 +82,11 @@ mod imp {
             std::thread::sleep(d);
         }
 
+        /// Sleeps (a polling loop's wait).
+        pub(crate) fn sleep(d: std::time::Duration) {
+            std::thread::sleep(d);
+        }
+
         /// Offers the rest of this time slice to another thread.
         pub(crate) fn yield_now() {
             std::thread::yield_now();
@@ -85,6 +97,11 @@ mod imp {
     #[inline(always)]
     pub(crate) fn spin_hint() {
         std::hint::spin_loop();
+    }
+
+    /// The clock: std's.
+    pub(crate) mod time {
+        pub(crate) use std::time::Instant;
     }
 }
 
@@ -184,6 +201,11 @@ mod imp {
         }
 
         impl Thread {
+            /// Whether two handles name one thread (the same park token).
+            pub(crate) fn same(&self, other: &Thread) -> bool {
+                Arc::ptr_eq(&self.token, &other.token)
+            }
+
             /// Leaves the thread a token; wakes it if it is parked.
             pub(crate) fn unpark(&self) {
                 if self.token.swap(NOTIFIED, Ordering::Release) == PARKED {
@@ -230,9 +252,15 @@ mod imp {
             }
         }
 
-        /// loom has no clock: a timed park is an untimed one.
-        pub(crate) fn park_timeout(_: std::time::Duration) {
+        /// Parks until unparked, or until the model's clock is advanced past `timeout` from
+        /// now (see [`super::time`]).
+        pub(crate) fn park_timeout(timeout: std::time::Duration) {
+            let Some(deadline) = super::time::Instant::now().checked_add(timeout) else {
+                return park();
+            };
+            super::time::wake_at(deadline, current());
             park();
+            super::time::forget(&current());
         }
 
         /// A started thread: join it, or reach it through [`JoinHandle::thread`].
@@ -278,8 +306,13 @@ mod imp {
             Ok(JoinHandle { join, thread })
         }
 
-        /// loom has no clock: polling again means letting another thread run.
+        /// The model's clock stands still: polling again means letting another thread run.
         pub(crate) fn pause(_: std::time::Duration) {
+            loom::thread::yield_now();
+        }
+
+        /// The model's clock stands still: a polling loop's sleep lets another thread run.
+        pub(crate) fn sleep(_: std::time::Duration) {
             loom::thread::yield_now();
         }
 
@@ -292,6 +325,107 @@ mod imp {
     #[inline(always)]
     pub(crate) fn spin_hint() {
         loom::thread::yield_now();
+    }
+
+    /// A logical clock for models: it starts at zero and moves only when a model calls
+    /// [`advance`](time::advance); a thread in `park_timeout` is unparked by the advance that
+    /// passes its deadline.
+    ///
+    /// The clock is a std atomic, not loom's: loom runs one model thread at a time, so it is
+    /// never contended, and reading the time is no scheduling point (a loom atomic would add one
+    /// to every read and multiply the interleavings). The interleavings around time are those
+    /// around `advance`, which yields to loom before and after it moves the clock. The list of
+    /// timed parkers is a loom lock: a parker's handle passes through it to the thread that
+    /// advances the clock and unparks it, and loom must see that hand-over (its park token may
+    /// have been made on the parker's thread; through a lock loom cannot see, the unpark's
+    /// access to it is a causality violation). The clock outlives a model's iterations (the
+    /// list does not: a loom static lives for one execution): models call
+    /// [`reset`](time::reset) first.
+    pub(crate) mod time {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::time::Duration;
+
+        use super::thread::{self, Thread};
+
+        static NOW_NANOS: AtomicU64 = AtomicU64::new(0);
+
+        loom::lazy_static! {
+            static ref TIMED: loom::sync::Mutex<Vec<(u64, Thread)>> = loom::sync::Mutex::new(Vec::new());
+        }
+
+        fn timed() -> loom::sync::MutexGuard<'static, Vec<(u64, Thread)>> {
+            TIMED.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// A point on the model's clock.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub(crate) struct Instant(u64);
+
+        impl Instant {
+            pub(crate) fn now() -> Instant {
+                Instant(NOW_NANOS.load(Ordering::SeqCst))
+            }
+
+            pub(crate) fn checked_add(&self, d: Duration) -> Option<Instant> {
+                let nanos = u64::try_from(d.as_nanos()).ok()?;
+                self.0.checked_add(nanos).map(Instant)
+            }
+
+            pub(crate) fn saturating_duration_since(&self, earlier: Instant) -> Duration {
+                Duration::from_nanos(self.0.saturating_sub(earlier.0))
+            }
+
+            pub(crate) fn elapsed(&self) -> Duration {
+                Instant::now().saturating_duration_since(*self)
+            }
+        }
+
+        impl std::ops::Add<Duration> for Instant {
+            type Output = Instant;
+            fn add(self, d: Duration) -> Instant {
+                self.checked_add(d).expect("the model's clock overflows")
+            }
+        }
+
+        impl std::ops::Sub<Instant> for Instant {
+            type Output = Duration;
+            fn sub(self, earlier: Instant) -> Duration {
+                self.saturating_duration_since(earlier)
+            }
+        }
+
+        /// Unparks `thread` when the clock passes `deadline`.
+        pub(crate) fn wake_at(deadline: Instant, thread: Thread) {
+            timed().push((deadline.0, thread));
+        }
+
+        /// Forgets `thread`'s deadline (its park returned).
+        pub(crate) fn forget(thread: &Thread) {
+            timed().retain(|(_, t)| !t.same(thread));
+        }
+
+        /// Moves the clock forward by `d` and unparks every thread whose deadline it passes.
+        pub(crate) fn advance(d: Duration) {
+            loom::thread::yield_now();
+            let step = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            let now = NOW_NANOS.fetch_add(step, Ordering::SeqCst).saturating_add(step);
+            let due: Vec<Thread> = {
+                let mut timed = timed();
+                let (due, later): (Vec<_>, Vec<_>) = timed.drain(..).partition(|(at, _)| *at <= now);
+                *timed = later;
+                due.into_iter().map(|(_, t)| t).collect()
+            };
+            for thread in due {
+                thread.unpark();
+            }
+            thread::yield_now();
+        }
+
+        /// Back to zero, no timed parkers: the start of a model's iteration.
+        pub(crate) fn reset() {
+            NOW_NANOS.store(0, Ordering::SeqCst);
+            timed().clear();
+        }
     }
 }
 

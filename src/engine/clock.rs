@@ -1,9 +1,12 @@
-//! The engine's monotonic clock, in nanosecond ticks since the engine started.
+//! The engine's monotonic clock, in nanosecond ticks since the engine started (read through
+//! the sync facade's clock, which loom models advance by hand).
 //!
 //! Ticks are plain `u64`s, so the entity table's activity stamps and the retry timers cost eight
 //! bytes each and compare with one instruction.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::sync::time::Instant;
 
 /// A monotonic clock counting nanoseconds since it was made.
 #[derive(Debug, Clone, Copy)]

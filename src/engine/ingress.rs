@@ -6,13 +6,14 @@
 //! engine closes, or its deadline: one wake-up, no retry loop, no timer per write (R-BP-2).
 //! The protocols are in `shard` (scheduling) and `waiters` (parking).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::ring::PushError;
 use super::shared::Shared;
 use super::submit_error::SubmitError;
 use crate::pause::{self, PausePoint};
 use crate::sync::thread;
+use crate::sync::time::Instant;
 use crate::sync::{fence, Ordering};
 use crate::{Event, Handler};
 

@@ -47,7 +47,7 @@
 //! Shards are reached only through their [`ShardRun`](super::shard::ShardRun) token, so no
 //! path here can touch a shard that a thread, the calling one included, is running.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::hooks::Removal;
 use super::lifecycle::{on_engine_thread, EngineThreadMark, Stage};
@@ -58,6 +58,7 @@ use super::shard::ShardState;
 use super::shared::Shared;
 use crate::pause::{self, PausePoint};
 use crate::sync::thread;
+use crate::sync::time::Instant;
 use crate::sync::{fence, Ordering};
 use crate::{Event, Handler};
 
