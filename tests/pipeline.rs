@@ -580,6 +580,24 @@ fn resume_after(stopped_with: &[u64], checkpoint: u64, second_run: &[u64], last:
 }
 
 // proves R-PG-5: a pipeline shut down mid-run resumes from its checkpoint and loses nothing
+// proves R-LIFE-3: a shutdown without a deadline (`Duration::MAX`) drains and returns; adding
+// it to `Instant::now()` overflowed and panicked before
+#[test]
+fn a_shutdown_without_a_deadline_drains_and_returns() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let last = append_numbered(&*store, 0, 50, 5);
+    let pipeline = Pipeline::builder(store.clone(), "unhurried", Recorder::new(Seen::default()))
+        .engine(|b| b.workers(1))
+        .start()
+        .unwrap();
+    wait_for("every event", Duration::from_secs(30), || {
+        pipeline.stats().checkpoint == last
+    });
+    let report = pipeline.shutdown(Duration::MAX);
+    assert_eq!(report.checkpoint, last);
+    assert_eq!(store.load_checkpoint("unhurried").unwrap(), Some(last));
+}
+
 #[test]
 fn a_pipeline_shut_down_mid_run_resumes_from_its_checkpoint() {
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::progress::Progress;
+use super::progress::{Progress, Window};
 use super::reader::Reader;
 use super::stats::Counters;
 use super::{Lifecycle, Pipeline, ReaderThread, Tracked};
@@ -204,14 +204,12 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
             store: self.store,
             subscriber: self.subscriber,
             engine: engine.clone(),
-            progress,
+            window: Window::new(progress, checkpoint),
             counters: counters.clone(),
             stop: stop.clone(),
             checkpoint_interval: self.checkpoint_interval,
-            front: checkpoint + 1,
-            next: checkpoint + 1,
             saved: checkpoint,
-            next_save: std::time::Instant::now() + self.checkpoint_interval,
+            next_save: crate::sync::time::Instant::now() + self.checkpoint_interval,
         };
         let reader = match ReaderThread::spawn(reader) {
             Ok(reader) => reader,

@@ -150,12 +150,14 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
             Lifecycle::Stopped(report) => return report.clone(),
             Lifecycle::Running(reader) => reader,
         };
-        let until = std::time::Instant::now() + deadline;
+        let until = crate::sync::time::Instant::now().checked_add(deadline);
         self.stop.store(true, Ordering::Release);
         let engine = self.engine.shutdown(deadline);
         let _ = reader.drained.send(());
         let left = until
-            .saturating_duration_since(std::time::Instant::now())
+            .map_or(Duration::MAX, |until| {
+                until.saturating_duration_since(crate::sync::time::Instant::now())
+            })
             .max(READER_GRACE);
         let reader_finished = match reader.finished.recv_timeout(left) {
             Ok(()) => true,

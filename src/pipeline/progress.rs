@@ -1,5 +1,6 @@
 //! [`Progress`]: which global positions are fully processed, and the low watermark below which
-//! every position is.
+//! every position is; [`Window`]: the reader thread's side of it (what it submitted, the gaps it
+//! passed, the jump over a gap wider than the window).
 //!
 //! A window of `N` done-flags (a power of two), indexed by `position % N`. The pipeline thread
 //! owns the window's front: the lowest position not yet known to be done. It submits positions
@@ -14,6 +15,8 @@
 //! it is saved. The clear is `Relaxed`: the next position to use that flag is submitted later by
 //! the same thread, and the engine's ring hands it to a worker with release/acquire, so the
 //! worker's set happens after the clear. Checked with loom (`loom-tests/tests/progress.rs`).
+
+use std::sync::Arc;
 
 use crate::sync::{AtomicBool, Ordering};
 
@@ -63,6 +66,72 @@ impl Progress {
             front += 1;
         }
         front
+    }
+}
+
+/// The reader thread's window of positions in flight: `front` is the lowest position not yet
+/// known fully processed, `next` the next one not yet submitted or passed as a gap. Only the
+/// reader thread owns it; workers reach the same flags through [`Progress::done`].
+#[derive(Debug)]
+pub(crate) struct Window {
+    progress: Arc<Progress>,
+    front: u64,
+    next: u64,
+}
+
+/// Whether a position fits in the window now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// It is the next to submit; the gaps before it are marked done.
+    Ready,
+    /// Every flag belongs to a position in flight: wait, and try again.
+    Full,
+}
+
+impl Window {
+    /// A window over `progress` whose positions start after `checkpoint`.
+    pub(crate) fn new(progress: Arc<Progress>, checkpoint: u64) -> Window {
+        Window {
+            progress,
+            front: checkpoint + 1,
+            next: checkpoint + 1,
+        }
+    }
+
+    /// Makes `position` the next to submit if it fits in the window, marking the positions
+    /// before it that the store never delivered (gaps) as done. A gap wider than the window is
+    /// jumped over, but only once everything submitted before it is done: a jump moves the
+    /// front, and a position still in flight below it would be passed by the checkpoint.
+    pub(crate) fn try_pass_to(&mut self, position: u64) -> Pass {
+        let window = self.progress.window();
+        if position >= self.front + window {
+            self.front = self.progress.advance(self.front, self.next);
+            if position >= self.front + window {
+                if self.front != self.next {
+                    return Pass::Full;
+                }
+                // Everything submitted is done, and the rest up to `position` is a gap wider
+                // than the window: jump over it.
+                self.front = position;
+                self.next = position;
+            }
+        }
+        for gap in self.next..position {
+            self.progress.done(gap);
+        }
+        self.next = self.next.max(position);
+        Pass::Ready
+    }
+
+    /// `position` (made the next by [`try_pass_to`](Self::try_pass_to)) was submitted.
+    pub(crate) fn submitted(&mut self, position: u64) {
+        self.next = position + 1;
+    }
+
+    /// The low watermark: every position up to it is fully processed (or a gap).
+    pub(crate) fn watermark(&mut self) -> u64 {
+        self.front = self.progress.advance(self.front, self.next);
+        self.front - 1
     }
 }
 

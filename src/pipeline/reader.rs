@@ -1,12 +1,13 @@
 //! The pipeline's reader thread: subscription -> engine, and the checkpoint.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::progress::Progress;
+use super::progress::{Pass, Window};
 use super::stats::Counters;
 use super::Tracked;
 use crate::store::{EventStore, RecordedEvent, StoreError, Subscription};
+use crate::sync::time::Instant;
 use crate::sync::{AtomicBool, Ordering};
 use crate::{Engine, Event, Handler, SubmitError};
 
@@ -22,17 +23,14 @@ pub(crate) struct Reader<H: Handler<Payload = RecordedEvent>> {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) subscriber: String,
     pub(crate) engine: Arc<Engine<Tracked<H>>>,
-    pub(crate) progress: Arc<Progress>,
+    /// The positions in flight, and the watermark below them.
+    pub(crate) window: Window,
     pub(crate) counters: Arc<Counters>,
     /// The pipeline's stop flag (its orderings are stated on `Pipeline::stop`).
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) subscription: Subscription,
     pub(crate) batch_size: usize,
     pub(crate) checkpoint_interval: Duration,
-    /// The lowest position not yet known fully processed.
-    pub(crate) front: u64,
-    /// The next position not yet submitted (or passed as a gap).
-    pub(crate) next: u64,
     /// The checkpoint last saved, and when the next save is due.
     pub(crate) saved: u64,
     pub(crate) next_save: Instant,
@@ -105,36 +103,20 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
             }
         }
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        self.next = position + 1;
+        self.window.submitted(position);
         true
     }
 
-    /// Makes `position` the next to submit: waits until it fits in the window, and marks the
-    /// positions before it that the store never delivered (gaps) as done. False if stopping.
+    /// Makes `position` the next to submit: waits until it fits in the window (see
+    /// [`Window::try_pass_to`]). False if stopping.
     fn pass_to(&mut self, position: u64) -> bool {
-        let window = self.progress.window();
-        while position >= self.front + window {
-            self.front = self.progress.advance(self.front, self.next);
-            if position < self.front + window {
-                break;
-            }
-            if self.front == self.next {
-                // Everything submitted is done and the rest up to `position` is a gap wider
-                // than the window: jump over it.
-                self.front = position;
-                self.next = position;
-                break;
-            }
+        while self.window.try_pass_to(position) == Pass::Full {
             if self.stop.load(Ordering::Acquire) {
                 return false;
             }
             self.save_when_due();
-            std::thread::sleep(WINDOW_WAIT);
+            crate::sync::thread::sleep(WINDOW_WAIT);
         }
-        for gap in self.next..position {
-            self.progress.done(gap);
-        }
-        self.next = self.next.max(position);
         true
     }
 
@@ -149,8 +131,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
     /// Saves the low watermark if it moved. A failure is counted and logged; the next interval
     /// tries again.
     pub(crate) fn save_checkpoint(&mut self) {
-        self.front = self.progress.advance(self.front, self.next);
-        let watermark = self.front - 1;
+        let watermark = self.window.watermark();
         if watermark <= self.saved {
             return;
         }
