@@ -5,6 +5,40 @@
 
 pub use crate::internals::{PushError, Ring};
 
+/// The model's clock (`sync::time` under loom): it stands still until a model advances it.
+pub mod clock {
+    use std::time::Duration;
+
+    /// Moves the clock forward by `d`, waking every `park_timeout` whose deadline it passes.
+    pub fn advance(d: Duration) {
+        crate::sync::time::advance(d)
+    }
+
+    /// Back to zero with no timed parkers: call at the start of every model iteration (the
+    /// clock is a static, and statics outlive iterations).
+    pub fn reset() {
+        crate::sync::time::reset()
+    }
+}
+
+/// The supervisor's timer step on `engine`: schedules the shards whose retry is due on the
+/// model's clock (the library's `Scheduler::fire_timers`).
+pub fn fire_timers<H: crate::Handler>(engine: &crate::Engine<H>) {
+    engine.model_fire_timers();
+}
+
+/// Events `engine` has handled so far (its shards' counters only; cheaper in a model's loop than
+/// a full `metrics()` snapshot).
+pub fn processed<H: crate::Handler>(engine: &crate::Engine<H>) -> u64 {
+    engine.model_processed()
+}
+
+/// Worker `index` of `engine` dies between two shards and the supervisor replaces it with a
+/// real spawned thread (the library's `supervisor::replace_worker`).
+pub fn replace_worker<H: crate::Handler>(engine: &crate::Engine<H>, index: usize) {
+    engine.model_replace_worker(index);
+}
+
 /// One worker index's slot (`engine::worker_slot::WorkerSlot`), with stand-in handles that have no
 /// thread behind them, for the replacement-by-epoch model.
 pub struct WorkerSlot(crate::engine::worker_slot::WorkerSlot);
@@ -66,90 +100,14 @@ impl WorkerHandle {
     }
 }
 
-/// The handler of [`Shard`] models: shards are generic over a handler; the scheduling protocol
-/// never calls it.
-#[derive(Debug)]
-struct Unused;
-
-impl crate::Handler for Unused {
-    type Payload = u64;
-    type State = ();
-    type Error = String;
-
-    fn init(&self, _: &crate::StreamId) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn handle(&self, _: &mut (), _: &crate::Event<u64>) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-/// One shard (`engine::shard::Shard`): its ring and scheduling state machine, driven step by
-/// step the way `scheduler::Scheduler::after_push` (producers) and `worker::run_shard` with
-/// `Scheduler::hand_off` (workers) drive it.
-pub struct Shard(crate::engine::shard::Shard<Unused>);
-
-impl std::fmt::Debug for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").field("state", &self.0.state()).finish()
-    }
-}
-
-impl Shard {
-    /// A shard whose ring holds `capacity` events.
-    pub fn new(capacity: usize) -> Shard {
-        Shard(crate::engine::shard::Shard::new(0, capacity, 1).expect("a small ring"))
-    }
-
-    /// Producer side, as `ingress::try_submit` and `Scheduler::after_push`: push, then schedule
-    /// the shard if it was idle. `Ok(true)` means the caller must put the shard on the run
-    /// queue.
-    pub fn submit(&self, value: u64) -> Result<bool, PushError<u64>> {
-        let stream = crate::StreamId::new("s").expect("valid id");
-        match self.0.push(crate::Event::new(stream, value)) {
-            Ok(()) => Ok(self.0.schedule_after_push()),
-            Err(crate::engine::ring::PushError::Full(e)) => Err(PushError::Full(e.into_parts().1)),
-            Err(crate::engine::ring::PushError::Closed(e)) => Err(PushError::Closed(e.into_parts().1)),
-        }
-    }
-
-    /// Worker side, as `worker::run_shard` after popping the shard from the run queue: take the
-    /// run (the `ShardRun` token), drain the ring through the shard's core (loom checks that no
-    /// two threads are inside it at once), go idle with the re-check, and run again while the
-    /// re-check re-takes it. Returns the values taken.
-    pub fn run(&self) -> Vec<u64> {
-        let mut taken = Vec::new();
-        let mut run = self.0.begin_run().expect("popped from the run queue: Scheduled");
-        loop {
-            run.with(|core, ring| {
-                while let Some(event) = ring.pop() {
-                    core.rng = core.rng.wrapping_add(1); // a write inside the core
-                    taken.push(event.into_parts().1);
-                }
-            });
-            match run.go_idle() {
-                Some(again) => run = again,
-                None => return taken,
-            }
-        }
-    }
-
-    /// Whether the shard is idle with an event in its ring: an event stranded by a lost
-    /// wake-up (meaningful once every producer and worker is done).
-    pub fn stranded(&self) -> bool {
-        self.0.state() == crate::engine::shard::ShardState::Idle && self.0.queued() > 0
-    }
-}
-
 /// The pipeline's done-flag window (`pipeline::progress::Progress`).
-#[derive(Debug)]
-pub struct Progress(crate::pipeline::progress::Progress);
+#[derive(Debug, Clone)]
+pub struct Progress(std::sync::Arc<crate::pipeline::progress::Progress>);
 
 impl Progress {
     /// A window of `window` positions (rounded up to a power of two).
     pub fn new(window: usize) -> Progress {
-        Progress(crate::pipeline::progress::Progress::new(window))
+        Progress(std::sync::Arc::new(crate::pipeline::progress::Progress::new(window)))
     }
 
     /// How many positions the window holds.
@@ -165,5 +123,33 @@ impl Progress {
     /// The pipeline thread moves the front over done positions below `end`.
     pub fn advance(&self, front: u64, end: u64) -> u64 {
         self.0.advance(front, end)
+    }
+
+    /// The reader thread's side over these flags, after `checkpoint`.
+    pub fn reader(&self, checkpoint: u64) -> Window {
+        Window(crate::pipeline::progress::Window::new(self.0.clone(), checkpoint))
+    }
+}
+
+/// The pipeline reader's window (`pipeline::progress::Window`): what it submitted, the gaps it
+/// passed, the jump over a gap wider than the window.
+#[derive(Debug)]
+pub struct Window(crate::pipeline::progress::Window);
+
+impl Window {
+    /// Makes `position` the next to submit if it fits (marking the gaps before it done);
+    /// `false` while the window is full.
+    pub fn try_pass_to(&mut self, position: u64) -> bool {
+        self.0.try_pass_to(position) == crate::pipeline::progress::Pass::Ready
+    }
+
+    /// `position` was submitted.
+    pub fn submitted(&mut self, position: u64) {
+        self.0.submitted(position);
+    }
+
+    /// The low watermark: every position up to it is done (or a gap).
+    pub fn watermark(&mut self) -> u64 {
+        self.0.watermark()
     }
 }

@@ -198,6 +198,35 @@ impl<H: Handler> Engine<H> {
     }
 }
 
+/// What the supervisor does, one step at a time, for loom models (which run without the
+/// supervisor thread: its loop would multiply every model's interleavings). Each runs the
+/// library's own function.
+#[cfg(humpyard_loom)]
+impl<H: Handler> Engine<H> {
+    /// The supervisor's timer step: schedules the shards waiting for a retry that is due on
+    /// the model's clock.
+    pub(crate) fn model_fire_timers(&self) {
+        let now = self.shared.clock().now();
+        self.shared.scheduler().fire_timers(self.shared.shards(), now);
+    }
+
+    /// Worker `index` dies between two shards (its thread is told to exit, as a thread whose
+    /// handle lost the installation race is), and the supervisor replaces it: joins it, starts
+    /// a thread with the next epoch and installs it in place of exactly the handle it saw.
+    pub(crate) fn model_replace_worker(&self, index: usize) {
+        let seen = self.shared.workers()[index].handle();
+        seen.retired.store(true, crate::sync::Ordering::Release);
+        seen.thread.unpark();
+        supervisor::replace_worker(&self.shared, index, &seen);
+    }
+
+    /// Events handled so far, read from the shards' counters only (a full `metrics()` snapshot
+    /// loads every counter: in a model's loop, every load is a scheduling point).
+    pub(crate) fn model_processed(&self) -> u64 {
+        self.shared.shards().iter().map(|s| s.stats().processed.get()).sum()
+    }
+}
+
 impl<H: Handler> EngineBuilder<H> {
     /// Validates the settings and starts the worker threads and the supervisor.
     ///

@@ -7,8 +7,8 @@
 //!   new events (R-RES-2; the shard's runner does the reaping, so it cannot race dispatch);
 //! - reports handler calls that have run past the slow-handler threshold (R-FT-3).
 //!
-//! Between ticks it sleeps until the next tick or the next retry timer, whichever is first; a
-//! new timer unparks it.
+//! It fires due retry timers on every wake-up. Between ticks it sleeps until the next tick or the
+//! next retry timer, whichever is first; a new timer unparks it.
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::hooks::{PanicSite, SlowHandler};
 use super::lifecycle::mark_engine_thread;
 use super::shared::Shared;
 use super::worker;
+use super::worker_slot::WorkerHandle;
 use crate::pause::{self, PausePoint};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::Arc as StdArc;
@@ -80,24 +81,29 @@ fn replace_dead_workers<H: Handler>(shared: &StdArc<Shared<H>>) {
     }
     for (index, slot) in shared.workers().iter().enumerate() {
         let seen = slot.handle();
-        if !seen.is_finished() {
-            continue;
+        if seen.is_finished() {
+            replace_worker(shared, index, &seen);
         }
-        // Reap the dead thread; its panic was already printed by the panic hook.
-        if let Some(join) = seen.join.lock().take() {
-            let _ = join.join();
+    }
+}
+
+/// Replaces worker `index`, whose thread (`seen`, the handle the caller inspected) has ended:
+/// joins it, starts a thread with the next epoch and installs it in place of exactly `seen`.
+pub(crate) fn replace_worker<H: Handler>(shared: &StdArc<Shared<H>>, index: usize, seen: &StdArc<WorkerHandle>) {
+    // Reap the dead thread; its panic was already printed by the panic hook.
+    if let Some(join) = seen.join.lock().take() {
+        let _ = join.join();
+    }
+    match worker::spawn(shared, index, seen.epoch + 1) {
+        Ok(fresh) => {
+            pause::point(PausePoint::BeforeInstall);
+            if shared.workers()[index].install(seen, StdArc::new(fresh)) {
+                shared.stats().workers_replaced.incr();
+                log::error!(worker = index, epoch = seen.epoch + 1; "humpyard replaced a dead worker thread");
+            }
         }
-        match worker::spawn(shared, index, seen.epoch + 1) {
-            Ok(fresh) => {
-                pause::point(PausePoint::BeforeInstall);
-                if slot.install(&seen, StdArc::new(fresh)) {
-                    shared.stats().workers_replaced.incr();
-                    log::error!(worker = index, epoch = seen.epoch + 1; "humpyard replaced a dead worker thread");
-                }
-            }
-            Err(error) => {
-                log::error!(worker = index, error:? = error; "humpyard could not replace a dead worker; will retry");
-            }
+        Err(error) => {
+            log::error!(worker = index, error:? = error; "humpyard could not replace a dead worker; will retry");
         }
     }
 }
