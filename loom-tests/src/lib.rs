@@ -44,18 +44,70 @@ pub fn id(s: &str) -> StreamId {
 pub const FOREVER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// An engine for a model: `workers` workers, `shards` shards of `capacity`, `max_attempts`
-/// attempts per event, and no supervisor thread (models of it are separate).
+/// attempts per event, and no supervisor thread (models drive its steps themselves, through
+/// `loom_api::fire_timers` and `loom_api::replace_worker`). Resets the model's clock: call it
+/// first in a model's body.
 pub fn engine(workers: usize, shards: usize, capacity: usize, max_attempts: u32) -> Arc<Engine<EvenOk>> {
-    Arc::new(
-        Engine::builder(EvenOk)
-            .workers(workers)
+    engine_with(EvenOk, |b| {
+        b.workers(workers)
             .shards(shards)
             .shard_capacity(capacity)
             .max_attempts(max_attempts)
+    })
+}
+
+/// An engine running `handler` with the settings `settings` makes, no supervisor thread, and
+/// the model's clock reset (see [`engine`]).
+pub fn engine_with<H: Handler>(
+    handler: H,
+    settings: impl FnOnce(humpyard::EngineBuilder<H>) -> humpyard::EngineBuilder<H>,
+) -> Arc<Engine<H>> {
+    humpyard::loom_api::clock::reset();
+    Arc::new(
+        settings(Engine::builder(handler))
             .without_supervisor()
             .start()
             .expect("valid configuration"),
     )
+}
+
+/// Fails the first attempt of payload 1 (`Err`), handles everything else: an event that waits
+/// for one retry.
+#[derive(Debug, Clone, Copy)]
+pub struct FailsOnce;
+
+impl Handler for FailsOnce {
+    type Payload = u64;
+    type State = u64;
+    type Error = String;
+
+    fn init(&self, _: &StreamId) -> Result<u64, String> {
+        Ok(0)
+    }
+
+    fn handle(&self, calls: &mut u64, event: &Event<u64>) -> Result<(), String> {
+        *calls += 1;
+        if *event.payload() == 1 && *calls == 1 {
+            return Err("first attempt".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// An engine of 1 worker and 1 shard of 2 running [`FailsOnce`] with two attempts an event and
+/// a 10 ms backoff, the model's clock reset, and event 1 submitted to stream `a`: its first
+/// attempt fails and it waits for its retry (5 to 10 ms on the model's clock).
+pub fn engine_with_a_retry() -> Arc<Engine<FailsOnce>> {
+    let engine = engine_with(FailsOnce, |b| {
+        b.workers(1)
+            .shards(1)
+            .shard_capacity(2)
+            .max_attempts(2)
+            .retry_backoff(std::time::Duration::from_millis(10))
+            .retry_backoff_max(std::time::Duration::from_millis(10))
+    });
+    engine.try_submit(Event::new(id("a"), 1)).expect("room");
+    engine
 }
 
 /// Spawns a model thread, then yields, so loom keeps exploring (tokio-rs/loom#392).

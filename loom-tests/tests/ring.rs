@@ -115,3 +115,49 @@ fn shared_pop_takes_each_element_once() {
         assert_eq!(all, vec![1, 2]);
     });
 }
+
+/// A ring of capacity 1 across three laps: a producer pushes 0, 1, 2 (trying again when it is
+/// full) while a consumer takes them; each slot's stamp goes round three times, and every
+/// element arrives once, in order (the doubled stamps keep "full" and "free" apart even at
+/// capacity 1).
+#[test]
+fn capacity_one_across_laps() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::new(1));
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                for n in 0u64..3 {
+                    let mut value = n;
+                    loop {
+                        match ring.push(value) {
+                            Ok(()) => break,
+                            Err(PushError::Full(v)) => {
+                                value = v;
+                                thread::yield_now();
+                            }
+                            Err(PushError::Closed(_)) => unreachable!("never closed"),
+                        }
+                    }
+                }
+            })
+        };
+        let consumer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut taken = Vec::new();
+                while taken.len() < 3 {
+                    // SAFETY: this thread is the ring's only consumer.
+                    match unsafe { ring.pop_exclusive() } {
+                        Some(v) => taken.push(v),
+                        None => thread::yield_now(),
+                    }
+                }
+                taken
+            })
+        };
+        producer.join().unwrap();
+        assert_eq!(consumer.join().unwrap(), vec![0, 1, 2]);
+        assert_eq!(ring.accepted(), 3);
+    });
+}

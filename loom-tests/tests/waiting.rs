@@ -3,13 +3,13 @@
 //!
 //! Proves (R-BP-2, R-CONC-1): a parked producer is always woken when room appears, and when the
 //! engine closes; no wake-up is lost. A lost wake-up leaves the producer parked forever, which
-//! loom reports as a deadlock (a model's clock never reaches a deadline).
-//! Bound: LOOM_MAX_PREEMPTIONS=3 for both models (6 s and 43 s on the 2-core machine,
-//! 2026-11-23).
+//! loom reports as a deadlock (the model's clock moves only when a model moves it).
+//! Bound: LOOM_MAX_PREEMPTIONS=3 for the three models (242 s in all on the 2-core machine,
+//! 2026-12-02; the timed waiters' model takes most of it).
 #![cfg(humpyard_loom)]
 
-use humpyard::{Engine, Event, Handler, StreamId, SubmitError};
-use humpyard_loom_tests::{engine, id, spawn, FOREVER};
+use humpyard::{Event, Handler, StreamId, SubmitError};
+use humpyard_loom_tests::{engine, engine_with, id, spawn, FOREVER};
 use loom::sync::{Arc, Condvar, Mutex};
 
 /// The second submit finds the ring full until the worker takes the first event.
@@ -38,20 +38,32 @@ fn waiting_producer_is_woken_by_freed_room() {
 /// A gate the handler waits at while handling event 0, opened by the producer.
 #[derive(Debug, Default)]
 struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
+    /// (the handler has reached the gate, the gate is open)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
 }
 
 impl Gate {
     fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
     }
 
+    /// The handler's side: says it has arrived, then waits for the gate to open.
     fn wait(&self) {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.opened.wait(open).unwrap();
+        let mut state = self.state.lock().unwrap();
+        state.0 = true;
+        self.changed.notify_all();
+        while !state.1 {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+
+    /// Waits until the handler has reached the gate (it has taken event 0 from the ring).
+    fn reached(&self) {
+        let mut state = self.state.lock().unwrap();
+        while !state.0 {
+            state = self.changed.wait(state).unwrap();
         }
     }
 }
@@ -84,15 +96,7 @@ impl Handler for HeldAtGate {
 fn waiting_producer_is_woken_by_close() {
     loom::model(|| {
         let gate = Arc::new(Gate::default());
-        let engine = Arc::new(
-            Engine::builder(HeldAtGate(gate.clone()))
-                .workers(1)
-                .shards(1)
-                .shard_capacity(1)
-                .without_supervisor()
-                .start()
-                .expect("valid configuration"),
-        );
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
         let producer = {
             let engine = engine.clone();
             spawn(move || {
@@ -121,5 +125,44 @@ fn waiting_producer_is_woken_by_close() {
             (m.accepted, m.processed, m.rejected),
             (accepted, accepted, 3 - accepted)
         );
+    });
+}
+
+/// Two producers wait for room, A with a short timeout, B with none; the model's clock passes
+/// A's deadline while the worker frees room. Whoever the worker wakes, nobody stays parked
+/// beside free room: if A is woken just as its deadline passes and leaves without the room, it
+/// passes the wake-up on to B (`Waiters::leave`). A lost wake-up leaves B parked forever, which
+/// loom reports as a deadlock. Bound: LOOM_MAX_PREEMPTIONS=3.
+#[test]
+fn a_timed_waiter_leaving_passes_its_wake_up_on() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        // The worker holds event 0 at the gate; event 1 fills the ring. (A producer that waited
+        // for event 1's room would be woken only when the held run ends: a run wakes waiting
+        // producers as it hands off, `Scheduler::hand_off`.)
+        engine.try_submit(Event::new(id("a"), 0)).expect("room");
+        gate.reached();
+        engine
+            .try_submit(Event::new(id("a"), 1))
+            .expect("room: event 0 left the ring");
+        let a = {
+            let engine = engine.clone();
+            spawn(move || engine.submit_timeout(Event::new(id("a"), 2), std::time::Duration::from_millis(10)))
+        };
+        let b = {
+            let engine = engine.clone();
+            spawn(move || engine.submit_timeout(Event::new(id("a"), 3), FOREVER))
+        };
+        humpyard::loom_api::clock::advance(std::time::Duration::from_millis(10));
+        gate.open();
+        let a = a.join().unwrap();
+        assert!(b.join().unwrap().is_ok(), "B gets in once room is free");
+        assert!(matches!(a, Ok(()) | Err(SubmitError::Timeout(_))), "{a:?}");
+        let report = engine.shutdown(FOREVER);
+        let m = engine.metrics();
+        let accepted = 3 + u64::from(a.is_ok());
+        assert!(report.unprocessed.is_empty());
+        assert_eq!((m.accepted, m.processed), (accepted, accepted));
     });
 }
