@@ -359,6 +359,26 @@ fn appenders_sharing_streams_in_opposite_orders_never_deadlock() {
     assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), 8 * 15 * 12);
 }
 
+/// Waits until `schema`'s events have drawn position `position` (sequences are not
+/// transactional: a draw shows before its transaction ends).
+fn wait_until_drawn(sql: &mut postgres::Client, schema: &str, position: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let drawn: Option<i64> = sql
+            .query_one(
+                "select last_value from pg_sequences where schemaname = $1 and sequencename like 'events_position%'",
+                &[&schema],
+            )
+            .unwrap()
+            .get(0);
+        if drawn == Some(position) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "position {position} was never drawn");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Reads three events through a subscription, in the order it delivers them.
 fn three_in_order(store: &Arc<PgEventStore>) -> Vec<(u64, String)> {
     let mut sub = Subscription::new(store.clone(), 0, SubscriptionConfig::default());
@@ -407,22 +427,8 @@ fn a_row_whose_write_lags_its_position_is_waited_for() {
         tx.commit().unwrap();
         position
     });
-    // Wait until the tool's row has drawn position 2 (sequences are not transactional).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let drawn: Option<i64> = sql
-            .query_one(
-                "select last_value from pg_sequences where schemaname = $1 and sequencename like 'events_position%'",
-                &[&schema],
-            )
-            .unwrap()
-            .get(0);
-        if drawn == Some(2) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the tool drew no position");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // Wait until the tool's row has drawn position 2.
+    wait_until_drawn(&mut sql, &schema, 2);
     assert_eq!(
         store
             .append(&sid("after"), ExpectedVersion::Any, vec![ev(2)])
@@ -471,4 +477,44 @@ fn a_gap_is_passed_only_once_xmin_reaches_the_drawn_id() {
         })
         .collect();
     assert_eq!(rest, [2, 3]);
+}
+
+// proves R-PG-4 (a loser burns no position), with the overlap forced: the first append of a
+// stream is held inside its insert (a test trigger sleeps on its row, after its position is
+// drawn) while a second append to the stream, with the same expectation, starts. The second
+// waits for the first's stream lock, then fails with WrongExpectedVersion before drawing a
+// position; without per-stream serialisation it would probe before the first commits, insert,
+// meet the first's row in the unique index, and burn the position it drew.
+#[test]
+fn a_same_stream_loser_waits_for_the_winner_and_burns_no_position() {
+    let (store, schema) = postgres(4);
+    let mut sql = connect();
+    // The schema name is this test's own, quoted; no value is spliced.
+    sql.batch_execute(&format!(
+        "create function \"{schema}\".slow_row() returns trigger language plpgsql as $f$ \
+         begin if new.event_type = 'slow' then perform pg_sleep(0.5); end if; return new; end $f$; \
+         create trigger slow_row before insert on \"{schema}\".events \
+         for each row execute function \"{schema}\".slow_row();"
+    ))
+    .unwrap();
+    let first = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.append(
+                &sid("s"),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new("slow", json!({}))],
+            )
+        })
+    };
+    // Wait until the first append has drawn its position (it sleeps in its insert now).
+    wait_until_drawn(&mut sql, &schema, 1);
+    let second = store.append(&sid("s"), ExpectedVersion::NoStream, vec![ev(2)]);
+    assert!(
+        matches!(second, Err(StoreError::WrongExpectedVersion { actual: Some(0), .. })),
+        "{second:?}"
+    );
+    assert_eq!(first.join().unwrap().unwrap().first_position, 1);
+    let next = store.append(&sid("other"), ExpectedVersion::Any, vec![ev(3)]).unwrap();
+    assert_eq!(next.first_position, 2, "the loser burnt a position");
 }
