@@ -27,6 +27,19 @@ fn produce(engine: &humpyard::Engine<humpyard_loom_tests::EvenOk>, values: &[u64
         .count() as u64
 }
 
+/// Shuts `engine` down without a deadline: the drain ends (no event stranded) and each of the
+/// `accepted` events was handled exactly once.
+fn drains_every_accepted_event(engine: &humpyard::Engine<humpyard_loom_tests::EvenOk>, accepted: u64) {
+    let report = engine.shutdown(FOREVER);
+    let m = engine.metrics();
+    assert!(report.unprocessed.is_empty() && !report.deadline_exceeded);
+    assert_eq!(
+        (m.accepted, m.processed),
+        (accepted, accepted),
+        "every accepted event handled once"
+    );
+}
+
 /// Two producers race one worker going idle.
 #[test]
 fn producers_racing_a_worker_going_idle() {
@@ -40,14 +53,7 @@ fn producers_racing_a_worker_going_idle() {
             })
             .collect();
         let accepted: u64 = producers.into_iter().map(|p| p.join().unwrap()).sum();
-        let report = engine.shutdown(FOREVER);
-        let m = engine.metrics();
-        assert!(report.unprocessed.is_empty() && !report.deadline_exceeded);
-        assert_eq!(
-            (m.accepted, m.processed),
-            (accepted, accepted),
-            "every accepted event handled once"
-        );
+        drains_every_accepted_event(&engine, accepted);
     });
 }
 
@@ -61,13 +67,6 @@ fn two_workers_never_run_one_shard_together() {
             spawn(move || produce(&engine, &[0, 2]))
         };
         let accepted = producer.join().unwrap();
-        let report = engine.shutdown(FOREVER);
-        let m = engine.metrics();
-        assert!(report.unprocessed.is_empty() && !report.deadline_exceeded);
-        assert_eq!(
-            (m.accepted, m.processed),
-            (accepted, accepted),
-            "every accepted event handled once"
-        );
+        drains_every_accepted_event(&engine, accepted);
     });
 }
