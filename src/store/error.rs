@@ -46,6 +46,9 @@ pub enum StoreError {
     Contention(BackendError),
     /// The schema breaks a rule gap-safe reading rests on; see [`Precondition`].
     Precondition(Precondition),
+    /// This store does not implement the operation named (a trait method left at its
+    /// default); both of humpyard's stores implement every one.
+    Unsupported(&'static str),
 }
 
 /// A rule of the events table that gap-safe reading rests on, found broken when a store
@@ -164,6 +167,7 @@ impl fmt::Display for StoreError {
             StoreError::Precondition(Precondition::XactIdTriggerDisabled) => {
                 f.write_str("the events table's draw_xact_id trigger is disabled or missing")
             }
+            StoreError::Unsupported(operation) => write!(f, "this store does not support {operation}"),
         }
     }
 }
@@ -209,6 +213,7 @@ impl StoreError {
                 reason: *reason,
             },
             StoreError::Precondition(p) => StoreError::Precondition(p.clone()),
+            StoreError::Unsupported(operation) => StoreError::Unsupported(operation),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the last position and `read_all` never has a gap to wait for. Memory grows with the log;
 //! nothing is persisted. Examples and the perf tool use it when no database is given.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::watch::Signal;
 use super::{
-    check_subscriber, AppendWatch, Appended, EventStore, ExpectedVersion, InvalidInput, NewEvent, RecordedEvent,
-    StoreError,
+    check_subscriber, AppendWatch, Appended, EventFilter, EventStore, ExpectedVersion, FilteredRead, InvalidInput,
+    NewEvent, ParkedEvent, RecordedEvent, Snapshot, StoreError,
 };
 use crate::sync::Mutex;
 use crate::StreamId;
@@ -35,7 +35,13 @@ struct Log {
     ids: HashMap<Uuid, u64>,
     /// Each append's first position and last position (to recognise a retried append).
     appends: HashMap<u64, u64>,
-    checkpoints: HashMap<String, u64>,
+    /// Each subscriber's checkpoint, by (subscriber, partition); partition 0 for a subscriber
+    /// that is not partitioned.
+    checkpoints: HashMap<(String, u32), u64>,
+    /// Parked events by (subscriber, position).
+    parked: BTreeMap<(String, u64), ParkedEvent>,
+    /// Snapshots by (subscriber, stream, state version), then by version.
+    snapshots: HashMap<(String, StreamId, u32), BTreeMap<u64, serde_json::Value>>,
 }
 
 impl InMemoryStore {
@@ -179,16 +185,114 @@ impl EventStore for InMemoryStore {
 
     fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
         check_subscriber(subscriber)?;
-        Ok(self.log.lock().checkpoints.get(subscriber).copied())
+        Ok(self.log.lock().checkpoints.get(&(subscriber.to_owned(), 0)).copied())
     }
 
     fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
         check_subscriber(subscriber)?;
         let mut log = self.log.lock();
-        let saved = log.checkpoints.entry(subscriber.to_owned()).or_insert(position);
+        let saved = log.checkpoints.entry((subscriber.to_owned(), 0)).or_insert(position);
         // Never back: a late, stale save changes nothing.
         *saved = (*saved).max(position);
         Ok(())
+    }
+
+    fn reset_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        check_subscriber(subscriber)?;
+        self.log.lock().checkpoints.insert((subscriber.to_owned(), 0), position);
+        Ok(())
+    }
+
+    fn read_all_filtered(&self, after: u64, max: usize, filter: &EventFilter) -> Result<FilteredRead, StoreError> {
+        let log = self.log.lock();
+        let from = usize::try_from(after).unwrap_or(usize::MAX).min(log.events.len());
+        let looked = &log.events[from..log.events.len().min(from.saturating_add(max))];
+        Ok(FilteredRead {
+            events: looked.iter().filter(|e| filter.passes_event(e)).cloned().collect(),
+            passed: looked.last().map_or(after, |e| e.position),
+        })
+    }
+
+    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+        check_subscriber(&event.subscriber)?;
+        if event.message.contains('\0') {
+            return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
+        }
+        self.log
+            .lock()
+            .parked
+            .insert((event.subscriber.clone(), event.position), event.clone());
+        Ok(())
+    }
+
+    fn parked(
+        &self,
+        subscriber: &str,
+        stream: Option<&StreamId>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        check_subscriber(subscriber)?;
+        let log = self.log.lock();
+        let from = (subscriber.to_owned(), after.saturating_add(1));
+        Ok(log
+            .parked
+            .range(from..)
+            .take_while(|((s, _), _)| s == subscriber)
+            .map(|(_, p)| p)
+            .filter(|p| stream.map_or(true, |s| *s == p.stream))
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, StoreError> {
+        check_subscriber(subscriber)?;
+        Ok(self
+            .log
+            .lock()
+            .parked
+            .remove(&(subscriber.to_owned(), position))
+            .is_some())
+    }
+
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        check_subscriber(&snapshot.subscriber)?;
+        let key = (
+            snapshot.subscriber.clone(),
+            snapshot.stream.clone(),
+            snapshot.state_version,
+        );
+        self.log
+            .lock()
+            .snapshots
+            .entry(key)
+            .or_default()
+            .insert(snapshot.version, snapshot.data.clone());
+        Ok(())
+    }
+
+    fn load_snapshot(
+        &self,
+        subscriber: &str,
+        stream: &StreamId,
+        state_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        check_subscriber(subscriber)?;
+        let log = self.log.lock();
+        let key = (subscriber.to_owned(), stream.clone(), state_version);
+        Ok(log
+            .snapshots
+            .get(&key)
+            .and_then(|by_version| by_version.range(..=at_most).next_back())
+            .map(|(&version, data)| Snapshot {
+                subscriber: subscriber.to_owned(),
+                stream: stream.clone(),
+                state_version,
+                version,
+                data: data.clone(),
+            }))
     }
 
     fn watch(&self) -> Box<dyn AppendWatch> {

@@ -29,17 +29,23 @@
 //!   error, never text spliced into a query (R-SEC-1).
 
 mod error;
+mod filter;
 mod memory;
+mod parked;
 mod postgres;
+mod snapshot;
 mod subscription;
 mod types;
 mod watch;
 
 pub use error::{BackendError, InvalidInput, Precondition, StoreError};
+pub use filter::{EventFilter, FilteredRead};
 pub use memory::InMemoryStore;
+pub use parked::{ParkKind, ParkedEvent};
 #[cfg(feature = "testing")]
 pub(crate) use postgres::migrate_schema_to;
 pub use postgres::{Claim, PgEventStore, PgStoreConfig, SessionSettings};
+pub use snapshot::Snapshot;
 pub use subscription::{Subscription, SubscriptionConfig};
 pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent};
 pub use watch::AppendWatch;
@@ -106,6 +112,103 @@ pub trait EventStore: Send + Sync {
     ///
     /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors.
     fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError>;
+
+    /// Moves `subscriber`'s checkpoint to `position`, backwards too: the one way to rewind a
+    /// subscriber (to rebuild a projection). Call it while no pipeline of that subscriber
+    /// runs: a running one saves its own watermark over it. Parked events stay parked.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors.
+    fn reset_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        let _ = (subscriber, position);
+        Err(StoreError::Unsupported("reset_checkpoint"))
+    }
+
+    /// Like [`read_all`](Self::read_all), but looks at up to `max` events and returns only
+    /// those `filter` passes, with the position it read up to ([`FilteredRead::passed`]):
+    /// positions left out still count as passed. Gap detection is unchanged: a read never
+    /// passes a position that may yet commit, filtered out or not. The default filters the
+    /// results of `read_all`; stores override it to filter in the server.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_all`](Self::read_all).
+    fn read_all_filtered(&self, after: u64, max: usize, filter: &EventFilter) -> Result<FilteredRead, StoreError> {
+        let events = self.read_all(after, max)?;
+        let passed = events.last().map_or(after, |e| e.position);
+        Ok(FilteredRead {
+            events: events.into_iter().filter(|e| filter.passes_event(e)).collect(),
+            passed,
+        })
+    }
+
+    /// Parks `event` for its subscriber, or, if that position is parked already, updates its
+    /// attempts, kind, message and time (a replay that failed again).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors;
+    /// [`StoreError::Unsupported`] from a store without parking.
+    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+        let _ = event;
+        Err(StoreError::Unsupported("park"))
+    }
+
+    /// Up to `max` of `subscriber`'s parked events with position greater than `after`, in
+    /// position order; only `stream`'s if given.
+    ///
+    /// # Errors
+    ///
+    /// As [`park`](Self::park).
+    fn parked(
+        &self,
+        subscriber: &str,
+        stream: Option<&StreamId>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        let _ = (subscriber, stream, after, max);
+        Err(StoreError::Unsupported("parked"))
+    }
+
+    /// Removes `subscriber`'s parked event at `position`; whether it was parked.
+    ///
+    /// # Errors
+    ///
+    /// As [`park`](Self::park).
+    fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, StoreError> {
+        let _ = (subscriber, position);
+        Err(StoreError::Unsupported("unpark"))
+    }
+
+    /// Stores `snapshot`, replacing one with the same key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors;
+    /// [`StoreError::Unsupported`] from a store without snapshots.
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let _ = snapshot;
+        Err(StoreError::Unsupported("save_snapshot"))
+    }
+
+    /// The newest snapshot of `stream` for `subscriber` with this `state_version` whose
+    /// `version` is at most `at_most`.
+    ///
+    /// # Errors
+    ///
+    /// As [`save_snapshot`](Self::save_snapshot).
+    fn load_snapshot(
+        &self,
+        subscriber: &str,
+        stream: &StreamId,
+        state_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = (subscriber, stream, state_version, at_most);
+        Err(StoreError::Unsupported("load_snapshot"))
+    }
 
     /// A watch that wakes when an append may have committed, for readers that wait for new
     /// events. The default gives no hints (it sleeps; readers poll).
