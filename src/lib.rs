@@ -57,8 +57,8 @@ pub mod internals;
 pub mod loom_api;
 
 pub use engine::{
-    ConfigError, DeadLetter, Engine, EngineBuilder, Failure, Metrics, PanicReport, PanicSite, Removal, ShutdownReport,
-    SlowHandler, SubmitError,
+    ConfigError, DeadLetter, Engine, EngineBuilder, EngineConfig, Failure, Metrics, PanicReport, PanicSite, Removal,
+    ShutdownReport, SlowHandler, SubmitError,
 };
 pub use event::Event;
 pub use handler::Handler;

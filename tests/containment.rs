@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, quiet_planned_panics, sid};
-use humpyard::pipeline::Pipeline;
+use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent};
-use humpyard::{Engine, Event, Handler, Metrics, StreamId};
+use humpyard::{Engine, EngineConfig, Event, Handler, Metrics, StreamId};
 use serde_json::json;
 
 /// An error whose `Display` or `Drop` panics.
@@ -220,17 +220,16 @@ struct FailsAt {
     handled: Arc<AtomicU64>,
 }
 
-impl Handler for FailsAt {
-    type Payload = RecordedEvent;
+impl StreamHandler for FailsAt {
     type State = ();
     type Error = Loud;
 
-    fn init(&self, _: &StreamId) -> Result<(), Loud> {
-        Ok(())
-    }
+    fn init(&self, _: &StreamId) {}
 
-    fn handle(&self, _: &mut (), event: &Event<RecordedEvent>) -> Result<(), Loud> {
-        if event.payload().position == self.position {
+    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
+
+    fn handle(&self, _: &(), event: &RecordedEvent) -> Result<(), Loud> {
+        if event.position == self.position {
             return Err(Loud::InDisplay);
         }
         self.handled.fetch_add(1, Ordering::SeqCst);
@@ -238,8 +237,8 @@ impl Handler for FailsAt {
     }
 }
 
-// proves R-FT-1, R-PG-5: in a pipeline, an error whose Display panics dead-letters its event,
-// and the checkpoint passes it (before, the worker unwound mid-batch, the event vanished and
+// proves R-FT-1, R-PG-5: in a pipeline, an error whose Display panics parks its event (and its
+// stream's later events behind it), and the checkpoint passes them (before, the worker unwound mid-batch, the event vanished and
 // the checkpoint froze below it for good).
 #[test]
 fn a_pipeline_checkpoint_passes_an_event_whose_errors_display_panics() {
@@ -255,12 +254,13 @@ fn a_pipeline_checkpoint_passes_an_event_whose_errors_display_panics() {
     };
     let pipeline = Pipeline::builder(store.clone(), "fails-at-2", handler)
         .checkpoint_interval(Duration::from_millis(5))
-        .engine(|engine| engine.workers(1).max_attempts(1))
+        .engine(EngineConfig::default().workers(1))
+        .max_attempts(1)
         .start()
         .unwrap();
     eventually("the checkpoint passes position 2", || pipeline.stats().checkpoint >= 5);
     let report = pipeline.shutdown(Duration::from_secs(5));
     assert_eq!(report.checkpoint, 5);
-    assert_eq!((report.stats.handled, report.stats.dead_lettered), (4, 1));
-    assert_eq!(handled.load(Ordering::SeqCst), 4);
+    assert_eq!((report.stats.handled, report.stats.parked), (1, 4));
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
 }

@@ -1,6 +1,6 @@
 //! The pipeline (`humpyard::pipeline`): store -> engine with a durable checkpoint. Every event
-//! handled, in stream order; the checkpoint never passes an event still in flight; dead letters
-//! count as processed; after a shutdown, a crash (a child process killed with SIGKILL) or a
+//! handled, in stream order; the checkpoint never passes an event still in flight; parked
+//! events count as processed; after a shutdown, a crash (a child process killed with SIGKILL) or a
 //! server restart, nothing is lost and only events after the last checkpoint are handled again
 //! (R-PG-5, R-FT-5).
 
@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use humpyard::pipeline::{Pipeline, PipelineError, PipelineStats};
+use humpyard::pipeline::{Pipeline, PipelineError, PipelineStats, StreamHandler};
+use humpyard::store::ParkKind;
 use humpyard::store::{
     EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent,
     SubscriptionConfig,
 };
 use humpyard::testing::ThrowawayPostgres;
-use humpyard::{Event, Handler, StreamId};
+use humpyard::{EngineConfig, StreamId};
 use serde_json::json;
 use store::probed::ProbedStore;
 use store::server;
@@ -51,17 +52,15 @@ impl Recorder {
     }
 }
 
-impl Handler for Recorder {
-    type Payload = RecordedEvent;
+impl StreamHandler for Recorder {
     type State = ();
     type Error = String;
 
-    fn init(&self, _: &StreamId) -> Result<(), String> {
-        Ok(())
-    }
+    fn init(&self, _: &StreamId) {}
 
-    fn handle(&self, _: &mut (), event: &Event<RecordedEvent>) -> Result<(), String> {
-        let e = event.payload();
+    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
+
+    fn handle(&self, _: &(), e: &RecordedEvent) -> Result<(), String> {
         if e.position == self.gate_at {
             while !self.gate.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -154,7 +153,7 @@ fn every_event_once_in_stream_order(store: Arc<dyn EventStore>) {
     let pipeline = Pipeline::builder(store.clone(), "counter", Recorder::new(seen.clone()))
         .checkpoint_interval(Duration::from_millis(50))
         .subscription(quick_subscription())
-        .engine(|b| b.workers(2).shards(8).shard_capacity(64))
+        .engine(EngineConfig::default().workers(2).shards(8).shard_capacity(64))
         .start()
         .unwrap();
     let last = append_numbered(&*store, 1500, 1500, 40);
@@ -251,7 +250,7 @@ fn the_checkpoint_waits_for_an_event_still_in_flight() {
     handler.gate = gate.clone();
     let pipeline = Pipeline::builder(store.clone(), "gated", handler)
         .checkpoint_interval(Duration::from_millis(20))
-        .engine(|b| b.workers(2).shards(64))
+        .engine(EngineConfig::default().workers(2).shards(64))
         .start()
         .unwrap();
     // Opens the gate if an assertion fails, so that dropping the pipeline can drain it.
@@ -389,9 +388,10 @@ fn the_window_is_not_jumped_while_an_event_before_the_gap_is_in_flight() {
     assert_eq!(positions, [1, 21]);
 }
 
-// proves R-FT-5: dead-lettered events are reported (hook and counter) and count as processed
+// proves R-FT-5: an event that fails its last attempt is parked (hook, counter, store) with
+// every later event of its stream behind it, and parked events count as processed
 #[test]
-fn dead_letters_are_reported_and_count_as_processed() {
+fn failed_events_are_parked_with_their_stream_and_count_as_processed() {
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
     let last = append_numbered(&*store, 0, 300, 10);
     let seen: Seen = Arc::default();
@@ -401,27 +401,43 @@ fn dead_letters_are_reported_and_count_as_processed() {
     let for_hook = letters.clone();
     let pipeline = Pipeline::builder(store.clone(), "picky", handler)
         .checkpoint_interval(Duration::from_millis(20))
-        .engine(|b| b.workers(2).max_attempts(2).retry_backoff(Duration::from_millis(1)))
-        .on_dead_letter(move |letter| for_hook.lock().unwrap().push(letter.event.payload().position))
+        .engine(
+            EngineConfig::default()
+                .workers(2)
+                .retry_backoff(Duration::from_millis(1)),
+        )
+        .max_attempts(2)
+        .on_parked(move |parked| for_hook.lock().unwrap().push((parked.position, parked.kind)))
         .start()
         .unwrap();
     wait_for("the checkpoint to reach the end", Duration::from_secs(30), || {
         pipeline.stats().checkpoint == last
     });
+    let stored = pipeline.parked(0, usize::MAX).unwrap();
     let report = pipeline.shutdown(Duration::from_secs(10));
-    let PipelineStats {
-        handled, dead_lettered, ..
-    } = report.stats;
-    assert_eq!((handled, dead_lettered), (270, 30));
+    let PipelineStats { handled, parked, .. } = report.stats;
+    // Every event of stream s-0 fails: the first is parked for its failure, the other 29
+    // behind it, untried.
+    assert_eq!((handled, parked), (270, 30));
     let mut letters = letters.lock().unwrap().clone();
     letters.sort_unstable();
-    assert_eq!(letters, (0..30).map(|k| k * 10 + 1).collect::<Vec<_>>());
+    let expected: Vec<(u64, ParkKind)> = (0..30)
+        .map(|k| (k * 10 + 1, if k == 0 { ParkKind::Handler } else { ParkKind::Behind }))
+        .collect();
+    assert_eq!(letters, expected);
+    assert_eq!(
+        stored.iter().map(|p| (p.position, p.kind)).collect::<Vec<_>>(),
+        expected,
+        "parked in the store, in position order"
+    );
+    assert_eq!((stored[0].attempts, stored[0].message.as_str()), (2, "event 1 fails"));
+    assert!(seen.lock().unwrap().iter().all(|(stream, _, _)| stream != "s-0"));
 }
 
-// proves R-FT-5 and R-PG-5: the checkpoint passes a dead letter only after the hook has it,
-// so a crash while the hook runs cannot lose it; a hook that panics still lets it pass
+// proves R-FT-5 and R-PG-5: the checkpoint passes a parked event only after it is parked and
+// the hook has it, so a crash meanwhile cannot lose it; a hook that panics still lets it pass
 #[test]
-fn the_checkpoint_passes_a_dead_letter_only_after_its_hook_returns() {
+fn the_checkpoint_passes_a_parked_event_only_after_its_hook_returns() {
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
     let last = append_numbered(&*store, 0, 20, 4);
     let seen: Seen = Arc::default();
@@ -431,15 +447,16 @@ fn the_checkpoint_passes_a_dead_letter_only_after_its_hook_returns() {
     let for_hook = checkpoints_in_hook.clone();
     let pipeline = Pipeline::builder(store.clone(), "slow-letters", handler)
         .checkpoint_interval(Duration::from_millis(1))
-        .engine(|b| b.workers(2).max_attempts(1))
-        .on_dead_letter(move |letter| {
-            let position = letter.event.payload().position;
+        .engine(EngineConfig::default().workers(2))
+        .max_attempts(1)
+        .on_parked(move |parked| {
+            let position = parked.position;
             // Many checkpoint intervals pass while the hook works.
             std::thread::sleep(Duration::from_millis(100));
             let saved = hook_store.load_checkpoint("slow-letters").unwrap().unwrap_or(0);
             for_hook.lock().unwrap().push((position, saved));
             if position == 11 {
-                panic!("the dead-letter sink failed");
+                panic!("the parked-event sink failed");
             }
         })
         .start()
@@ -448,14 +465,16 @@ fn the_checkpoint_passes_a_dead_letter_only_after_its_hook_returns() {
         pipeline.stats().checkpoint == last
     });
     let report = pipeline.shutdown(Duration::from_secs(10));
-    assert_eq!(report.stats.dead_lettered, 2);
+    // n = 0 (s-0) and n = 10 (s-2) fail; s-0's n = 4, 8, 12, 16 and s-2's n = 14, 18 are
+    // parked behind them.
+    assert_eq!((report.stats.parked, report.stats.panics), (8, 1));
     let mut in_hook = checkpoints_in_hook.lock().unwrap().clone();
     in_hook.sort_unstable();
-    assert_eq!(in_hook.len(), 2);
+    assert_eq!(in_hook.len(), 8);
     for (position, saved) in in_hook {
         assert!(
             saved < position,
-            "checkpoint {saved} passed dead letter {position} before its hook returned"
+            "checkpoint {saved} passed parked event {position} before its hook returned"
         );
     }
 }
@@ -587,7 +606,7 @@ fn a_shutdown_without_a_deadline_drains_and_returns() {
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
     let last = append_numbered(&*store, 0, 50, 5);
     let pipeline = Pipeline::builder(store.clone(), "unhurried", Recorder::new(Seen::default()))
-        .engine(|b| b.workers(1))
+        .engine(EngineConfig::default().workers(1))
         .start()
         .unwrap();
     wait_for("every event", Duration::from_secs(30), || {
@@ -607,7 +626,7 @@ fn a_pipeline_shut_down_mid_run_resumes_from_its_checkpoint() {
     handler.pause = Duration::from_micros(500);
     let pipeline = Pipeline::builder(store.clone(), "resumer", handler)
         .checkpoint_interval(Duration::from_millis(20))
-        .engine(|b| b.workers(2).shards(4).shard_capacity(32))
+        .engine(EngineConfig::default().workers(2).shards(4).shard_capacity(32))
         .start()
         .unwrap();
     wait_for("some progress", Duration::from_secs(30), || {
@@ -620,7 +639,7 @@ fn a_pipeline_shut_down_mid_run_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint, report.checkpoint);
     let again: Seen = Arc::default();
     let pipeline = Pipeline::builder(store.clone(), "resumer", Recorder::new(again.clone()))
-        .engine(|b| b.workers(2))
+        .engine(EngineConfig::default().workers(2))
         .start()
         .unwrap();
     wait_for("the rest", Duration::from_secs(30), || {
@@ -652,7 +671,7 @@ fn pipeline_child_process() {
     ));
     let _pipeline = Pipeline::builder(store, "crashy", handler)
         .checkpoint_interval(Duration::from_millis(50))
-        .engine(|b| b.workers(2).shards(4).shard_capacity(64))
+        .engine(EngineConfig::default().workers(2).shards(4).shard_capacity(64))
         .start()
         .unwrap();
     // Until the parent kills this process.
@@ -702,7 +721,7 @@ fn a_pipeline_killed_mid_run_resumes_from_its_checkpoint() {
     let again: Seen = Arc::default();
     let pipeline = Pipeline::builder(store.clone(), "crashy", Recorder::new(again.clone()))
         .subscription(quick_subscription())
-        .engine(|b| b.workers(2))
+        .engine(EngineConfig::default().workers(2))
         .start()
         .unwrap();
     wait_for("the rest", Duration::from_secs(60), || {
@@ -734,7 +753,7 @@ fn a_pipeline_rides_out_a_server_restart() {
     let pipeline = Pipeline::builder(store.clone(), "survivor", Recorder::new(seen.clone()))
         .checkpoint_interval(Duration::from_millis(50))
         .subscription(quick_subscription())
-        .engine(|b| b.workers(2))
+        .engine(EngineConfig::default().workers(2))
         .start()
         .unwrap();
     wait_for("the first events", Duration::from_secs(30), || {

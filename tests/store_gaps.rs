@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use humpyard::pipeline::Pipeline;
+use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::store::{
     EventStore, ExpectedVersion, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent, StoreError, Subscription,
     SubscriptionConfig,
 };
-use humpyard::{Event, Handler, StreamId};
+use humpyard::StreamId;
 use serde_json::json;
 use store::server;
 
@@ -111,17 +111,16 @@ fn an_early_xid_tool_row_does_not_make_the_reader_skip_an_append() {
 /// Records the positions it handles.
 struct Positions(Arc<Mutex<Vec<u64>>>);
 
-impl Handler for Positions {
-    type Payload = RecordedEvent;
+impl StreamHandler for Positions {
     type State = ();
     type Error = String;
 
-    fn init(&self, _: &StreamId) -> Result<(), String> {
-        Ok(())
-    }
+    fn init(&self, _: &StreamId) {}
 
-    fn handle(&self, _: &mut (), event: &Event<RecordedEvent>) -> Result<(), String> {
-        self.0.lock().unwrap().push(event.payload().position);
+    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
+
+    fn handle(&self, _: &(), event: &RecordedEvent) -> Result<(), String> {
+        self.0.lock().unwrap().push(event.position);
         Ok(())
     }
 }

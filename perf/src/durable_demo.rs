@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use humpyard::pipeline::Pipeline;
+use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent};
-use humpyard::{Event, Handler, StreamId};
+use humpyard::{EngineConfig, StreamId};
 use serde_json::json;
 
 /// Items per `append_many` call.
@@ -21,24 +21,25 @@ struct Tally {
     out_of_order: Arc<AtomicU64>,
 }
 
-impl Handler for Tally {
-    type Payload = RecordedEvent;
+impl StreamHandler for Tally {
     /// The stream's next expected version and the sum of its `n`s.
     type State = (u64, u64);
     type Error = String;
 
-    fn init(&self, _: &StreamId) -> Result<(u64, u64), String> {
-        Ok((0, 0))
+    fn init(&self, _: &StreamId) -> (u64, u64) {
+        (0, 0)
     }
 
-    fn handle(&self, state: &mut (u64, u64), event: &Event<RecordedEvent>) -> Result<(), String> {
-        let e = event.payload();
-        // A reaped entity starts again at whatever version comes next.
-        if state.0 != 0 && e.version != state.0 {
-            self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
+    fn apply(&self, state: &mut (u64, u64), e: &RecordedEvent) {
         state.0 = e.version + 1;
         state.1 = state.1.wrapping_add(e.data["n"].as_u64().unwrap_or(0));
+    }
+
+    fn handle(&self, state: &(u64, u64), e: &RecordedEvent) -> Result<(), String> {
+        // The state is the fold of every earlier version, even after a reap.
+        if e.version != state.0 {
+            self.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -71,7 +72,11 @@ pub fn run(o: &DurableOptions) -> bool {
         },
     )
     .checkpoint_interval(Duration::from_millis(100))
-    .engine(move |b| b.workers(workers).idle_timeout(Duration::from_secs(2)))
+    .engine(
+        EngineConfig::default()
+            .workers(workers)
+            .idle_timeout(Duration::from_secs(2)),
+    )
     .start()
     .expect("the pipeline starts");
     let stop = Arc::new(AtomicBool::new(false));

@@ -15,8 +15,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use humpyard::pipeline::Pipeline;
+use humpyard::pipeline::StreamHandler;
 use humpyard::store::{RecordedEvent, SubscriptionConfig};
-use humpyard::{Event, Handler};
 
 use humpyard::store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, PgStoreConfig};
 use humpyard::testing::ThrowawayPostgres;
@@ -180,17 +180,16 @@ fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) 
 /// Counts what the pipeline hands it.
 struct Count(AtomicU64);
 
-impl Handler for Count {
-    type Payload = RecordedEvent;
+impl StreamHandler for Count {
     type State = ();
     type Error = String;
 
-    fn init(&self, _: &StreamId) -> Result<(), String> {
-        Ok(())
-    }
+    fn init(&self, _: &StreamId) {}
 
-    fn handle(&self, _: &mut (), event: &Event<RecordedEvent>) -> Result<(), String> {
-        self.0.fetch_add(event.payload().version.min(1), Ordering::Relaxed);
+    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
+
+    fn handle(&self, _: &(), event: &RecordedEvent) -> Result<(), String> {
+        self.0.fetch_add(event.version.min(1), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -209,9 +208,7 @@ fn durable_path(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptio
     append_store(store, ids, o);
     // A fresh schema and appends that all succeed: positions run 1..=total with no gap.
     let last = o.events / o.threads as u64 * o.threads as u64;
-    while pipeline.stats().checkpoint < last {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    while !pipeline.wait_for(last, Duration::from_secs(1)) {}
     let seconds = began.elapsed().as_secs_f64();
     let report = pipeline.shutdown(Duration::from_secs(10));
     if report.stats.handled != last {

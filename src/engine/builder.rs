@@ -182,6 +182,16 @@ impl<H: Handler> EngineBuilder<H> {
 
     /// Model checking only: start no supervisor thread (no retry timers, time-driven reaping,
     /// slow-handler reports or worker replacement), to keep a loom model's state space small.
+    /// Takes every size and timing of `config` ([`EngineConfig`](crate::EngineConfig)),
+    /// replacing those set before; `max_attempts` and the hooks stay as they are.
+    pub fn config(mut self, config: super::settings::EngineConfig) -> Self {
+        let (attempts, supervisor) = (self.config.max_attempts, self.config.supervisor);
+        self.config = config.config;
+        self.config.max_attempts = attempts;
+        self.config.supervisor = supervisor;
+        self
+    }
+
     #[cfg(humpyard_loom)]
     #[doc(hidden)]
     pub fn without_supervisor(mut self) -> Self {

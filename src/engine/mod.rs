@@ -30,7 +30,7 @@
 //! | [`shared`] | what the threads share, each part behind an accessor |
 //! | [`waiters`] | producers parked for room |
 //! | [`metrics`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
-//! | [`builder`] | settings and starting the threads |
+//! | [`builder`], [`settings`] | settings and starting the threads; the settings as a plain value |
 //!
 //! The files are layered, each importing only files below it: `supervisor` → `worker` →
 //! `runner` → `reaper` → `shared` (as do `ingress` and `shutdown`) → `scheduler` → `shard` →
@@ -53,6 +53,7 @@ pub(crate) mod retry;
 pub(crate) mod ring;
 mod runner;
 pub(crate) mod scheduler;
+mod settings;
 pub(crate) mod shard;
 mod shared;
 mod shutdown;
@@ -71,6 +72,7 @@ pub use dead_letter::{DeadLetter, Failure};
 pub use hooks::{PanicReport, PanicSite, Removal, SlowHandler};
 pub use metrics::Metrics;
 pub use report::ShutdownReport;
+pub use settings::EngineConfig;
 pub use submit_error::SubmitError;
 
 use crate::sync::Arc as StdArc;

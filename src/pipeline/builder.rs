@@ -3,13 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::handler::StreamHandler;
+use super::parking;
 use super::progress::{Progress, Window};
 use super::reader::Reader;
 use super::stats::Counters;
-use super::{Lifecycle, Pipeline, ReaderThread, Tracked};
-use crate::store::{check_subscriber, EventStore, RecordedEvent, StoreError, Subscription, SubscriptionConfig};
+use super::tracked::{Context, ParkHook, Tracked};
+use super::watermark::Watermark;
+use super::{Lifecycle, Pipeline, ReaderThread};
+use crate::store::{
+    check_subscriber, EventFilter, EventStore, ParkedEvent, StoreError, Subscription, SubscriptionConfig,
+};
 use crate::sync::{AtomicBool, Mutex, Ordering};
-use crate::{ConfigError, DeadLetter, Engine, EngineBuilder, Handler};
+use crate::{ConfigError, Engine, EngineConfig};
 
 /// The shortest checkpoint interval: shorter would have the reader poll the store in a loop.
 const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1);
@@ -17,19 +23,22 @@ const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1);
 /// The widest window of positions in flight (one flag byte each, allocated at start).
 pub(crate) const MAX_WINDOW: usize = 1 << 24;
 
-type EngineSettings<H> = Box<dyn FnOnce(EngineBuilder<Tracked<H>>) -> EngineBuilder<Tracked<H>>>;
-type DeadLetterHook = Box<dyn Fn(DeadLetter<RecordedEvent>) + Send + Sync>;
+/// The most attempts one event may be given.
+pub(crate) const MAX_ATTEMPTS: u32 = 1 << 16;
 
 /// Settings of a [`Pipeline`]; every default is documented on its method.
-pub struct PipelineBuilder<H: Handler<Payload = RecordedEvent>> {
+pub struct PipelineBuilder<H: StreamHandler> {
     store: Arc<dyn EventStore>,
     subscriber: String,
     handler: H,
     checkpoint_interval: Duration,
     window: usize,
     subscription: SubscriptionConfig,
-    engine: Option<EngineSettings<H>>,
-    dead_letter: Option<DeadLetterHook>,
+    engine: EngineConfig,
+    max_attempts: u32,
+    snapshot_every: u64,
+    state_version: u32,
+    on_parked: Option<ParkHook>,
     drop_deadline: Duration,
 }
 
@@ -50,6 +59,13 @@ pub enum PipelineError {
         /// The widest allowed.
         max: usize,
     },
+    /// `max_attempts` is 0 (no event would be handled) or above the bound.
+    MaxAttempts {
+        /// The value asked for.
+        asked: u32,
+        /// The largest allowed.
+        max: u32,
+    },
 }
 
 impl std::fmt::Display for PipelineError {
@@ -64,6 +80,9 @@ impl std::fmt::Display for PipelineError {
                     "a window of {window} positions asked for; at most {max} is supported"
                 )
             }
+            PipelineError::MaxAttempts { asked, max } => {
+                write!(f, "max_attempts {asked} asked for; it must be 1 to {max}")
+            }
         }
     }
 }
@@ -74,23 +93,26 @@ impl std::error::Error for PipelineError {
             PipelineError::Store(e) => Some(e),
             PipelineError::Engine(e) => Some(e),
             PipelineError::Spawn(e) => Some(e),
-            PipelineError::WindowTooLarge { .. } => None,
+            PipelineError::WindowTooLarge { .. } | PipelineError::MaxAttempts { .. } => None,
         }
     }
 }
 
-impl<H: Handler<Payload = RecordedEvent>> std::fmt::Debug for PipelineBuilder<H> {
+impl<H: StreamHandler> std::fmt::Debug for PipelineBuilder<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("subscriber", &self.subscriber)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("window", &self.window)
             .field("subscription", &self.subscription)
+            .field("engine", &self.engine)
+            .field("max_attempts", &self.max_attempts)
+            .field("snapshot_every", &self.snapshot_every)
             .finish_non_exhaustive()
     }
 }
 
-impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
+impl<H: StreamHandler> PipelineBuilder<H> {
     pub(crate) fn new(store: Arc<dyn EventStore>, subscriber: &str, handler: H) -> PipelineBuilder<H> {
         PipelineBuilder {
             store,
@@ -99,8 +121,11 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
             checkpoint_interval: Duration::from_secs(1),
             window: 1 << 16,
             subscription: SubscriptionConfig::default(),
-            engine: None,
-            dead_letter: None,
+            engine: EngineConfig::default(),
+            max_attempts: 3,
+            snapshot_every: 0,
+            state_version: 0,
+            on_parked: None,
             drop_deadline: Duration::from_secs(5),
         }
     }
@@ -129,22 +154,46 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
         self
     }
 
-    /// Settings for the engine (workers, shards, attempts, ...), applied to its builder. Its
-    /// dead-letter hook is the pipeline's: set yours with [`on_dead_letter`](Self::on_dead_letter).
-    /// Default: the engine's defaults.
-    pub fn engine(
-        mut self,
-        settings: impl FnOnce(EngineBuilder<Tracked<H>>) -> EngineBuilder<Tracked<H>> + 'static,
-    ) -> Self {
-        self.engine = Some(Box::new(settings));
+    /// Only events `filter` passes are handled (by type, by stream-id prefix); the store
+    /// applies it after gap detection, and positions left out count as processed. Default:
+    /// every event. Shorthand for the subscription's [`SubscriptionConfig::filter`].
+    pub fn filter(mut self, filter: EventFilter) -> Self {
+        self.subscription.filter = filter;
         self
     }
 
-    /// Called with every dead letter, on a worker thread, before its position is marked fully
-    /// processed: once the hook returns (or panics), the checkpoint may pass it. Default: none
-    /// (dead letters are counted in the stats).
-    pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<RecordedEvent>) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Box::new(hook));
+    /// The engine's sizes and timings (workers, shards, capacity, idle timeout, entity cap,
+    /// retry backoff). Default: [`EngineConfig::default`].
+    pub fn engine(mut self, config: EngineConfig) -> Self {
+        self.engine = config;
+        self
+    }
+
+    /// Handler calls per event (the first included) before it is parked; a store error while
+    /// rebuilding the state or parking is not an attempt. Default: 3; 1 to 65 536.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Saves a snapshot of a stream's state (the handler's
+    /// [`encode_state`](StreamHandler::encode_state)) after every `every`th version, tagged
+    /// with `state_version`; rebuilding a state then starts from the newest snapshot with that
+    /// `state_version` not past the version needed. Give a new `state_version` whenever the
+    /// state's shape changes: older snapshots are then never loaded. Default: no snapshots
+    /// (`every` 0).
+    pub fn snapshot_every(mut self, every: u64, state_version: u32) -> Self {
+        self.snapshot_every = every;
+        self.state_version = state_version;
+        self
+    }
+
+    /// Called with every event parked (after its last attempt, or behind an earlier parked
+    /// event of its stream), on a worker thread, once it is durably parked. A panic in it is
+    /// caught and counted ([`PipelineStats::panics`](super::PipelineStats::panics)). Default:
+    /// none (parked events are in the store: [`Pipeline::parked`]).
+    pub fn on_parked(mut self, hook: impl Fn(&ParkedEvent) + Send + Sync + 'static) -> Self {
+        self.on_parked = Some(Box::new(hook));
         self
     }
 
@@ -172,31 +221,40 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
             .load_checkpoint(&self.subscriber)
             .map_err(PipelineError::Store)?
             .unwrap_or(0);
+        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
+            return Err(PipelineError::MaxAttempts {
+                asked: self.max_attempts,
+                max: MAX_ATTEMPTS,
+            });
+        }
+        let parked = parking::load(&*self.store, &self.subscriber).map_err(PipelineError::Store)?;
         let progress = Arc::new(Progress::new(self.window));
         let counters = Arc::new(Counters::default());
         counters.checkpoint.store(checkpoint, Ordering::Relaxed);
-        let mut builder = Engine::builder(Tracked::new(self.handler, progress.clone(), counters.clone()));
-        if let Some(settings) = self.engine {
-            builder = settings(builder);
-        }
-        let (for_hook, counters_for_hook, user_hook) = (progress.clone(), counters.clone(), self.dead_letter);
-        builder = builder.on_dead_letter(move |letter: DeadLetter<RecordedEvent>| {
-            // The user's hook first, then the mark: a checkpoint saved in between would pass a
-            // dead letter that a crash then loses before anyone heard of it. A panic in the
-            // hook still marks it (it is reported as the engine reports any hook's panic), or
-            // the checkpoint would stop there for good.
-            let position = letter.event.payload().position;
-            counters_for_hook.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            let outcome = match &user_hook {
-                Some(hook) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(letter))),
-                None => Ok(()),
-            };
-            for_hook.done(position);
-            if let Err(panic) = outcome {
-                std::panic::resume_unwind(panic);
-            }
+        let ctx = Arc::new(Context {
+            store: self.store.clone(),
+            subscriber: self.subscriber.clone(),
+            progress: progress.clone(),
+            counters: counters.clone(),
+            parked,
+            on_parked: self.on_parked,
+            max_attempts: self.max_attempts,
+            snapshot_every: self.snapshot_every,
+            state_version: self.state_version,
         });
-        let engine = Arc::new(builder.start().map_err(PipelineError::Engine)?);
+        let tracked = Tracked {
+            inner: self.handler,
+            ctx: ctx.clone(),
+        };
+        // Attempts are counted by `Tracked` (store errors are not attempts), so the engine's
+        // own limit is out of reach: it only runs the backoff between tries.
+        let engine = Engine::builder(tracked)
+            .config(self.engine)
+            .max_attempts(u32::MAX)
+            .start()
+            .map_err(PipelineError::Engine)?;
+        let engine = Arc::new(engine);
+        let watermark = Arc::new(Watermark::new(checkpoint));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader {
             subscription: Subscription::new(self.store.clone(), checkpoint, self.subscription.clone()),
@@ -206,6 +264,7 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
             engine: engine.clone(),
             window: Window::new(progress, checkpoint),
             counters: counters.clone(),
+            watermark: watermark.clone(),
             stop: stop.clone(),
             checkpoint_interval: self.checkpoint_interval,
             saved: checkpoint,
@@ -220,7 +279,9 @@ impl<H: Handler<Payload = RecordedEvent>> PipelineBuilder<H> {
         };
         Ok(Pipeline {
             engine,
+            ctx,
             counters,
+            watermark,
             stop,
             lifecycle: Mutex::new(Lifecycle::Running(reader)),
             drop_deadline: self.drop_deadline,

@@ -1,16 +1,38 @@
-//! [`Pipeline`]: a store's events fed through an engine, with a durable checkpoint.
+//! [`Pipeline`]: a store's events fed through an engine, with each stream's state rebuilt from
+//! the store, failed events parked in stream order, and a durable checkpoint.
 //!
 //! One reader thread follows a [`Subscription`](crate::store::Subscription) from the
-//! subscriber's checkpoint and submits each event to an [`Engine`] whose handler is the user's,
-//! wrapped in [`Tracked`]: so each stream's events are handled in order, different streams in
-//! parallel. Submits wait for room (the engine's backpressure); nothing is dropped.
+//! subscriber's checkpoint and submits each event to an engine that runs the user's
+//! [`StreamHandler`]: each stream's events are handled in order, different streams in parallel.
+//! Submits wait for room (the engine's backpressure); nothing is dropped.
 //!
-//! An event is *fully processed* when its handler call returns `Ok` or it is dead-lettered
-//! after its last attempt. `progress::Progress` keeps a done-flag per position in a window;
-//! the reader thread moves the window's front over done positions, and every
-//! `checkpoint_interval` saves the low watermark (the front less one: every position up to it
-//! is fully processed) as the subscriber's checkpoint. Positions the store never delivers
-//! (rolled-back appends) and events it cannot decode (logged and counted) count as done.
+//! # State
+//!
+//! A stream's state is the fold of its stored events ([`StreamHandler::apply`]). For the event
+//! at version `v` the handler sees the fold of versions `0..v`: kept in memory while the entity
+//! lives, rebuilt from the store (from the newest snapshot not past `v`, then `read_stream` in
+//! pages) after a start, a reap, an eviction or a failure. So the state survives restarts,
+//! whatever the process saw. A store error while rebuilding is not a failed attempt: the stream
+//! waits with the engine's backoff and tries again.
+//!
+//! # Failures
+//!
+//! `handle` returning `Err` or panicking is retried up to
+//! [`max_attempts`](PipelineBuilder::max_attempts) with the engine's backoff; then the event is
+//! *parked* in the store ([`ParkedEvent`](crate::store::ParkedEvent)) and with it its stream:
+//! the stream's later events are parked behind it, not handled, until it is replayed
+//! successfully ([`Pipeline::replay`]) or discarded ([`Pipeline::discard`]); then they are
+//! handled in order. A hook ([`PipelineBuilder::on_parked`]) hears of each parked event.
+//!
+//! # Checkpoint
+//!
+//! An event is *fully processed* when its handler call returns `Ok` or it is parked (durably).
+//! `progress::Progress` keeps a done-flag per position in a window; the reader thread moves
+//! the window's front over done positions, publishes the low watermark (the front less one:
+//! every position up to it is fully processed) for [`Pipeline::wait_for`], and every
+//! `checkpoint_interval` saves it as the subscriber's checkpoint. Positions the store never
+//! delivers (rolled-back appends), positions the subscription's filter leaves out, and events
+//! it cannot decode (logged and counted) count as done.
 //!
 //! After a crash the pipeline resumes from the last saved checkpoint: every event is handled at
 //! least once, and the events handled twice are those fully processed after that save, at most
@@ -25,24 +47,32 @@
 //! the deadline was exceeded.
 
 mod builder;
+mod handler;
+mod parking;
 pub(crate) mod progress;
 mod reader;
+mod rehydrate;
 mod stats;
 mod tracked;
+mod watermark;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::RecordedEvent;
+use crate::store::{ParkedEvent, StoreError};
 use crate::sync::{AtomicBool, Mutex, Ordering};
-use crate::{Engine, Handler};
+use crate::{Engine, Event, Metrics, StreamId, SubmitError};
 
 pub use builder::{PipelineBuilder, PipelineError};
+pub use handler::StreamHandler;
+pub use parking::{ReplayError, ReplayReport};
 pub use stats::PipelineStats;
-pub use tracked::Tracked;
 
+use parking::ResumeRequest;
 use reader::Reader;
 use stats::Counters;
+use tracked::{Context, Delivery, Tracked};
+use watermark::Watermark;
 
 /// How long [`Pipeline::shutdown`] waits for the reader thread after the engine has stopped,
 /// at least: long enough for a reader between reads (at most 100 ms apart while idle) to stop
@@ -51,9 +81,11 @@ use stats::Counters;
 pub const READER_GRACE: Duration = Duration::from_secs(1);
 
 /// A running pipeline. See the [module docs](self).
-pub struct Pipeline<H: Handler<Payload = RecordedEvent>> {
+pub struct Pipeline<H: StreamHandler> {
     engine: Arc<Engine<Tracked<H>>>,
+    ctx: Arc<Context>,
     counters: Arc<Counters>,
+    watermark: Arc<Watermark>,
     /// Tells the reader thread to stop reading. Stored `Release` by shutdown, loaded `Acquire`
     /// by the reader between reads and while it waits for room; it orders nothing else (the
     /// reader's last save waits for shutdown's `drained` message).
@@ -81,7 +113,7 @@ pub(crate) struct ReaderThread {
 
 impl ReaderThread {
     /// Starts `reader` on a thread of its own.
-    pub(crate) fn spawn<H: Handler<Payload = RecordedEvent>>(reader: Reader<H>) -> std::io::Result<ReaderThread> {
+    pub(crate) fn spawn<H: StreamHandler>(reader: Reader<H>) -> std::io::Result<ReaderThread> {
         let (drained, drained_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let (finished_tx, finished) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
@@ -92,6 +124,7 @@ impl ReaderThread {
                 // pipeline dropped without one never leaves the reader running (Drop shuts down).
                 let _ = drained_rx.recv();
                 reader.save_checkpoint();
+                reader.watermark.finish();
                 let _ = finished_tx.send(());
             })?;
         Ok(ReaderThread {
@@ -118,16 +151,100 @@ pub struct PipelineReport {
     pub stats: PipelineStats,
 }
 
-impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
+impl<H: StreamHandler> Pipeline<H> {
     /// A pipeline feeding `handler` with `store`'s events for `subscriber` (a name with the
-    /// [`StreamId`](crate::StreamId) rules).
+    /// [`StreamId`] rules).
     pub fn builder(store: Arc<dyn crate::store::EventStore>, subscriber: &str, handler: H) -> PipelineBuilder<H> {
         PipelineBuilder::new(store, subscriber, handler)
     }
 
-    /// The engine that runs the handler (for its metrics).
-    pub fn engine(&self) -> &Engine<Tracked<H>> {
-        &self.engine
+    /// The metrics of the engine that runs the handler. Its `processed` counts handler calls
+    /// that finished (handled, parked, or a resume request), `retries` every backoff (failed
+    /// attempts and store errors alike).
+    pub fn engine_metrics(&self) -> Metrics {
+        self.engine.metrics()
+    }
+
+    /// Waits until the low watermark has reached `position` (every position up to it fully
+    /// processed: handled or parked; the value the next checkpoint save writes): `true`; or
+    /// `false` at the timeout, or once the pipeline has stopped short of it. The reader thread
+    /// signals each advance; this does not poll.
+    pub fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        self.watermark.wait_for(position, timeout)
+    }
+
+    /// The low watermark now (see [`wait_for`](Self::wait_for)).
+    pub fn watermark(&self) -> u64 {
+        self.watermark.value()
+    }
+
+    /// Up to `max` of this subscriber's parked events after position `after`, in position
+    /// order.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub fn parked(&self, after: u64, max: usize) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.ctx.store.parked(&self.ctx.subscriber, None, after, max)
+    }
+
+    /// How many streams are parked now.
+    pub fn parked_streams(&self) -> usize {
+        self.ctx.parked.len()
+    }
+
+    /// Replays `stream`'s parked events in order, on the thread that runs the stream, each
+    /// with the state folded from every event before it, and waits up to `timeout` for the
+    /// outcome. Each success is unparked; the first failure stays parked (its attempts and
+    /// message updated) and the stream behind it. Once none is left, the stream's events are
+    /// handled again as they come.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError`] says what happened.
+    pub fn replay(&self, stream: &StreamId, timeout: Duration) -> Result<ReplayReport, ReplayError> {
+        if self.ctx.parked.head(stream).is_none() {
+            return Err(ReplayError::NotParked);
+        }
+        self.resume(stream.clone(), None, timeout)
+    }
+
+    /// Discards the parked event at `position` (it will never be handled) and waits up to
+    /// `timeout` for the outcome. If it was its stream's first parked event, the stream's other
+    /// parked events are replayed as by [`replay`](Self::replay).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError`] says what happened.
+    pub fn discard(&self, position: u64, timeout: Duration) -> Result<ReplayReport, ReplayError> {
+        let found = self
+            .ctx
+            .store
+            .parked(&self.ctx.subscriber, None, position.saturating_sub(1), 1)
+            .map_err(ReplayError::Store)?;
+        match found.into_iter().next() {
+            Some(parked) if parked.position == position => self.resume(parked.stream, Some(position), timeout),
+            _ => Err(ReplayError::NotParked),
+        }
+    }
+
+    fn resume(&self, stream: StreamId, discard: Option<u64>, timeout: Duration) -> Result<ReplayReport, ReplayError> {
+        let started = std::time::Instant::now();
+        let (request, answer) = ResumeRequest::new(discard);
+        match self
+            .engine
+            .submit_timeout(Event::new(stream, Delivery::Resume(request)), timeout)
+        {
+            Ok(()) => {}
+            Err(SubmitError::Closed(_)) => return Err(ReplayError::Stopped),
+            Err(_) => return Err(ReplayError::Busy),
+        }
+        match answer.recv_timeout(timeout.saturating_sub(started.elapsed())) {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(e)) => Err(ReplayError::Store(e)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ReplayError::Timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ReplayError::Stopped),
+        }
     }
 
     /// A snapshot of the pipeline's counters.
@@ -173,9 +290,14 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
                 true
             }
         };
+        self.watermark.finish();
         let report = PipelineReport {
             checkpoint: self.counters.checkpoint.load(Ordering::Relaxed),
-            unprocessed: engine.unprocessed.len(),
+            unprocessed: engine
+                .unprocessed
+                .iter()
+                .filter(|e| matches!(e.payload(), Delivery::Event(_)))
+                .count(),
             deadline_exceeded: engine.deadline_exceeded || !reader_finished,
             stats: self.counters.snapshot(),
         };
@@ -189,13 +311,13 @@ impl<H: Handler<Payload = RecordedEvent>> Pipeline<H> {
     }
 }
 
-impl<H: Handler<Payload = RecordedEvent>> Drop for Pipeline<H> {
+impl<H: StreamHandler> Drop for Pipeline<H> {
     fn drop(&mut self) {
         self.shutdown(self.drop_deadline);
     }
 }
 
-impl<H: Handler<Payload = RecordedEvent>> std::fmt::Debug for Pipeline<H> {
+impl<H: StreamHandler> std::fmt::Debug for Pipeline<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("stats", &self.stats())

@@ -3,29 +3,36 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::handler::StreamHandler;
 use super::progress::{Pass, Window};
 use super::stats::Counters;
-use super::Tracked;
+use super::tracked::{Delivery, Tracked};
+use super::watermark::Watermark;
 use crate::store::{EventStore, RecordedEvent, StoreError, Subscription};
 use crate::sync::time::Instant;
 use crate::sync::{AtomicBool, Ordering};
-use crate::{Engine, Event, Handler, SubmitError};
+use crate::{Engine, Event, SubmitError};
 
 /// How long one submit waits for room before the thread looks at its stop flag again.
 const SUBMIT_WAIT: Duration = Duration::from_millis(10);
+
+/// The longest idle wait while a thread waits in `Pipeline::wait_for`.
+const WAITED_FOR: Duration = Duration::from_millis(1);
 
 /// How long the thread sleeps while the window is full (every flag belongs to a position in
 /// flight) before it looks again.
 const WINDOW_WAIT: Duration = Duration::from_micros(200);
 
 /// What the reader thread works with.
-pub(crate) struct Reader<H: Handler<Payload = RecordedEvent>> {
+pub(crate) struct Reader<H: StreamHandler> {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) subscriber: String,
     pub(crate) engine: Arc<Engine<Tracked<H>>>,
     /// The positions in flight, and the watermark below them.
     pub(crate) window: Window,
     pub(crate) counters: Arc<Counters>,
+    /// The low watermark, published for `Pipeline::wait_for`.
+    pub(crate) watermark: Arc<Watermark>,
     /// The pipeline's stop flag (its orderings are stated on `Pipeline::stop`).
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) subscription: Subscription,
@@ -36,22 +43,30 @@ pub(crate) struct Reader<H: Handler<Payload = RecordedEvent>> {
     pub(crate) next_save: Instant,
 }
 
-impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
+impl<H: StreamHandler> Reader<H> {
     /// Runs until the stop flag is set; returns itself so that shutdown can save the last
     /// checkpoint once the engine has drained.
     pub(crate) fn run(mut self) -> Reader<H> {
         'reading: while !self.stop.load(Ordering::Acquire) {
             self.save_when_due();
-            let wait = self
+            self.publish_watermark();
+            let mut wait = self
                 .next_save
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100));
+            if self.watermark.has_waiters() {
+                wait = wait.min(WAITED_FOR);
+            }
             match self.subscription.next_batch(self.batch_size, wait) {
                 Ok(events) => {
                     for event in events {
                         if !self.submit(event) {
                             break 'reading;
                         }
+                    }
+                    // Positions the filter left out are passed like gaps.
+                    if !self.pass_to(self.subscription.position() + 1) {
+                        break 'reading;
                     }
                 }
                 Err(StoreError::InvalidStoredEvent { position, reason }) => {
@@ -87,7 +102,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
         if !self.pass_to(position) {
             return false;
         }
-        let mut pending = Event::new(event.stream.clone(), event);
+        let mut pending = Event::new(event.stream.clone(), Delivery::Event(event));
         loop {
             match self.engine.submit_timeout(pending, SUBMIT_WAIT) {
                 Ok(()) => break,
@@ -98,6 +113,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
                     }
                     // Waiting for room can last: the checkpoint keeps its cadence meanwhile.
                     self.save_when_due();
+                    self.publish_watermark();
                     pending = rejected.into_event();
                 }
             }
@@ -115,9 +131,16 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
                 return false;
             }
             self.save_when_due();
+            self.publish_watermark();
             crate::sync::thread::sleep(WINDOW_WAIT);
         }
         true
+    }
+
+    /// Publishes the low watermark for `Pipeline::wait_for`.
+    fn publish_watermark(&mut self) {
+        let watermark = self.window.watermark();
+        self.watermark.publish(watermark);
     }
 
     /// Saves the checkpoint if the interval has passed since the last save.
@@ -132,6 +155,7 @@ impl<H: Handler<Payload = RecordedEvent>> Reader<H> {
     /// tries again.
     pub(crate) fn save_checkpoint(&mut self) {
         let watermark = self.window.watermark();
+        self.watermark.publish(watermark);
         if watermark <= self.saved {
             return;
         }

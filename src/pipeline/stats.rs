@@ -8,7 +8,15 @@ use crate::sync::{AtomicU64, Ordering};
 pub(crate) struct Counters {
     pub(crate) submitted: AtomicU64,
     pub(crate) handled: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) parked: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) discarded: AtomicU64,
+    pub(crate) rehydrations: AtomicU64,
+    pub(crate) rehydrated_events: AtomicU64,
+    pub(crate) snapshots_saved: AtomicU64,
+    pub(crate) snapshot_errors: AtomicU64,
+    pub(crate) store_retries: AtomicU64,
+    pub(crate) panics: AtomicU64,
     pub(crate) read_errors: AtomicU64,
     pub(crate) undecodable: AtomicU64,
     pub(crate) checkpoint_errors: AtomicU64,
@@ -21,7 +29,15 @@ impl Counters {
         PipelineStats {
             submitted: get(&self.submitted),
             handled: get(&self.handled),
-            dead_lettered: get(&self.dead_lettered),
+            parked: get(&self.parked),
+            replayed: get(&self.replayed),
+            discarded: get(&self.discarded),
+            rehydrations: get(&self.rehydrations),
+            rehydrated_events: get(&self.rehydrated_events),
+            snapshots_saved: get(&self.snapshots_saved),
+            snapshot_errors: get(&self.snapshot_errors),
+            store_retries: get(&self.store_retries),
+            panics: get(&self.panics),
             read_errors: get(&self.read_errors),
             undecodable: get(&self.undecodable),
             checkpoint_errors: get(&self.checkpoint_errors),
@@ -36,10 +52,29 @@ impl Counters {
 pub struct PipelineStats {
     /// Events read from the store and accepted by the engine.
     pub submitted: u64,
-    /// Events the handler returned `Ok` for.
+    /// Events the handler returned `Ok` for (replays not included).
     pub handled: u64,
-    /// Events dead-lettered after their last attempt.
-    pub dead_lettered: u64,
+    /// Events parked: after their last attempt, or behind an earlier parked event of their
+    /// stream (a replay that fails again counts again).
+    pub parked: u64,
+    /// Parked events replayed successfully.
+    pub replayed: u64,
+    /// Parked events discarded.
+    pub discarded: u64,
+    /// States rebuilt from the store.
+    pub rehydrations: u64,
+    /// Events folded while rebuilding states.
+    pub rehydrated_events: u64,
+    /// Snapshots saved.
+    pub snapshots_saved: u64,
+    /// Snapshots that could not be saved, or were ignored because they did not decode.
+    pub snapshot_errors: u64,
+    /// Store calls of the handler's side (rebuilding, parking) that failed and were tried
+    /// again after a backoff; none of them counts as an attempt.
+    pub store_retries: u64,
+    /// Panics the pipeline caught in user code outside `handle` (`apply` after a handled
+    /// event, the parked-event hook).
+    pub panics: u64,
     /// Reads from the store that failed (each retried after a backoff).
     pub read_errors: u64,
     /// Stored events that could not be decoded (reported to the log, then passed).

@@ -1,59 +1,371 @@
-//! [`Tracked`]: the user's handler, with each handled event marked done for the checkpoint.
+//! [`Tracked`]: the [`Handler`] a pipeline's engine runs around the user's [`StreamHandler`]:
+//! each stream's state rebuilt from the store when needed, each event's attempts counted, an
+//! event that fails its last attempt parked with its stream, and each position marked fully
+//! processed for the checkpoint.
+//!
+//! # Per event (on the thread that runs its stream)
+//!
+//! 1. If the stream is parked (an earlier event of it is), the event is parked behind the first
+//!    one, not handled; its position is done.
+//! 2. The state is made the fold of versions `0..v` (`rehydrate`): kept from the previous event
+//!    if that was version `v - 1`, else rebuilt from the store.
+//! 3. `handle`; `Ok`: `apply`, maybe a snapshot, the position is done. `Err` or a panic: a
+//!    failed attempt, counted in the entity; the engine retries it after its backoff; the last
+//!    attempt parks it (and its stream), and its position is done.
+//!
+//! A store error in steps 1-3 (reading the stream, loading a snapshot, parking) is not an
+//! attempt: `handle` returns [`TrackedError::Store`], the engine's backoff runs, and the same
+//! step is tried again (the engine's own attempt limit is set out of reach; attempts are
+//! counted here). A position is marked done only after what it needs is durable (parked) or
+//! done (handled), so a checkpoint never passes an event a crash could lose.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use super::handler::StreamHandler;
+use super::parking::{ParkedStreams, ResumeRequest};
 use super::progress::Progress;
+use super::rehydrate;
 use super::stats::Counters;
-use crate::store::RecordedEvent;
+use crate::store::{EventStore, ParkKind, ParkedEvent, RecordedEvent, Snapshot, StoreError};
+use crate::sync::Ordering;
 use crate::{Event, Handler, StreamId};
 
-/// The handler a [`Pipeline`](super::Pipeline)'s engine runs: the user's handler, and after each
-/// call that returns `Ok`, the event's position marked fully processed. A failed or panicking
-/// call marks nothing: the engine retries it, and a dead letter marks it instead.
-pub struct Tracked<H> {
-    inner: H,
-    progress: Arc<Progress>,
-    counters: Arc<Counters>,
+/// A parked-event hook.
+pub(crate) type ParkHook = Box<dyn Fn(&ParkedEvent) + Send + Sync>;
+
+/// What a pipeline's engine carries: a stored event, or a request to resume a parked stream.
+pub(crate) enum Delivery {
+    /// An event read from the store.
+    Event(RecordedEvent),
+    /// Replay (after an optional discard) the parked events of the stream it is sent to.
+    Resume(Arc<ResumeRequest>),
 }
 
-impl<H> Tracked<H> {
-    pub(crate) fn new(inner: H, progress: Arc<Progress>, counters: Arc<Counters>) -> Tracked<H> {
-        Tracked {
-            inner,
-            progress,
-            counters,
+/// What the pipeline's threads share with the handler.
+pub(crate) struct Context {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) subscriber: String,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) parked: ParkedStreams,
+    pub(crate) on_parked: Option<ParkHook>,
+    /// Handler calls per event before it is parked.
+    pub(crate) max_attempts: u32,
+    /// Save a snapshot after every `n`th version (0: never), with this state version.
+    pub(crate) snapshot_every: u64,
+    pub(crate) state_version: u32,
+}
+
+impl Context {
+    /// Parks `parked` durably, then tells the hook (contained: a panicking hook is logged and
+    /// counted, and the event stays parked).
+    pub(crate) fn park(&self, parked: &ParkedEvent) -> Result<(), StoreError> {
+        self.store.park(parked)?;
+        self.counters.parked.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = &self.on_parked {
+            if catch_unwind(AssertUnwindSafe(|| hook(parked))).is_err() {
+                self.counters.panics.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    subscriber = self.subscriber.as_str(), position = parked.position;
+                    "humpyard pipeline: the parked-event hook panicked; the event stays parked"
+                );
+            }
         }
-    }
-
-    /// The user's handler.
-    pub fn inner(&self) -> &H {
-        &self.inner
-    }
-}
-
-impl<H> std::fmt::Debug for Tracked<H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracked").finish_non_exhaustive()
-    }
-}
-
-impl<H: Handler<Payload = RecordedEvent>> Handler for Tracked<H> {
-    type Payload = RecordedEvent;
-    type State = H::State;
-    type Error = H::Error;
-
-    fn init(&self, stream: &StreamId) -> Result<H::State, H::Error> {
-        self.inner.init(stream)
-    }
-
-    fn handle(&self, state: &mut H::State, event: &Event<RecordedEvent>) -> Result<(), H::Error> {
-        self.inner.handle(state, event)?;
-        self.counters.handled.fetch_add(1, crate::sync::Ordering::Relaxed);
-        self.progress.done(event.payload().position);
         Ok(())
     }
 
-    fn cleanup(&self, stream: &StreamId, state: H::State) {
-        self.inner.cleanup(stream, state);
+    /// A parked-event record for `event`.
+    pub(crate) fn parked_event(
+        &self,
+        event: &RecordedEvent,
+        attempts: u32,
+        kind: ParkKind,
+        message: String,
+    ) -> ParkedEvent {
+        ParkedEvent {
+            subscriber: self.subscriber.clone(),
+            position: event.position,
+            stream: event.stream.clone(),
+            version: event.version,
+            attempts,
+            kind,
+            message: message.replace('\0', "\u{fffd}"),
+            parked_at: std::time::SystemTime::now(),
+        }
     }
+}
+
+/// One stream's entity in the pipeline's engine.
+pub(crate) struct Entity<S> {
+    /// The fold of versions `0..next_version`; `None` until (re)built.
+    pub(crate) state: Option<S>,
+    pub(crate) next_version: u64,
+    /// The event being retried, its failed attempts, and, once they are all spent, the park
+    /// still to be written (a store error held it up).
+    failing: Option<Failing>,
+}
+
+struct Failing {
+    position: u64,
+    attempts: u32,
+    park: Option<(ParkKind, String)>,
+}
+
+/// Why a call of [`Tracked`] did not finish; the engine retries it after its backoff.
+#[derive(Debug)]
+pub(crate) enum TrackedError<E> {
+    /// The user's handler returned an error (an attempt, counted).
+    Handler(E),
+    /// The user's code panicked (an attempt, counted).
+    Panic(String),
+    /// The store did not answer (not an attempt).
+    Store(StoreError),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for TrackedError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrackedError::Handler(e) => e.fmt(f),
+            TrackedError::Panic(message) => write!(f, "panicked: {message}"),
+            TrackedError::Store(e) => write!(f, "the store: {e}"),
+        }
+    }
+}
+
+/// The engine's handler in a pipeline. See the module docs.
+pub(crate) struct Tracked<H> {
+    pub(crate) inner: H,
+    pub(crate) ctx: Arc<Context>,
+}
+
+impl<H: StreamHandler> Handler for Tracked<H> {
+    type Payload = Delivery;
+    type State = Entity<H::State>;
+    type Error = TrackedError<H::Error>;
+
+    fn init(&self, _stream: &StreamId) -> Result<Self::State, Self::Error> {
+        Ok(Entity {
+            state: None,
+            next_version: 0,
+            failing: None,
+        })
+    }
+
+    fn handle(&self, entity: &mut Self::State, event: &Event<Delivery>) -> Result<(), Self::Error> {
+        match event.payload() {
+            Delivery::Event(recorded) => self.handle_event(entity, recorded),
+            Delivery::Resume(request) => super::parking::resume(self, entity, event.stream(), request),
+        }
+    }
+
+    fn cleanup(&self, stream: &StreamId, entity: Self::State) {
+        if let Some(state) = entity.state {
+            self.inner.cleanup(stream, state);
+        }
+    }
+}
+
+impl<H: StreamHandler> Tracked<H> {
+    fn handle_event(&self, entity: &mut Entity<H::State>, event: &RecordedEvent) -> Result<(), TrackedError<H::Error>> {
+        let ctx = &*self.ctx;
+        if let Some(head) = ctx.parked.head(&event.stream) {
+            if event.position == head {
+                // Read again after a restart: it is parked already.
+                ctx.progress.done(event.position);
+                return Ok(());
+            }
+            if event.position > head {
+                let message = format!("behind the parked event at position {head}");
+                ctx.park(&ctx.parked_event(event, 0, ParkKind::Behind, message))
+                    .map_err(TrackedError::Store)?;
+                self.drop_state(entity, &event.stream);
+                ctx.progress.done(event.position);
+                return Ok(());
+            }
+            // Below the first parked event: it was handled before that one failed; a read
+            // after a restart hands it over again, and it is handled again (at least once).
+        }
+        if let Some(failing) = entity.failing.as_ref().filter(|f| f.position == event.position) {
+            if let Some((kind, message)) = failing.park.clone() {
+                // Every attempt failed; only the park is left (the store failed it before).
+                return self.park_failed(entity, event, kind, message);
+            }
+        }
+        if let Err(failure) = self.attempt(entity, event) {
+            return self.failed(entity, event, failure);
+        }
+        entity.failing = None;
+        self.fold_in(entity, event);
+        ctx.counters.handled.fetch_add(1, Ordering::Relaxed);
+        ctx.progress.done(event.position);
+        Ok(())
+    }
+
+    /// Rebuilds the state if needed, then calls `handle`.
+    pub(crate) fn attempt(
+        &self,
+        entity: &mut Entity<H::State>,
+        event: &RecordedEvent,
+    ) -> Result<(), Failure<H::Error>> {
+        if entity.state.is_none() || entity.next_version != event.version {
+            self.drop_state(entity, &event.stream);
+            let state = rehydrate::rebuild(self, &event.stream, event.version)?;
+            entity.state = Some(state);
+            entity.next_version = event.version;
+        }
+        let state = entity.state.as_ref().expect("rebuilt above");
+        match catch_unwind(AssertUnwindSafe(|| self.inner.handle(state, event))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Handler(e)),
+            Err(payload) => Err(Failure::Panic(ParkKind::Panic, panic_message(payload))),
+        }
+    }
+
+    /// A failed attempt: counted; the last one parks the event.
+    fn failed(
+        &self,
+        entity: &mut Entity<H::State>,
+        event: &RecordedEvent,
+        failure: Failure<H::Error>,
+    ) -> Result<(), TrackedError<H::Error>> {
+        let (kind, error) = match failure {
+            Failure::Store(e) => return Err(TrackedError::Store(e)),
+            Failure::Handler(e) => (ParkKind::Handler, TrackedError::Handler(e)),
+            Failure::Panic(kind, message) => {
+                // The state may be half-folded: rebuild it for the next attempt.
+                self.drop_state(entity, &event.stream);
+                (kind, TrackedError::Panic(message))
+            }
+        };
+        let attempts = match &entity.failing {
+            Some(f) if f.position == event.position => f.attempts + 1,
+            _ => 1,
+        };
+        entity.failing = Some(Failing {
+            position: event.position,
+            attempts,
+            park: None,
+        });
+        if attempts < self.ctx.max_attempts {
+            return Err(error);
+        }
+        let message = describe(error);
+        self.park_failed(entity, event, kind, message)
+    }
+
+    /// Parks an event whose attempts are spent, and with it its stream.
+    fn park_failed(
+        &self,
+        entity: &mut Entity<H::State>,
+        event: &RecordedEvent,
+        kind: ParkKind,
+        message: String,
+    ) -> Result<(), TrackedError<H::Error>> {
+        let ctx = &*self.ctx;
+        let attempts = entity.failing.as_ref().map_or(ctx.max_attempts, |f| f.attempts);
+        let parked = ctx.parked_event(event, attempts, kind, message.clone());
+        if let Err(e) = ctx.park(&parked) {
+            if let Some(failing) = entity.failing.as_mut() {
+                failing.park = Some((kind, message));
+            }
+            return Err(TrackedError::Store(e));
+        }
+        ctx.parked.set_head(&event.stream, event.position);
+        entity.failing = None;
+        self.drop_state(entity, &event.stream);
+        ctx.progress.done(event.position);
+        Ok(())
+    }
+
+    /// Folds a handled `event` into the entity's state, and saves a snapshot when one is due. A
+    /// panic in `apply` leaves the state to be rebuilt for the next event.
+    pub(crate) fn fold_in(&self, entity: &mut Entity<H::State>, event: &RecordedEvent) {
+        let Some(state) = entity.state.as_mut() else { return };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.inner.apply(state, event))) {
+            let message = panic_message(payload);
+            self.ctx.counters.panics.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                stream = event.stream.as_str(), position = event.position, message:? = message;
+                "humpyard pipeline: apply panicked after a handled event; the state is rebuilt for the next one"
+            );
+            self.drop_state(entity, &event.stream);
+            return;
+        }
+        entity.next_version = event.version + 1;
+        let every = self.ctx.snapshot_every;
+        if every > 0 && entity.next_version % every == 0 {
+            self.save_snapshot(entity, event);
+        }
+    }
+
+    fn save_snapshot(&self, entity: &Entity<H::State>, event: &RecordedEvent) {
+        let ctx = &*self.ctx;
+        let Some(state) = entity.state.as_ref() else { return };
+        let Ok(Some(data)) = catch_unwind(AssertUnwindSafe(|| self.inner.encode_state(state))) else {
+            return;
+        };
+        let snapshot = Snapshot {
+            subscriber: ctx.subscriber.clone(),
+            stream: event.stream.clone(),
+            state_version: ctx.state_version,
+            version: event.version,
+            data,
+        };
+        match ctx.store.save_snapshot(&snapshot) {
+            Ok(()) => {
+                ctx.counters.snapshots_saved.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                // A snapshot only saves work: a failed one is reported, and the fold still holds.
+                ctx.counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    stream = event.stream.as_str(), version = event.version, error:? = error.to_string();
+                    "humpyard pipeline: saving a snapshot failed"
+                );
+            }
+        }
+    }
+
+    /// Drops the entity's state (given to the user's `cleanup`), to be rebuilt when next needed.
+    pub(crate) fn drop_state(&self, entity: &mut Entity<H::State>, stream: &StreamId) {
+        if let Some(state) = entity.state.take() {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.inner.cleanup(stream, state)));
+        }
+    }
+}
+
+/// Why an attempt failed.
+pub(crate) enum Failure<E> {
+    Handler(E),
+    /// A panic, in `handle` ([`ParkKind::Panic`]) or while rebuilding the state
+    /// ([`ParkKind::Init`]).
+    Panic(ParkKind, String),
+    Store(StoreError),
+}
+
+/// The text of an error (its `Display`, user code), and the error disposed of (its `Drop`, user
+/// code too); both contained.
+pub(crate) fn describe<E: std::fmt::Display>(error: E) -> String {
+    let text = catch_unwind(AssertUnwindSafe(|| error.to_string()))
+        .unwrap_or_else(|payload| format!("the error's Display panicked: {}", panic_message(payload)));
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
+        std::mem::forget(payload);
+    }
+    text
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
+    message
 }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use crate::StreamId;
 
 /// Why an event is parked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ParkKind {
     /// Making the stream's state failed (the handler's `init`, or a rehydration the handler

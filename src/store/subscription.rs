@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{AppendWatch, EventStore, GapWait, RecordedEvent, StoreError};
+use super::{AppendWatch, EventFilter, EventStore, FilteredRead, GapWait, RecordedEvent, StoreError};
 
 /// Settings of a [`Subscription`]; `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct SubscriptionConfig {
     pub retry_backoff: Duration,
     /// The cap on that wait. Default: 5 s.
     pub retry_backoff_max: Duration,
+    /// Which events to deliver (by type, by stream-id prefix), applied by the store after gap
+    /// detection: the position moves over the events left out. Default: every event.
+    pub filter: EventFilter,
 }
 
 impl Default for SubscriptionConfig {
@@ -31,6 +34,7 @@ impl Default for SubscriptionConfig {
             poll_interval: Duration::from_millis(250),
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(5),
+            filter: EventFilter::all(),
         }
     }
 }
@@ -64,6 +68,9 @@ pub struct Subscription {
     /// Failed reads in a row, and when the next read may be tried.
     failures: u32,
     retry_at: Option<Instant>,
+    /// How far the last read reached (events after the buffered ones that the filter left
+    /// out): the position once the buffer is drained.
+    read_to: u64,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -88,11 +95,12 @@ impl Subscription {
             buffer: VecDeque::new(),
             failures: 0,
             retry_at: None,
+            read_to: after,
         }
     }
 
-    /// The position of the last event returned (or reported undecodable): resuming after it
-    /// misses nothing.
+    /// The position of the last event returned (or reported undecodable, or left out by the
+    /// filter after the last one returned): resuming after it misses nothing.
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -136,6 +144,9 @@ impl Subscription {
                 let n = max.max(1).min(self.buffer.len());
                 let batch: Vec<RecordedEvent> = self.buffer.drain(..n).collect();
                 self.position = batch[batch.len() - 1].position;
+                if self.buffer.is_empty() {
+                    self.position = self.position.max(self.read_to);
+                }
                 return Ok(batch);
             }
             let now = Instant::now();
@@ -153,15 +164,26 @@ impl Subscription {
             if self.watch.is_none() {
                 self.watch = Some(self.store.watch());
             }
-            match self.store.read_all(self.position, self.config.batch_size.max(1)) {
-                Ok(events) if !events.is_empty() => {
+            match self.read() {
+                Ok(read) if !read.events.is_empty() => {
                     self.recovered();
                     self.idle_wait = FIRST_IDLE_WAIT;
-                    self.buffer.extend(events);
+                    self.read_to = read.passed;
+                    self.buffer.extend(read.events);
                     // Busy: no wait comes soon, so take the hints now. What they announce
                     // committed before this drain and is read before the next wait.
                     if let Some(watch) = self.watch.as_mut() {
                         watch.drain();
+                    }
+                }
+                Ok(read) if read.passed > self.position => {
+                    // Only events the filter leaves out: move over them and read on.
+                    self.recovered();
+                    self.idle_wait = FIRST_IDLE_WAIT;
+                    self.position = read.passed;
+                    self.read_to = read.passed;
+                    if deadline <= Instant::now() {
+                        return Ok(Vec::new());
                     }
                 }
                 Ok(_) => {
@@ -180,6 +202,7 @@ impl Subscription {
                     // That event alone is reported; the subscription goes on after it.
                     self.recovered();
                     self.position = position;
+                    self.read_to = position;
                     return Err(StoreError::InvalidStoredEvent { position, reason });
                 }
                 Err(e) => {
@@ -193,6 +216,18 @@ impl Subscription {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// One read from the position on, filtered when the filter leaves anything out.
+    fn read(&self) -> Result<FilteredRead, StoreError> {
+        let max = self.config.batch_size.max(1);
+        if self.config.filter.is_all() {
+            let events = self.store.read_all(self.position, max)?;
+            let passed = events.last().map_or(self.position, |e| e.position);
+            Ok(FilteredRead { events, passed })
+        } else {
+            self.store.read_all_filtered(self.position, max, &self.config.filter)
         }
     }
 

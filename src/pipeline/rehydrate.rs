@@ -1,0 +1,92 @@
+//! Rebuilding a stream's state from the store: the fold of its events `0..v`, from the newest
+//! usable snapshot on.
+//!
+//! The stream is read with `read_stream` in pages of [`PAGE`] events. A snapshot is looked up
+//! only when the handler keeps them (`snapshot_every > 0`); one that does not decode (or whose
+//! decoding panics) is ignored, and so is a store without snapshots. Any other store error
+//! ends the rebuild as [`Failure::Store`]: not an attempt, the engine's backoff runs and the
+//! rebuild starts again. A panic in `init` or `apply` is a failed attempt of kind
+//! [`ParkKind::Init`](crate::store::ParkKind::Init).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::handler::StreamHandler;
+use super::tracked::{panic_message, Failure, Tracked};
+use crate::store::{ParkKind, StoreError};
+use crate::sync::Ordering;
+use crate::StreamId;
+
+/// Events read per `read_stream` call while rebuilding.
+pub(crate) const PAGE: usize = 1024;
+
+/// The fold of `stream`'s stored versions `0..version`.
+pub(crate) fn rebuild<H: StreamHandler>(
+    tracked: &Tracked<H>,
+    stream: &StreamId,
+    version: u64,
+) -> Result<H::State, Failure<H::Error>> {
+    let ctx = &*tracked.ctx;
+    let handler = &tracked.inner;
+    let contained = |f: &mut dyn FnMut()| {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Failure::Panic(ParkKind::Init, panic_message(payload)))
+    };
+    let mut next = 0;
+    let mut state = None;
+    if ctx.snapshot_every > 0 && version > 0 {
+        match ctx
+            .store
+            .load_snapshot(&ctx.subscriber, stream, ctx.state_version, version - 1)
+        {
+            Ok(Some(snapshot)) => {
+                match catch_unwind(AssertUnwindSafe(|| handler.decode_state(stream, &snapshot.data))) {
+                    Ok(Some(decoded)) => {
+                        state = Some(decoded);
+                        next = snapshot.version + 1;
+                    }
+                    _ => {
+                        ctx.counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+                        log::warn!(
+                            stream = stream.as_str(), version = snapshot.version;
+                            "humpyard pipeline: a snapshot does not decode; ignored"
+                        );
+                    }
+                }
+            }
+            Ok(None) | Err(StoreError::Unsupported(_)) => {}
+            Err(e) => return Err(Failure::Store(e)),
+        }
+    }
+    let mut state = match state {
+        Some(state) => state,
+        None => {
+            let mut made = None;
+            contained(&mut || made = Some(handler.init(stream)))?;
+            made.expect("init returned")
+        }
+    };
+    let mut folded = 0u64;
+    while next < version {
+        let want = usize::try_from(version - next).unwrap_or(usize::MAX).min(PAGE);
+        let page = ctx.store.read_stream(stream, next, want).map_err(Failure::Store)?;
+        if page.is_empty() {
+            // Fewer stored events than the version says: nothing more to fold.
+            log::error!(
+                stream = stream.as_str(), version = version, folded_to = next;
+                "humpyard pipeline: the stream has fewer stored events than the event's version"
+            );
+            break;
+        }
+        let before = next;
+        for event in page.iter().take_while(|e| e.version < version) {
+            contained(&mut || handler.apply(&mut state, event))?;
+            next = event.version + 1;
+            folded += 1;
+        }
+        if next == before {
+            break;
+        }
+    }
+    ctx.counters.rehydrations.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.rehydrated_events.fetch_add(folded, Ordering::Relaxed);
+    Ok(state)
+}
