@@ -3,7 +3,8 @@
 //!
 //! The stream is read with `read_stream` in pages of [`PAGE`] events. A snapshot is looked up
 //! only when the handler keeps them (`snapshot_every > 0`); one that does not decode (or whose
-//! decoding panics) is ignored, and so is a store without snapshots. Any other store error
+//! decoding panics) is skipped for the next older one, and a store without snapshots folds
+//! from the start. Any other store error
 //! ends the rebuild as [`Failure::Store`]: not an attempt, the engine's backoff runs and the
 //! rebuild starts again. A panic in `init` or `apply` is a failed attempt of kind
 //! [`ParkKind::Init`](crate::store::ParkKind::Init).
@@ -33,27 +34,32 @@ pub(crate) fn rebuild<H: StreamHandler>(
     let mut next = 0;
     let mut state = None;
     if ctx.snapshot_every > 0 && version > 0 {
-        match ctx
-            .store
-            .load_snapshot(&ctx.subscriber, stream, ctx.state_version, version - 1)
-        {
-            Ok(Some(snapshot)) => {
-                match catch_unwind(AssertUnwindSafe(|| handler.decode_state(stream, &snapshot.data))) {
-                    Ok(Some(decoded)) => {
-                        state = Some(decoded);
-                        next = snapshot.version + 1;
-                    }
-                    _ => {
-                        ctx.counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
-                        log::warn!(
-                            stream = stream.as_str(), version = snapshot.version;
-                            "humpyard pipeline: a snapshot does not decode; ignored"
-                        );
-                    }
-                }
+        // The newest snapshot not past `version - 1` that decodes; each one that does not is
+        // skipped for the next older one.
+        let mut at_most = version - 1;
+        loop {
+            let snapshot = match ctx
+                .store
+                .load_snapshot(&ctx.subscriber, stream, ctx.state_version, at_most)
+            {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) | Err(StoreError::Unsupported(_)) => break,
+                Err(e) => return Err(Failure::Store(e)),
+            };
+            if let Ok(Some(decoded)) = catch_unwind(AssertUnwindSafe(|| handler.decode_state(stream, &snapshot.data))) {
+                state = Some(decoded);
+                next = snapshot.version + 1;
+                break;
             }
-            Ok(None) | Err(StoreError::Unsupported(_)) => {}
-            Err(e) => return Err(Failure::Store(e)),
+            ctx.counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                stream = stream.as_str(), version = snapshot.version;
+                "humpyard pipeline: a snapshot does not decode; ignored"
+            );
+            match snapshot.version.checked_sub(1) {
+                Some(older) => at_most = older,
+                None => break,
+            }
         }
     }
     let mut state = match state {
@@ -64,29 +70,39 @@ pub(crate) fn rebuild<H: StreamHandler>(
             made.expect("init returned")
         }
     };
-    let mut folded = 0u64;
-    while next < version {
-        let want = usize::try_from(version - next).unwrap_or(usize::MAX).min(PAGE);
-        let page = ctx.store.read_stream(stream, next, want).map_err(Failure::Store)?;
-        if page.is_empty() {
+    fold(tracked, &mut state, stream, &mut next, version)?;
+    ctx.counters.rehydrations.fetch_add(1, Ordering::Relaxed);
+    Ok(state)
+}
+
+/// Folds `stream`'s stored versions `*next..version` into `state`, moving `*next` on as it
+/// goes (so a store error part way leaves it true to what `state` holds).
+pub(crate) fn fold<H: StreamHandler>(
+    tracked: &Tracked<H>,
+    state: &mut H::State,
+    stream: &StreamId,
+    next: &mut u64,
+    version: u64,
+) -> Result<(), Failure<H::Error>> {
+    let ctx = &*tracked.ctx;
+    while *next < version {
+        let want = usize::try_from(version - *next).unwrap_or(usize::MAX).min(PAGE);
+        let page = ctx.store.read_stream(stream, *next, want).map_err(Failure::Store)?;
+        let before = *next;
+        for event in page.iter().take_while(|e| e.version < version) {
+            catch_unwind(AssertUnwindSafe(|| tracked.inner.apply(state, event)))
+                .map_err(|payload| Failure::Panic(ParkKind::Init, panic_message(payload)))?;
+            *next = event.version + 1;
+            ctx.counters.rehydrated_events.fetch_add(1, Ordering::Relaxed);
+        }
+        if *next == before {
             // Fewer stored events than the version says: nothing more to fold.
             log::error!(
-                stream = stream.as_str(), version = version, folded_to = next;
+                stream = stream.as_str(), version = version, folded_to = *next;
                 "humpyard pipeline: the stream has fewer stored events than the event's version"
             );
             break;
         }
-        let before = next;
-        for event in page.iter().take_while(|e| e.version < version) {
-            contained(&mut || handler.apply(&mut state, event))?;
-            next = event.version + 1;
-            folded += 1;
-        }
-        if next == before {
-            break;
-        }
     }
-    ctx.counters.rehydrations.fetch_add(1, Ordering::Relaxed);
-    ctx.counters.rehydrated_events.fetch_add(folded, Ordering::Relaxed);
-    Ok(state)
+    Ok(())
 }

@@ -153,10 +153,18 @@ impl<H: StreamHandler> Handler for Tracked<H> {
     }
 
     fn handle(&self, entity: &mut Self::State, event: &Event<Delivery>) -> Result<(), Self::Error> {
-        match event.payload() {
+        let result = match event.payload() {
             Delivery::Event(recorded) => self.handle_event(entity, recorded),
             Delivery::Resume(request) => super::parking::resume(self, entity, event.stream(), request),
+        };
+        if let Err(TrackedError::Store(error)) = &result {
+            self.ctx.counters.store_retries.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                subscriber = self.ctx.subscriber.as_str(), stream = event.stream().as_str(), error:? = error.to_string();
+                "humpyard pipeline: the store failed while rebuilding a state or parking; trying again after a backoff"
+            );
         }
+        result
     }
 
     fn cleanup(&self, stream: &StreamId, entity: Self::State) {
@@ -208,11 +216,25 @@ impl<H: StreamHandler> Tracked<H> {
         entity: &mut Entity<H::State>,
         event: &RecordedEvent,
     ) -> Result<(), Failure<H::Error>> {
-        if entity.state.is_none() || entity.next_version != event.version {
-            self.drop_state(entity, &event.stream);
-            let state = rehydrate::rebuild(self, &event.stream, event.version)?;
-            entity.state = Some(state);
-            entity.next_version = event.version;
+        match entity.state.as_mut() {
+            Some(_) if entity.next_version == event.version => {}
+            Some(state) if entity.next_version < event.version => {
+                // Versions this pipeline did not handle (its filter left them out): fold them in.
+                let folded = rehydrate::fold(self, state, &event.stream, &mut entity.next_version, event.version);
+                if let Err(failure) = folded {
+                    if matches!(failure, Failure::Panic(..)) {
+                        self.drop_state(entity, &event.stream);
+                    }
+                    return Err(failure);
+                }
+            }
+            _ => {
+                // None, or ahead of the event (handled again after a restart or a rewind).
+                self.drop_state(entity, &event.stream);
+                let state = rehydrate::rebuild(self, &event.stream, event.version)?;
+                entity.state = Some(state);
+                entity.next_version = event.version;
+            }
         }
         let state = entity.state.as_ref().expect("rebuilt above");
         match catch_unwind(AssertUnwindSafe(|| self.inner.handle(state, event))) {
