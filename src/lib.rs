@@ -63,3 +63,7 @@ pub use engine::{
 pub use event::Event;
 pub use handler::Handler;
 pub use stream_id::{InvalidStreamId, StreamId};
+
+/// The `uuid` crate humpyard's event ids are made with, for [`store::NewEvent::with_id`] and
+/// [`store::RecordedEvent::id`] without a version to keep in step.
+pub use uuid;

@@ -35,6 +35,7 @@ mod parked;
 mod postgres;
 mod snapshot;
 mod subscription;
+mod typed;
 mod types;
 mod watch;
 
@@ -47,6 +48,7 @@ pub(crate) use postgres::migrate_schema_to;
 pub use postgres::{Claim, PgEventStore, PgStoreConfig, SessionSettings};
 pub use snapshot::Snapshot;
 pub use subscription::{Subscription, SubscriptionConfig};
+pub use typed::DecodeError;
 pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent};
 pub use watch::AppendWatch;
 
