@@ -148,7 +148,8 @@ pub trait EventStore: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors;
+    /// [`StoreError::InvalidInput`] for a bad subscriber name or a NUL character in the
+    /// message ([`InvalidInput::NulCharacter`], on both stores), or the backend's errors;
     /// [`StoreError::Unsupported`] from a store without parking.
     fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
         let _ = event;
@@ -182,11 +183,13 @@ pub trait EventStore: Send + Sync {
         Err(StoreError::Unsupported("unpark"))
     }
 
-    /// Stores `snapshot`, replacing one with the same key.
+    /// Stores `snapshot`, replacing one with the same key. Snapshots of the same subscriber,
+    /// stream and state version at other versions are kept.
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors;
+    /// [`StoreError::InvalidInput`] for a bad subscriber name or a NUL character in the data
+    /// ([`InvalidInput::NulCharacter`], on both stores), or the backend's errors;
     /// [`StoreError::Unsupported`] from a store without snapshots.
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let _ = snapshot;
