@@ -166,7 +166,7 @@ fn concurrent_migrations_of_one_schema_all_succeed_once() {
         )
         .unwrap();
     let (applied, distinct): (i64, i64) = (row.get(0), row.get(1));
-    assert_eq!((applied, distinct), (2, 2), "V1 and V2, each applied once");
+    assert_eq!((applied, distinct), (3, 3), "V1, V2 and V3, each applied once");
 }
 
 // proves R-PG-4, R-PG-5 across an upgrade: a schema that V1 made, with events in it, is
@@ -355,4 +355,72 @@ fn a_failure_late_in_an_item_by_item_batch_keeps_the_written_items_results() {
         ])
         .is_err());
     assert!(store.read_stream(&sid("late-d"), 0, 10).unwrap().is_empty());
+}
+
+// V3 across an upgrade: a schema that V2 made, with checkpoints saved, is migrated when a store
+// connects: the checkpoints are keyed by (subscriber, partition) with an epoch, the saved
+// positions are kept as partition 0, saves stay monotonic from them, and the new tables work
+#[test]
+fn a_v2_schema_with_checkpoints_upgrades_to_v3() {
+    let schema = server::fresh_schema("upgrade3");
+    humpyard::testing::migrate_schema_to(&server::url(), &schema, 2).unwrap();
+    let mut sql = outside();
+    // Saved as a V2 humpyard saved them (`schema` is this test's own name, quoted).
+    sql.execute(
+        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ('p', 7), ('q', 3)"),
+        &[],
+    )
+    .unwrap();
+    let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
+    let key: Vec<String> = sql
+        .query(
+            "select a.attname::text from pg_index i \
+             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) \
+             where i.indrelid = ($1 || '.checkpoints')::regclass and i.indisprimary \
+             order by array_position(i.indkey::int2[], a.attnum)",
+            &[&format!("\"{schema}\"")],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(key, ["subscriber", "partition"]);
+    let rows: Vec<(String, i32, i64, i64)> = sql
+        .query(
+            &format!("select subscriber, partition, epoch, position from \"{schema}\".checkpoints order by subscriber"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(rows, [("p".to_owned(), 0, 0, 7), ("q".to_owned(), 0, 0, 3)]);
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(7));
+    store.save_checkpoint("p", 5).unwrap();
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(7), "still never back");
+    store.save_checkpoint("p", 9).unwrap();
+    store.reset_checkpoint("q", 1).unwrap();
+    assert_eq!(
+        (store.load_checkpoint("p").unwrap(), store.load_checkpoint("q").unwrap()),
+        (Some(9), Some(1))
+    );
+    // Another partition of the same subscriber is a row of its own (for scale-out).
+    sql.execute(
+        &format!("insert into \"{schema}\".checkpoints (subscriber, partition, position) values ('p', 1, 100)"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(9));
+    store.save_checkpoint("p", 10).unwrap();
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(10));
+    let snapshot = humpyard::store::Snapshot {
+        subscriber: "p".to_owned(),
+        stream: sid("s"),
+        state_version: 1,
+        version: 4,
+        data: json!({"n": 4}),
+    };
+    store.save_snapshot(&snapshot).unwrap();
+    assert_eq!(store.load_snapshot("p", &sid("s"), 1, 10).unwrap(), Some(snapshot));
+    assert!(store.parked("p", None, 0, usize::MAX).unwrap().is_empty());
 }

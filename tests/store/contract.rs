@@ -3,9 +3,11 @@
 //! test gets a fresh, empty store from `factory`.
 
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use humpyard::store::{EventStore, ExpectedVersion, InvalidInput, NewEvent, StoreError};
+use humpyard::store::{
+    EventStore, ExpectedVersion, InvalidInput, NewEvent, ParkKind, ParkedEvent, Snapshot, StoreError,
+};
 use humpyard::StreamId;
 use serde_json::json;
 use uuid::Uuid;
@@ -370,6 +372,262 @@ pub fn racing_appends_one_wins(store: Arc<dyn EventStore>) {
     assert_eq!(next.first_position, 3);
 }
 
+/// Whether `result` is the typed error of a bad subscriber name.
+fn bad_name<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::InvalidInput(InvalidInput::SubscriberName(_))))
+}
+
+const BAD_NAMES: [&str; 4] = ["", "a b", "x'; drop table parked; --", "émile"];
+
+/// A time the Postgres store keeps exactly (`timestamptz` holds microseconds).
+fn at_micros(micros: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(micros)
+}
+
+fn parked_event(subscriber: &str, position: u64, stream: &str, kind: ParkKind) -> ParkedEvent {
+    ParkedEvent {
+        subscriber: subscriber.to_owned(),
+        position,
+        stream: sid(stream),
+        version: position * 10,
+        attempts: 3,
+        kind,
+        message: format!("failed at {position}: it's \"quoted\" $1 %_"),
+        parked_at: at_micros(1_700_000_000_000_000 + position),
+    }
+}
+
+fn positions_of(parked: &[ParkedEvent]) -> Vec<u64> {
+    parked.iter().map(|p| p.position).collect()
+}
+
+// Parked events: kept per subscriber, listed in position order (all, or one stream's), paged
+// by `after` and `max`; parking a parked position again updates it; unpark says whether it was
+// there; names are checked and a NUL in a message is refused on both stores
+pub fn parked_events_round_trip_in_position_order(store: &dyn EventStore) {
+    let sub = "projector";
+    let parked = [
+        parked_event(sub, 7, "acct-1", ParkKind::Behind),
+        parked_event(sub, 3, "acct-2", ParkKind::Handler),
+        parked_event(sub, 5, "acct-1", ParkKind::Panic),
+        parked_event(sub, 9, "acct-1", ParkKind::Init),
+    ];
+    for p in &parked {
+        store.park(p).unwrap();
+    }
+    store
+        .park(&parked_event("other", 4, "acct-1", ParkKind::Handler))
+        .unwrap();
+    let all = store.parked(sub, None, 0, usize::MAX).unwrap();
+    assert_eq!(
+        all,
+        vec![
+            parked[1].clone(),
+            parked[2].clone(),
+            parked[0].clone(),
+            parked[3].clone()
+        ],
+        "every field back, in position order, only this subscriber's"
+    );
+    let one = sid("acct-1");
+    assert_eq!(
+        positions_of(&store.parked(sub, Some(&one), 0, usize::MAX).unwrap()),
+        [5, 7, 9]
+    );
+    assert_eq!(
+        positions_of(&store.parked(sub, Some(&sid("acct-2")), 0, usize::MAX).unwrap()),
+        [3]
+    );
+    assert!(store
+        .parked(sub, Some(&sid("acct-3")), 0, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        positions_of(&store.parked(sub, None, 3, usize::MAX).unwrap()),
+        [5, 7, 9]
+    );
+    assert_eq!(positions_of(&store.parked(sub, None, 4, 2).unwrap()), [5, 7]);
+    assert_eq!(positions_of(&store.parked(sub, None, 0, 1).unwrap()), [3]);
+    assert_eq!(positions_of(&store.parked(sub, Some(&one), 5, 1).unwrap()), [7]);
+    assert!(store.parked(sub, None, 0, 0).unwrap().is_empty());
+    assert!(store.parked(sub, None, 9, usize::MAX).unwrap().is_empty());
+    assert!(store.parked(sub, None, u64::MAX, usize::MAX).unwrap().is_empty());
+    assert_eq!(positions_of(&store.parked("other", None, 0, usize::MAX).unwrap()), [4]);
+    assert!(store.parked("nobody", None, 0, usize::MAX).unwrap().is_empty());
+
+    // A replay that failed again: the same position, parked again.
+    let again = ParkedEvent {
+        attempts: 6,
+        kind: ParkKind::Panic,
+        message: "panicked: 'index out of bounds'".to_owned(),
+        parked_at: at_micros(1_800_000_000_000_000),
+        ..parked[0].clone()
+    };
+    store.park(&again).unwrap();
+    let all = store.parked(sub, None, 0, usize::MAX).unwrap();
+    assert_eq!(positions_of(&all), [3, 5, 7, 9], "updated, not added");
+    assert_eq!(all[2], again);
+
+    assert!(store.unpark(sub, 5).unwrap());
+    assert!(!store.unpark(sub, 5).unwrap(), "gone already");
+    assert!(!store.unpark(sub, 4).unwrap(), "another subscriber's");
+    assert!(!store.unpark(sub, u64::MAX).unwrap());
+    assert_eq!(
+        positions_of(&store.parked(sub, None, 0, usize::MAX).unwrap()),
+        [3, 7, 9]
+    );
+    assert_eq!(positions_of(&store.parked("other", None, 0, usize::MAX).unwrap()), [4]);
+
+    for bad in BAD_NAMES {
+        assert!(
+            bad_name(store.park(&ParkedEvent {
+                subscriber: bad.to_owned(),
+                ..parked[1].clone()
+            })),
+            "{bad:?}"
+        );
+        assert!(bad_name(store.parked(bad, None, 0, usize::MAX)), "{bad:?}");
+        assert!(bad_name(store.unpark(bad, 3)), "{bad:?}");
+    }
+    let nul = ParkedEvent {
+        message: "a\u{0}b".to_owned(),
+        ..parked[1].clone()
+    };
+    assert!(matches!(
+        store.park(&nul),
+        Err(StoreError::InvalidInput(InvalidInput::NulCharacter))
+    ));
+    assert_eq!(
+        store.parked(sub, None, 0, 1).unwrap()[0],
+        parked[1],
+        "the refused park changed nothing"
+    );
+}
+
+fn snapshot(subscriber: &str, stream: &str, state_version: u32, version: u64) -> Snapshot {
+    Snapshot {
+        subscriber: subscriber.to_owned(),
+        stream: sid(stream),
+        state_version,
+        version,
+        data: json!({ "stream": stream, "state": state_version, "at": version, "q": "it's $1" }),
+    }
+}
+
+fn loaded(store: &dyn EventStore, subscriber: &str, stream: &str, state_version: u32, at_most: u64) -> Option<u64> {
+    store
+        .load_snapshot(subscriber, &sid(stream), state_version, at_most)
+        .unwrap()
+        .map(|s| s.version)
+}
+
+// Snapshots: a load returns the newest not past `at_most`, of its own subscriber, stream and
+// state version only; a save of the same key replaces it; names checked, NUL refused
+pub fn snapshots_load_the_newest_not_past_at_most(store: &dyn EventStore) {
+    let sub = "projector";
+    for version in [20, 10, 30] {
+        store.save_snapshot(&snapshot(sub, "cart-1", 1, version)).unwrap();
+    }
+    assert_eq!(
+        store.load_snapshot(sub, &sid("cart-1"), 1, 25).unwrap(),
+        Some(snapshot(sub, "cart-1", 1, 20)),
+        "every field back"
+    );
+    for (at_most, newest) in [
+        (9, None),
+        (10, Some(10)),
+        (19, Some(10)),
+        (29, Some(20)),
+        (30, Some(30)),
+    ] {
+        assert_eq!(loaded(store, sub, "cart-1", 1, at_most), newest, "at most {at_most}");
+    }
+    assert_eq!(loaded(store, sub, "cart-1", 1, u64::MAX), Some(30));
+
+    // Another state version: its own snapshots only.
+    store.save_snapshot(&snapshot(sub, "cart-1", 2, 15)).unwrap();
+    assert_eq!(loaded(store, sub, "cart-1", 2, u64::MAX), Some(15));
+    assert_eq!(loaded(store, sub, "cart-1", 2, 14), None);
+    assert_eq!(
+        loaded(store, sub, "cart-1", 1, 19),
+        Some(10),
+        "not the other state version's 15"
+    );
+    assert_eq!(loaded(store, sub, "cart-1", 3, u64::MAX), None);
+    assert_eq!(loaded(store, sub, "cart-1", u32::MAX, u64::MAX), None);
+
+    // Another stream, another subscriber: their own.
+    store.save_snapshot(&snapshot(sub, "cart-2", 1, 40)).unwrap();
+    store.save_snapshot(&snapshot("auditor", "cart-1", 1, 50)).unwrap();
+    assert_eq!(loaded(store, sub, "cart-1", 1, u64::MAX), Some(30));
+    assert_eq!(loaded(store, sub, "cart-2", 1, u64::MAX), Some(40));
+    assert_eq!(loaded(store, sub, "cart-2", 1, 39), None);
+    assert_eq!(loaded(store, "auditor", "cart-1", 1, u64::MAX), Some(50));
+    assert_eq!(loaded(store, "auditor", "cart-1", 1, 49), None);
+    assert_eq!(loaded(store, sub, "cart-3", 1, u64::MAX), None);
+    assert_eq!(loaded(store, "nobody", "cart-1", 1, u64::MAX), None);
+
+    // The same key again: replaced.
+    let replaced = Snapshot {
+        data: json!({ "replaced": true }),
+        ..snapshot(sub, "cart-1", 1, 20)
+    };
+    store.save_snapshot(&replaced).unwrap();
+    assert_eq!(store.load_snapshot(sub, &sid("cart-1"), 1, 25).unwrap(), Some(replaced));
+
+    for bad in BAD_NAMES {
+        let named = Snapshot {
+            subscriber: bad.to_owned(),
+            ..snapshot(sub, "cart-1", 1, 1)
+        };
+        assert!(bad_name(store.save_snapshot(&named)), "{bad:?}");
+        assert!(bad_name(store.load_snapshot(bad, &sid("cart-1"), 1, 1)), "{bad:?}");
+    }
+    let nul = Snapshot {
+        data: json!({ "k": ["a\u{0}b"] }),
+        ..snapshot(sub, "cart-1", 1, 35)
+    };
+    assert!(matches!(
+        store.save_snapshot(&nul),
+        Err(StoreError::InvalidInput(InvalidInput::NulCharacter))
+    ));
+    assert_eq!(
+        loaded(store, sub, "cart-1", 1, u64::MAX),
+        Some(30),
+        "the refused save wrote nothing"
+    );
+}
+
+// A rewind: reset_checkpoint sets the checkpoint exactly, backwards too (and makes one that
+// was never saved); from there save_checkpoint is monotonic again
+pub fn reset_checkpoint_moves_it_back_then_saves_never_do(store: &dyn EventStore) {
+    store.save_checkpoint("projector", 40).unwrap();
+    store.reset_checkpoint("projector", 10).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(10));
+    store.save_checkpoint("projector", 5).unwrap();
+    assert_eq!(
+        store.load_checkpoint("projector").unwrap(),
+        Some(10),
+        "a save still never moves it back"
+    );
+    store.save_checkpoint("projector", 12).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(12));
+    store.reset_checkpoint("projector", 0).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(0));
+    store.reset_checkpoint("projector", 99).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(99), "forwards too");
+    store.reset_checkpoint("fresh", 3).unwrap();
+    assert_eq!(store.load_checkpoint("fresh").unwrap(), Some(3));
+    assert_eq!(
+        store.load_checkpoint("projector").unwrap(),
+        Some(99),
+        "each subscriber its own"
+    );
+    for bad in BAD_NAMES {
+        assert!(bad_name(store.reset_checkpoint(bad, 1)), "{bad:?}");
+    }
+}
+
 /// Instantiates every check as a test of the store that `$make` returns (a fresh one each).
 #[macro_export]
 macro_rules! contract_tests {
@@ -428,6 +686,18 @@ macro_rules! contract_tests {
             #[test]
             fn hostile_payloads_round_trip() {
                 store::contract::hostile_payloads_round_trip(&*$make);
+            }
+            #[test]
+            fn parked_events_round_trip_in_position_order() {
+                store::contract::parked_events_round_trip_in_position_order(&*$make);
+            }
+            #[test]
+            fn snapshots_load_the_newest_not_past_at_most() {
+                store::contract::snapshots_load_the_newest_not_past_at_most(&*$make);
+            }
+            #[test]
+            fn reset_checkpoint_moves_it_back_then_saves_never_do() {
+                store::contract::reset_checkpoint_moves_it_back_then_saves_never_do(&*$make);
             }
             #[test]
             fn racing_appends_one_wins() {

@@ -46,6 +46,12 @@
 //! the batch before it; the read that starts at it returns
 //! [`StoreError::InvalidStoredEvent`], so subscribers report it and go on (R-FT-5).
 //!
+//! # Subscribers' rows
+//!
+//! Checkpoints, parked events and snapshots (see `schema`, "Subscribers' tables (V3)", and
+//! `subscribers`): a subscriber's checkpoint is partition 0 of its `(subscriber, partition)`
+//! key; each operation is one statement on an index.
+//!
 //! # Wake-ups
 //!
 //! Each appending transaction sends one notification, `pg_notify($1, $2)` on the constant
@@ -64,6 +70,7 @@ mod idempotency;
 mod listen;
 mod locks;
 mod schema;
+mod subscribers;
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use std::sync::Arc;
@@ -79,7 +86,7 @@ use self::gaps::Gaps;
 use self::locks::LockKeys;
 use super::{
     check_subscriber, AppendWatch, Appended, BackendError, EventStore, ExpectedVersion, GapWait, InvalidInput,
-    NewEvent, Precondition, RecordedEvent, StoreError,
+    NewEvent, ParkedEvent, Precondition, RecordedEvent, Snapshot, StoreError,
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
@@ -131,6 +138,13 @@ struct Statements {
     preconditions: String,
     load_checkpoint: String,
     save_checkpoint: String,
+    reset_checkpoint: String,
+    park: String,
+    parked: String,
+    parked_in_stream: String,
+    unpark: String,
+    save_snapshot: String,
+    load_snapshot: String,
     claim: String,
     claim_state: String,
     finish_claim: String,
@@ -162,12 +176,46 @@ impl Statements {
                         coalesce((select t.tgenabled in ('O', 'A') from pg_trigger t \
                                   where t.tgrelid = '{s}.events'::regclass and t.tgname = 'draw_xact_id'), false)"
             ),
-            load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1"),
+            // An unpartitioned subscriber's checkpoint is its partition 0 (V3).
+            load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1 and partition = 0"),
             // Never back: a stale save (a detached reader of an earlier run) changes nothing.
             save_checkpoint: format!(
-                "insert into {s}.checkpoints as c (subscriber, position) values ($1, $2) \
-                 on conflict (subscriber) do update set position = excluded.position, updated_at = now() \
+                "insert into {s}.checkpoints as c (subscriber, partition, position) values ($1, 0, $2) \
+                 on conflict (subscriber, partition) do update set position = excluded.position, updated_at = now() \
                  where c.position < excluded.position"
+            ),
+            // Exactly the position given, backwards too (a rewind).
+            reset_checkpoint: format!(
+                "insert into {s}.checkpoints (subscriber, partition, position) values ($1, 0, $2) \
+                 on conflict (subscriber, partition) do update set position = excluded.position, updated_at = now()"
+            ),
+            park: format!(
+                "insert into {s}.parked \
+                 (subscriber, position, stream_id, version, attempts, kind, message, parked_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 on conflict (subscriber, position) do update set attempts = excluded.attempts, \
+                 kind = excluded.kind, message = excluded.message, parked_at = excluded.parked_at"
+            ),
+            parked: format!(
+                "select position, stream_id, version, attempts, kind, message, parked_at from {s}.parked \
+                 where subscriber = $1 and position > $2 order by position limit $3"
+            ),
+            // The same columns, through `parked_by_stream`.
+            parked_in_stream: format!(
+                "select position, stream_id, version, attempts, kind, message, parked_at from {s}.parked \
+                 where subscriber = $1 and stream_id = $4 and position > $2 order by position limit $3"
+            ),
+            unpark: format!("delete from {s}.parked where subscriber = $1 and position = $2"),
+            save_snapshot: format!(
+                "insert into {s}.snapshots (subscriber, stream_id, state_version, version, data) \
+                 values ($1, $2, $3, $4, $5) \
+                 on conflict (subscriber, stream_id, state_version, version) \
+                 do update set data = excluded.data, saved_at = now()"
+            ),
+            load_snapshot: format!(
+                "select version, data from {s}.snapshots \
+                 where subscriber = $1 and stream_id = $2 and state_version = $3 and version <= $4 \
+                 order by version desc limit 1"
             ),
             claim: format!(
                 "insert into {s}.idempotency_keys as k (key, state, expires_at) \
@@ -732,6 +780,42 @@ impl EventStore for PgEventStore {
             .execute(&self.sql.save_checkpoint, &[&subscriber, &position])
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    fn reset_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        subscribers::reset_checkpoint(self, subscriber, position)
+    }
+
+    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+        subscribers::park(self, event)
+    }
+
+    fn parked(
+        &self,
+        subscriber: &str,
+        stream: Option<&StreamId>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        subscribers::parked(self, subscriber, stream, after, max)
+    }
+
+    fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, StoreError> {
+        subscribers::unpark(self, subscriber, position)
+    }
+
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        subscribers::save_snapshot(self, snapshot)
+    }
+
+    fn load_snapshot(
+        &self,
+        subscriber: &str,
+        stream: &StreamId,
+        state_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        subscribers::load_snapshot(self, subscriber, stream, state_version, at_most)
     }
 
     fn gap_wait(&self) -> Option<GapWait> {
