@@ -29,6 +29,8 @@
 //!   [`EventStore::reset_checkpoint`]), each subscriber keeps its [`ParkedEvent`]s, listed in
 //!   position order, and its [`Snapshot`]s, loaded as the newest at or below a version; both
 //!   stores keep them the same way (the contract suite runs on both).
+//! - [`EventStore::read_all_filtered`] reads like `read_all` and returns what an
+//!   [`EventFilter`] passes; a position it leaves out still counts as read.
 //! - Subscriber names follow the [`StreamId`] rules; a bad name is a typed
 //!   error, never text spliced into a query (R-SEC-1).
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 use humpyard::store::{
-    EventStore, ExpectedVersion, InvalidInput, NewEvent, ParkKind, ParkedEvent, Snapshot, StoreError,
+    EventFilter, EventStore, ExpectedVersion, InvalidInput, NewEvent, ParkKind, ParkedEvent, RecordedEvent, Snapshot,
+    StoreError,
 };
 use humpyard::StreamId;
 use serde_json::json;
@@ -628,6 +629,115 @@ pub fn reset_checkpoint_moves_it_back_then_saves_never_do(store: &dyn EventStore
     }
 }
 
+/// The events of a filtered read, as (position, stream, type).
+fn summary(events: &[RecordedEvent]) -> Vec<(u64, String, String)> {
+    events
+        .iter()
+        .map(|e| (e.position, e.stream.as_str().to_owned(), e.event_type.clone()))
+        .collect()
+}
+
+// Filtered reads: by event type, by stream-id prefix (compared as text: `_` and `%` are no
+// wildcards), both; positions left out count as passed; `max` bounds the positions looked at,
+// passed or not
+pub fn filtered_reads_by_type_and_prefix(store: &dyn EventStore) {
+    let log: [(&str, &str); 8] = [
+        ("order-1", "placed"),    // 1
+        ("order-2", "placed"),    // 2
+        ("cust-1", "registered"), // 3
+        ("order-1", "shipped"),   // 4
+        ("ord_9", "placed"),      // 5
+        ("ordx9", "placed"),      // 6
+        ("cust-1", "placed"),     // 7
+        ("order-2", "cancelled"), // 8
+    ];
+    for (n, (stream, event_type)) in (0..).zip(log) {
+        store
+            .append(
+                &sid(stream),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event_type, json!({ "n": n }))],
+            )
+            .unwrap();
+    }
+    settled(store, 8);
+    let all = store.read_all(0, usize::MAX).unwrap();
+    let read = |after: u64, max: usize, filter: &EventFilter| {
+        let read = store.read_all_filtered(after, max, filter).unwrap();
+        // What passes comes back whole, exactly as read_all has it.
+        for event in &read.events {
+            assert_eq!(event, &all[event.position as usize - 1]);
+        }
+        (read.events.iter().map(|e| e.position).collect::<Vec<_>>(), read.passed)
+    };
+    let everything = store.read_all_filtered(0, usize::MAX, &EventFilter::all()).unwrap();
+    assert_eq!((summary(&everything.events), everything.passed), (summary(&all), 8));
+
+    let placed = EventFilter::all().event_types(["placed"]);
+    assert_eq!(read(0, usize::MAX, &placed), (vec![1, 2, 5, 6, 7], 8));
+    let two_types = EventFilter::all().event_types(["shipped", "cancelled"]);
+    assert_eq!(read(0, usize::MAX, &two_types), (vec![4, 8], 8));
+    let orders = EventFilter::all().stream_prefix("order-");
+    assert_eq!(read(0, usize::MAX, &orders), (vec![1, 2, 4, 8], 8));
+    let two_prefixes = EventFilter::all().stream_prefix("cust-").stream_prefix("order-2");
+    assert_eq!(read(0, usize::MAX, &two_prefixes), (vec![2, 3, 7, 8], 8));
+    let whole_id = EventFilter::all().stream_prefix("cust-1");
+    assert_eq!(read(0, usize::MAX, &whole_id), (vec![3, 7], 8));
+    let both = EventFilter::all().event_types(["placed"]).stream_prefix("order-");
+    assert_eq!(read(0, usize::MAX, &both), (vec![1, 2], 8));
+    let both_of_many = EventFilter::all()
+        .event_types(["placed", "registered"])
+        .stream_prefix("cust-")
+        .stream_prefix("ord_");
+    assert_eq!(read(0, usize::MAX, &both_of_many), (vec![3, 5, 7], 8));
+
+    // Prefixes are text, never patterns.
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().stream_prefix("ord_")),
+        (vec![5], 8)
+    );
+    for pattern in ["%", "ord%", "_", "order-_", "%-1"] {
+        assert_eq!(
+            read(0, usize::MAX, &EventFilter::all().stream_prefix(pattern)),
+            (vec![], 8),
+            "{pattern:?}"
+        );
+    }
+    // Nothing can match a type or prefix with a NUL character; it is not an error.
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().event_types(["placed\u{0}"])),
+        (vec![], 8)
+    );
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().stream_prefix("order-\u{0}")),
+        (vec![], 8)
+    );
+    assert_eq!(
+        read(
+            0,
+            usize::MAX,
+            &EventFilter::all().stream_prefix("o\u{0}").stream_prefix("cust-")
+        ),
+        (vec![3, 7], 8)
+    );
+
+    // Passed moves over what the filter leaves out; `max` bounds what is looked at.
+    let shipped = EventFilter::all().event_types(["shipped"]);
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().event_types(["none"])),
+        (vec![], 8)
+    );
+    assert_eq!(read(0, 2, &shipped), (vec![], 2));
+    assert_eq!(read(2, 2, &shipped), (vec![4], 4));
+    assert_eq!(read(4, 3, &shipped), (vec![], 7));
+    assert_eq!(read(0, 5, &placed), (vec![1, 2, 5], 5));
+    assert_eq!(read(5, 5, &placed), (vec![6, 7], 8));
+    assert_eq!(read(3, 0, &placed), (vec![], 3), "max 0 looks at nothing");
+    assert_eq!(read(8, usize::MAX, &placed), (vec![], 8), "nothing after the last");
+    assert_eq!(read(100, usize::MAX, &placed), (vec![], 100));
+    assert_eq!(read(u64::MAX, usize::MAX, &placed), (vec![], u64::MAX));
+}
+
 /// Instantiates every check as a test of the store that `$make` returns (a fresh one each).
 #[macro_export]
 macro_rules! contract_tests {
@@ -698,6 +808,10 @@ macro_rules! contract_tests {
             #[test]
             fn reset_checkpoint_moves_it_back_then_saves_never_do() {
                 store::contract::reset_checkpoint_moves_it_back_then_saves_never_do(&*$make);
+            }
+            #[test]
+            fn filtered_reads_by_type_and_prefix() {
+                store::contract::filtered_reads_by_type_and_prefix(&*$make);
             }
             #[test]
             fn racing_appends_one_wins() {
