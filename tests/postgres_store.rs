@@ -8,7 +8,9 @@ use std::net::TcpListener;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use humpyard::store::{EventStore, ExpectedVersion, InvalidInput, NewEvent, PgEventStore, PgStoreConfig, StoreError};
+use humpyard::store::{
+    EventFilter, EventStore, ExpectedVersion, InvalidInput, NewEvent, PgEventStore, PgStoreConfig, StoreError,
+};
 use humpyard::testing::ThrowawayPostgres;
 use humpyard::StreamId;
 use serde_json::json;
@@ -166,7 +168,7 @@ fn concurrent_migrations_of_one_schema_all_succeed_once() {
         )
         .unwrap();
     let (applied, distinct): (i64, i64) = (row.get(0), row.get(1));
-    assert_eq!((applied, distinct), (2, 2), "V1 and V2, each applied once");
+    assert_eq!((applied, distinct), (3, 3), "V1, V2 and V3, each applied once");
 }
 
 // proves R-PG-4, R-PG-5 across an upgrade: a schema that V1 made, with events in it, is
@@ -355,4 +357,175 @@ fn a_failure_late_in_an_item_by_item_batch_keeps_the_written_items_results() {
         ])
         .is_err());
     assert!(store.read_stream(&sid("late-d"), 0, 10).unwrap().is_empty());
+}
+
+// V3 across an upgrade: a schema that V2 made, with checkpoints saved, is migrated when a store
+// connects: the checkpoints are keyed by (subscriber, partition) with an epoch, the saved
+// positions are kept as partition 0, saves stay monotonic from them, and the new tables work
+#[test]
+fn a_v2_schema_with_checkpoints_upgrades_to_v3() {
+    let schema = server::fresh_schema("upgrade3");
+    humpyard::testing::migrate_schema_to(&server::url(), &schema, 2).unwrap();
+    let mut sql = outside();
+    // Saved as a V2 humpyard saved them (`schema` is this test's own name, quoted).
+    sql.execute(
+        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ('p', 7), ('q', 3)"),
+        &[],
+    )
+    .unwrap();
+    let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
+    let key: Vec<String> = sql
+        .query(
+            "select a.attname::text from pg_index i \
+             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) \
+             where i.indrelid = ($1 || '.checkpoints')::regclass and i.indisprimary \
+             order by array_position(i.indkey::int2[], a.attnum)",
+            &[&format!("\"{schema}\"")],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(key, ["subscriber", "partition"]);
+    let rows: Vec<(String, i32, i64, i64)> = sql
+        .query(
+            &format!("select subscriber, partition, epoch, position from \"{schema}\".checkpoints order by subscriber"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(rows, [("p".to_owned(), 0, 0, 7), ("q".to_owned(), 0, 0, 3)]);
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(7));
+    store.save_checkpoint("p", 5).unwrap();
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(7), "still never back");
+    store.save_checkpoint("p", 9).unwrap();
+    store.reset_checkpoint("q", 1).unwrap();
+    assert_eq!(
+        (store.load_checkpoint("p").unwrap(), store.load_checkpoint("q").unwrap()),
+        (Some(9), Some(1))
+    );
+    // Another partition of the same subscriber is a row of its own (for scale-out).
+    sql.execute(
+        &format!("insert into \"{schema}\".checkpoints (subscriber, partition, position) values ('p', 1, 100)"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(9));
+    store.save_checkpoint("p", 10).unwrap();
+    assert_eq!(store.load_checkpoint("p").unwrap(), Some(10));
+    let snapshot = humpyard::store::Snapshot {
+        subscriber: "p".to_owned(),
+        stream: sid("s"),
+        state_version: 1,
+        version: 4,
+        data: json!({"n": 4}),
+    };
+    store.save_snapshot(&snapshot).unwrap();
+    assert_eq!(store.load_snapshot("p", &sid("s"), 1, 10).unwrap(), Some(snapshot));
+    assert!(store.parked("p", None, 0, usize::MAX).unwrap().is_empty());
+}
+
+/// Appends `good-1`, a tool's row with a stream id humpyard cannot decode (type `tool`), and
+/// `good-3`; returns the store once all three are readable.
+fn store_with_an_undecodable_row_at_2() -> PgEventStore {
+    let schema = server::fresh_schema("undecodable");
+    let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
+    let ev = || NewEvent::new("counted", json!({}));
+    store.append(&sid("good-1"), ExpectedVersion::Any, vec![ev()]).unwrap();
+    outside()
+        .execute(
+            // The schema name is the test's own generated one; values are bound.
+            &format!(
+                "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
+                 values ($1, 0, $2, 'tool', '{{}}')"
+            ),
+            &[&"not a valid id!", &uuid::Uuid::new_v4()],
+        )
+        .unwrap();
+    store.append(&sid("good-3"), ExpectedVersion::Any, vec![ev()]).unwrap();
+    store::contract::settled(&store, 3);
+    store
+}
+
+// proves R-FT-5 for filtered reads: a row that cannot be decoded and that the filter leaves out
+// is passed like any other, never an error; one the filter passes is an error in its own place,
+// as in read_all
+#[test]
+fn an_undecodable_row_a_filter_leaves_out_does_not_fail_a_filtered_read() {
+    let store = store_with_an_undecodable_row_at_2();
+    assert!(matches!(
+        store.read_all(1, usize::MAX),
+        Err(StoreError::InvalidStoredEvent { position: 2, .. })
+    ));
+    for filter in [
+        EventFilter::all().stream_prefix("good-"),
+        EventFilter::all().event_types(["counted"]),
+    ] {
+        let read = store.read_all_filtered(0, usize::MAX, &filter).unwrap();
+        let positions: Vec<u64> = read.events.iter().map(|e| e.position).collect();
+        assert_eq!((positions, read.passed), (vec![1, 3], 3), "{filter:?}");
+        let from_it = store.read_all_filtered(1, usize::MAX, &filter).unwrap();
+        assert_eq!((from_it.events.len(), from_it.passed), (1, 3), "{filter:?}");
+    }
+    // Passed by the filter: it ends the batch before it, and is the error of the read that
+    // starts at it; the read after it goes on.
+    for filter in [
+        EventFilter::all().stream_prefix("not"),
+        EventFilter::all().event_types(["tool"]),
+    ] {
+        let read = store.read_all_filtered(0, usize::MAX, &filter).unwrap();
+        assert_eq!((read.events.len(), read.passed), (0, 1), "{filter:?}");
+        assert!(
+            matches!(
+                store.read_all_filtered(1, usize::MAX, &filter),
+                Err(StoreError::InvalidStoredEvent { position: 2, .. })
+            ),
+            "{filter:?}"
+        );
+        let after = store.read_all_filtered(2, usize::MAX, &filter).unwrap();
+        assert_eq!((after.events.len(), after.passed), (0, 3), "{filter:?}");
+    }
+}
+
+// proves R-PG-5 for filtered reads: a position still held by an open transaction stops a
+// filtered read even when the events after it would be left out by the filter
+#[test]
+fn a_filtered_read_never_passes_a_position_that_may_yet_commit() {
+    let schema = server::fresh_schema("filtergap");
+    let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
+    let ev = || NewEvent::new("counted", json!({}));
+    store.append(&sid("seen-1"), ExpectedVersion::Any, vec![ev()]).unwrap();
+    let mut tool = outside();
+    let mut tx = tool.transaction().unwrap();
+    // A tool's transaction takes its id, then a position, and holds it open.
+    tx.query_one("select pg_current_xact_id()", &[]).unwrap();
+    tx.execute(
+        &format!(
+            "insert into \"{schema}\".events (stream_id, version, event_id, event_type, data) \
+             values ('held-2', 0, $1, 'counted', '{{}}')"
+        ),
+        &[&uuid::Uuid::new_v4()],
+    )
+    .unwrap();
+    store.append(&sid("other-3"), ExpectedVersion::Any, vec![ev()]).unwrap();
+    let nothing = EventFilter::all().event_types(["none"]);
+    for _ in 0..3 {
+        let read = store.read_all_filtered(0, usize::MAX, &nothing).unwrap();
+        assert_eq!((read.events.len(), read.passed), (0, 1), "position 2 may yet commit");
+    }
+    tx.commit().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = store
+            .read_all_filtered(0, usize::MAX, &EventFilter::all().stream_prefix("held-"))
+            .unwrap();
+        if read.passed == 3 {
+            assert_eq!(read.events.iter().map(|e| e.position).collect::<Vec<_>>(), [2]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never passed 2: {read:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

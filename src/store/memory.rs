@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use super::types::json_is_storable;
 use super::watch::Signal;
 use super::{
     check_subscriber, AppendWatch, Appended, EventFilter, EventStore, ExpectedVersion, FilteredRead, InvalidInput,
@@ -258,6 +259,10 @@ impl EventStore for InMemoryStore {
 
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         check_subscriber(&snapshot.subscriber)?;
+        // What PostgreSQL's jsonb refuses, refused here too (as for events).
+        if !json_is_storable(&snapshot.data) {
+            return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
+        }
         let key = (
             snapshot.subscriber.clone(),
             snapshot.stream.clone(),

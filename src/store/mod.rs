@@ -25,6 +25,12 @@
 //!   (R-FT-5).
 //! - [`Subscription`] follows `read_all` from a position on, woken by the store's
 //!   [`AppendWatch`] and polling as well; errors are per item and never its end.
+//! - Beside its checkpoint (which only moves forward, except by
+//!   [`EventStore::reset_checkpoint`]), each subscriber keeps its [`ParkedEvent`]s, listed in
+//!   position order, and its [`Snapshot`]s, loaded as the newest at or below a version; both
+//!   stores keep them the same way (the contract suite runs on both).
+//! - [`EventStore::read_all_filtered`] reads like `read_all` and returns what an
+//!   [`EventFilter`] passes; a position it leaves out still counts as read.
 //! - Subscriber names follow the [`StreamId`] rules; a bad name is a typed
 //!   error, never text spliced into a query (R-SEC-1).
 
@@ -117,7 +123,8 @@ pub trait EventStore: Send + Sync {
 
     /// Moves `subscriber`'s checkpoint to `position`, backwards too: the one way to rewind a
     /// subscriber (to rebuild a projection). Call it while no pipeline of that subscriber
-    /// runs: a running one saves its own watermark over it. Parked events stay parked.
+    /// runs: a running one saves its own watermark over it. Parked events stay parked. Later
+    /// saves are monotonic again from `position`.
     ///
     /// # Errors
     ///
@@ -150,8 +157,10 @@ pub trait EventStore: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors;
-    /// [`StoreError::Unsupported`] from a store without parking.
+    /// [`StoreError::InvalidInput`] for a bad subscriber name or a NUL character in the
+    /// message ([`InvalidInput::NulCharacter`], on both stores), or the backend's errors (on
+    /// PostgreSQL also [`InvalidInput::OutOfRange`] for a position or version past `i64::MAX`
+    /// or attempts past `i32::MAX`); [`StoreError::Unsupported`] from a store without parking.
     fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
         let _ = event;
         Err(StoreError::Unsupported("park"))
@@ -184,12 +193,15 @@ pub trait EventStore: Send + Sync {
         Err(StoreError::Unsupported("unpark"))
     }
 
-    /// Stores `snapshot`, replacing one with the same key.
+    /// Stores `snapshot`, replacing one with the same key. Snapshots of the same subscriber,
+    /// stream and state version at other versions are kept.
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidInput`] for a bad subscriber name, or the backend's errors;
-    /// [`StoreError::Unsupported`] from a store without snapshots.
+    /// [`StoreError::InvalidInput`] for a bad subscriber name or a NUL character in the data
+    /// ([`InvalidInput::NulCharacter`], on both stores), or the backend's errors (on PostgreSQL
+    /// also [`InvalidInput::OutOfRange`] for a version past `i64::MAX` or a state version past
+    /// `i32::MAX`); [`StoreError::Unsupported`] from a store without snapshots.
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let _ = snapshot;
         Err(StoreError::Unsupported("save_snapshot"))

@@ -14,7 +14,8 @@ pub struct Snapshot {
     pub subscriber: String,
     /// The stream.
     pub stream: StreamId,
-    /// The user's version of the state's shape.
+    /// The user's version of the state's shape (the Postgres store holds it as `int`: at most
+    /// `i32::MAX`).
     pub state_version: u32,
     /// The last stream version folded into it.
     pub version: u64,

@@ -3,9 +3,12 @@
 //! test gets a fresh, empty store from `factory`.
 
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use humpyard::store::{EventStore, ExpectedVersion, InvalidInput, NewEvent, StoreError};
+use humpyard::store::{
+    EventFilter, EventStore, ExpectedVersion, InvalidInput, NewEvent, ParkKind, ParkedEvent, RecordedEvent, Snapshot,
+    StoreError,
+};
 use humpyard::StreamId;
 use serde_json::json;
 use uuid::Uuid;
@@ -370,6 +373,371 @@ pub fn racing_appends_one_wins(store: Arc<dyn EventStore>) {
     assert_eq!(next.first_position, 3);
 }
 
+/// Whether `result` is the typed error of a bad subscriber name.
+fn bad_name<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::InvalidInput(InvalidInput::SubscriberName(_))))
+}
+
+const BAD_NAMES: [&str; 4] = ["", "a b", "x'; drop table parked; --", "émile"];
+
+/// A time the Postgres store keeps exactly (`timestamptz` holds microseconds).
+fn at_micros(micros: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(micros)
+}
+
+fn parked_event(subscriber: &str, position: u64, stream: &str, kind: ParkKind) -> ParkedEvent {
+    ParkedEvent {
+        subscriber: subscriber.to_owned(),
+        position,
+        stream: sid(stream),
+        version: position * 10,
+        attempts: 3,
+        kind,
+        message: format!("failed at {position}: it's \"quoted\" $1 %_"),
+        parked_at: at_micros(1_700_000_000_000_000 + position),
+    }
+}
+
+fn positions_of(parked: &[ParkedEvent]) -> Vec<u64> {
+    parked.iter().map(|p| p.position).collect()
+}
+
+// Parked events: kept per subscriber, listed in position order (all, or one stream's), paged
+// by `after` and `max`; parking a parked position again updates it; unpark says whether it was
+// there; names are checked and a NUL in a message is refused on both stores
+pub fn parked_events_round_trip_in_position_order(store: &dyn EventStore) {
+    let sub = "projector";
+    let parked = [
+        parked_event(sub, 7, "acct-1", ParkKind::Behind),
+        parked_event(sub, 3, "acct-2", ParkKind::Handler),
+        parked_event(sub, 5, "acct-1", ParkKind::Panic),
+        parked_event(sub, 9, "acct-1", ParkKind::Init),
+    ];
+    for p in &parked {
+        store.park(p).unwrap();
+    }
+    store
+        .park(&parked_event("other", 4, "acct-1", ParkKind::Handler))
+        .unwrap();
+    let all = store.parked(sub, None, 0, usize::MAX).unwrap();
+    assert_eq!(
+        all,
+        vec![
+            parked[1].clone(),
+            parked[2].clone(),
+            parked[0].clone(),
+            parked[3].clone()
+        ],
+        "every field back, in position order, only this subscriber's"
+    );
+    let one = sid("acct-1");
+    assert_eq!(
+        positions_of(&store.parked(sub, Some(&one), 0, usize::MAX).unwrap()),
+        [5, 7, 9]
+    );
+    assert_eq!(
+        positions_of(&store.parked(sub, Some(&sid("acct-2")), 0, usize::MAX).unwrap()),
+        [3]
+    );
+    assert!(store
+        .parked(sub, Some(&sid("acct-3")), 0, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        positions_of(&store.parked(sub, None, 3, usize::MAX).unwrap()),
+        [5, 7, 9]
+    );
+    assert_eq!(positions_of(&store.parked(sub, None, 4, 2).unwrap()), [5, 7]);
+    assert_eq!(positions_of(&store.parked(sub, None, 0, 1).unwrap()), [3]);
+    assert_eq!(positions_of(&store.parked(sub, Some(&one), 5, 1).unwrap()), [7]);
+    assert!(store.parked(sub, None, 0, 0).unwrap().is_empty());
+    assert!(store.parked(sub, None, 9, usize::MAX).unwrap().is_empty());
+    assert!(store.parked(sub, None, u64::MAX, usize::MAX).unwrap().is_empty());
+    assert_eq!(positions_of(&store.parked("other", None, 0, usize::MAX).unwrap()), [4]);
+    assert!(store.parked("nobody", None, 0, usize::MAX).unwrap().is_empty());
+
+    // A replay that failed again: the same position, parked again.
+    let again = ParkedEvent {
+        attempts: 6,
+        kind: ParkKind::Panic,
+        message: "panicked: 'index out of bounds'".to_owned(),
+        parked_at: at_micros(1_800_000_000_000_000),
+        ..parked[0].clone()
+    };
+    store.park(&again).unwrap();
+    let all = store.parked(sub, None, 0, usize::MAX).unwrap();
+    assert_eq!(positions_of(&all), [3, 5, 7, 9], "updated, not added");
+    assert_eq!(all[2], again);
+
+    assert!(store.unpark(sub, 5).unwrap());
+    assert!(!store.unpark(sub, 5).unwrap(), "gone already");
+    assert!(!store.unpark(sub, 4).unwrap(), "another subscriber's");
+    assert!(!store.unpark(sub, u64::MAX).unwrap());
+    assert_eq!(
+        positions_of(&store.parked(sub, None, 0, usize::MAX).unwrap()),
+        [3, 7, 9]
+    );
+    assert_eq!(positions_of(&store.parked("other", None, 0, usize::MAX).unwrap()), [4]);
+
+    for bad in BAD_NAMES {
+        assert!(
+            bad_name(store.park(&ParkedEvent {
+                subscriber: bad.to_owned(),
+                ..parked[1].clone()
+            })),
+            "{bad:?}"
+        );
+        assert!(bad_name(store.parked(bad, None, 0, usize::MAX)), "{bad:?}");
+        assert!(bad_name(store.unpark(bad, 3)), "{bad:?}");
+    }
+    let nul = ParkedEvent {
+        message: "a\u{0}b".to_owned(),
+        ..parked[1].clone()
+    };
+    assert!(matches!(
+        store.park(&nul),
+        Err(StoreError::InvalidInput(InvalidInput::NulCharacter))
+    ));
+    assert_eq!(
+        store.parked(sub, None, 0, 1).unwrap()[0],
+        parked[1],
+        "the refused park changed nothing"
+    );
+}
+
+fn snapshot(subscriber: &str, stream: &str, state_version: u32, version: u64) -> Snapshot {
+    Snapshot {
+        subscriber: subscriber.to_owned(),
+        stream: sid(stream),
+        state_version,
+        version,
+        data: json!({ "stream": stream, "state": state_version, "at": version, "q": "it's $1" }),
+    }
+}
+
+fn loaded(store: &dyn EventStore, subscriber: &str, stream: &str, state_version: u32, at_most: u64) -> Option<u64> {
+    store
+        .load_snapshot(subscriber, &sid(stream), state_version, at_most)
+        .unwrap()
+        .map(|s| s.version)
+}
+
+// Snapshots: a load returns the newest not past `at_most`, of its own subscriber, stream and
+// state version only; a save of the same key replaces it; names checked, NUL refused
+pub fn snapshots_load_the_newest_not_past_at_most(store: &dyn EventStore) {
+    let sub = "projector";
+    for version in [20, 10, 30] {
+        store.save_snapshot(&snapshot(sub, "cart-1", 1, version)).unwrap();
+    }
+    assert_eq!(
+        store.load_snapshot(sub, &sid("cart-1"), 1, 25).unwrap(),
+        Some(snapshot(sub, "cart-1", 1, 20)),
+        "every field back"
+    );
+    for (at_most, newest) in [
+        (9, None),
+        (10, Some(10)),
+        (19, Some(10)),
+        (29, Some(20)),
+        (30, Some(30)),
+    ] {
+        assert_eq!(loaded(store, sub, "cart-1", 1, at_most), newest, "at most {at_most}");
+    }
+    assert_eq!(loaded(store, sub, "cart-1", 1, u64::MAX), Some(30));
+
+    // Another state version: its own snapshots only.
+    store.save_snapshot(&snapshot(sub, "cart-1", 2, 15)).unwrap();
+    assert_eq!(loaded(store, sub, "cart-1", 2, u64::MAX), Some(15));
+    assert_eq!(loaded(store, sub, "cart-1", 2, 14), None);
+    assert_eq!(
+        loaded(store, sub, "cart-1", 1, 19),
+        Some(10),
+        "not the other state version's 15"
+    );
+    assert_eq!(loaded(store, sub, "cart-1", 3, u64::MAX), None);
+    assert_eq!(loaded(store, sub, "cart-1", u32::MAX, u64::MAX), None);
+
+    // Another stream, another subscriber: their own.
+    store.save_snapshot(&snapshot(sub, "cart-2", 1, 40)).unwrap();
+    store.save_snapshot(&snapshot("auditor", "cart-1", 1, 50)).unwrap();
+    assert_eq!(loaded(store, sub, "cart-1", 1, u64::MAX), Some(30));
+    assert_eq!(loaded(store, sub, "cart-2", 1, u64::MAX), Some(40));
+    assert_eq!(loaded(store, sub, "cart-2", 1, 39), None);
+    assert_eq!(loaded(store, "auditor", "cart-1", 1, u64::MAX), Some(50));
+    assert_eq!(loaded(store, "auditor", "cart-1", 1, 49), None);
+    assert_eq!(loaded(store, sub, "cart-3", 1, u64::MAX), None);
+    assert_eq!(loaded(store, "nobody", "cart-1", 1, u64::MAX), None);
+
+    // The same key again: replaced.
+    let replaced = Snapshot {
+        data: json!({ "replaced": true }),
+        ..snapshot(sub, "cart-1", 1, 20)
+    };
+    store.save_snapshot(&replaced).unwrap();
+    assert_eq!(store.load_snapshot(sub, &sid("cart-1"), 1, 25).unwrap(), Some(replaced));
+
+    for bad in BAD_NAMES {
+        let named = Snapshot {
+            subscriber: bad.to_owned(),
+            ..snapshot(sub, "cart-1", 1, 1)
+        };
+        assert!(bad_name(store.save_snapshot(&named)), "{bad:?}");
+        assert!(bad_name(store.load_snapshot(bad, &sid("cart-1"), 1, 1)), "{bad:?}");
+    }
+    let nul = Snapshot {
+        data: json!({ "k": ["a\u{0}b"] }),
+        ..snapshot(sub, "cart-1", 1, 35)
+    };
+    assert!(matches!(
+        store.save_snapshot(&nul),
+        Err(StoreError::InvalidInput(InvalidInput::NulCharacter))
+    ));
+    assert_eq!(
+        loaded(store, sub, "cart-1", 1, u64::MAX),
+        Some(30),
+        "the refused save wrote nothing"
+    );
+}
+
+// A rewind: reset_checkpoint sets the checkpoint exactly, backwards too (and makes one that
+// was never saved); from there save_checkpoint is monotonic again
+pub fn reset_checkpoint_moves_it_back_then_saves_never_do(store: &dyn EventStore) {
+    store.save_checkpoint("projector", 40).unwrap();
+    store.reset_checkpoint("projector", 10).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(10));
+    store.save_checkpoint("projector", 5).unwrap();
+    assert_eq!(
+        store.load_checkpoint("projector").unwrap(),
+        Some(10),
+        "a save still never moves it back"
+    );
+    store.save_checkpoint("projector", 12).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(12));
+    store.reset_checkpoint("projector", 0).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(0));
+    store.reset_checkpoint("projector", 99).unwrap();
+    assert_eq!(store.load_checkpoint("projector").unwrap(), Some(99), "forwards too");
+    store.reset_checkpoint("fresh", 3).unwrap();
+    assert_eq!(store.load_checkpoint("fresh").unwrap(), Some(3));
+    assert_eq!(
+        store.load_checkpoint("projector").unwrap(),
+        Some(99),
+        "each subscriber its own"
+    );
+    for bad in BAD_NAMES {
+        assert!(bad_name(store.reset_checkpoint(bad, 1)), "{bad:?}");
+    }
+}
+
+/// The events of a filtered read, as (position, stream, type).
+fn summary(events: &[RecordedEvent]) -> Vec<(u64, String, String)> {
+    events
+        .iter()
+        .map(|e| (e.position, e.stream.as_str().to_owned(), e.event_type.clone()))
+        .collect()
+}
+
+// Filtered reads: by event type, by stream-id prefix (compared as text: `_` and `%` are no
+// wildcards), both; positions left out count as passed; `max` bounds the positions looked at,
+// passed or not
+pub fn filtered_reads_by_type_and_prefix(store: &dyn EventStore) {
+    let log: [(&str, &str); 8] = [
+        ("order-1", "placed"),    // 1
+        ("order-2", "placed"),    // 2
+        ("cust-1", "registered"), // 3
+        ("order-1", "shipped"),   // 4
+        ("ord_9", "placed"),      // 5
+        ("ordx9", "placed"),      // 6
+        ("cust-1", "placed"),     // 7
+        ("order-2", "cancelled"), // 8
+    ];
+    for (n, (stream, event_type)) in (0..).zip(log) {
+        store
+            .append(
+                &sid(stream),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event_type, json!({ "n": n }))],
+            )
+            .unwrap();
+    }
+    settled(store, 8);
+    let all = store.read_all(0, usize::MAX).unwrap();
+    let read = |after: u64, max: usize, filter: &EventFilter| {
+        let read = store.read_all_filtered(after, max, filter).unwrap();
+        // What passes comes back whole, exactly as read_all has it.
+        for event in &read.events {
+            assert_eq!(event, &all[event.position as usize - 1]);
+        }
+        (read.events.iter().map(|e| e.position).collect::<Vec<_>>(), read.passed)
+    };
+    let everything = store.read_all_filtered(0, usize::MAX, &EventFilter::all()).unwrap();
+    assert_eq!((summary(&everything.events), everything.passed), (summary(&all), 8));
+
+    let placed = EventFilter::all().event_types(["placed"]);
+    assert_eq!(read(0, usize::MAX, &placed), (vec![1, 2, 5, 6, 7], 8));
+    let two_types = EventFilter::all().event_types(["shipped", "cancelled"]);
+    assert_eq!(read(0, usize::MAX, &two_types), (vec![4, 8], 8));
+    let orders = EventFilter::all().stream_prefix("order-");
+    assert_eq!(read(0, usize::MAX, &orders), (vec![1, 2, 4, 8], 8));
+    let two_prefixes = EventFilter::all().stream_prefix("cust-").stream_prefix("order-2");
+    assert_eq!(read(0, usize::MAX, &two_prefixes), (vec![2, 3, 7, 8], 8));
+    let whole_id = EventFilter::all().stream_prefix("cust-1");
+    assert_eq!(read(0, usize::MAX, &whole_id), (vec![3, 7], 8));
+    let both = EventFilter::all().event_types(["placed"]).stream_prefix("order-");
+    assert_eq!(read(0, usize::MAX, &both), (vec![1, 2], 8));
+    let both_of_many = EventFilter::all()
+        .event_types(["placed", "registered"])
+        .stream_prefix("cust-")
+        .stream_prefix("ord_");
+    assert_eq!(read(0, usize::MAX, &both_of_many), (vec![3, 5, 7], 8));
+
+    // Prefixes are text, never patterns.
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().stream_prefix("ord_")),
+        (vec![5], 8)
+    );
+    for pattern in ["%", "ord%", "_", "order-_", "%-1"] {
+        assert_eq!(
+            read(0, usize::MAX, &EventFilter::all().stream_prefix(pattern)),
+            (vec![], 8),
+            "{pattern:?}"
+        );
+    }
+    // Nothing can match a type or prefix with a NUL character; it is not an error.
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().event_types(["placed\u{0}"])),
+        (vec![], 8)
+    );
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().stream_prefix("order-\u{0}")),
+        (vec![], 8)
+    );
+    assert_eq!(
+        read(
+            0,
+            usize::MAX,
+            &EventFilter::all().stream_prefix("o\u{0}").stream_prefix("cust-")
+        ),
+        (vec![3, 7], 8)
+    );
+
+    // Passed moves over what the filter leaves out; `max` bounds what is looked at.
+    let shipped = EventFilter::all().event_types(["shipped"]);
+    assert_eq!(
+        read(0, usize::MAX, &EventFilter::all().event_types(["none"])),
+        (vec![], 8)
+    );
+    assert_eq!(read(0, 2, &shipped), (vec![], 2));
+    assert_eq!(read(2, 2, &shipped), (vec![4], 4));
+    assert_eq!(read(4, 3, &shipped), (vec![], 7));
+    assert_eq!(read(0, 5, &placed), (vec![1, 2, 5], 5));
+    assert_eq!(read(5, 5, &placed), (vec![6, 7], 8));
+    assert_eq!(read(3, 0, &placed), (vec![], 3), "max 0 looks at nothing");
+    assert_eq!(read(8, usize::MAX, &placed), (vec![], 8), "nothing after the last");
+    assert_eq!(read(100, usize::MAX, &placed), (vec![], 100));
+    assert_eq!(read(u64::MAX, usize::MAX, &placed), (vec![], u64::MAX));
+}
+
 /// Instantiates every check as a test of the store that `$make` returns (a fresh one each).
 #[macro_export]
 macro_rules! contract_tests {
@@ -428,6 +796,22 @@ macro_rules! contract_tests {
             #[test]
             fn hostile_payloads_round_trip() {
                 store::contract::hostile_payloads_round_trip(&*$make);
+            }
+            #[test]
+            fn parked_events_round_trip_in_position_order() {
+                store::contract::parked_events_round_trip_in_position_order(&*$make);
+            }
+            #[test]
+            fn snapshots_load_the_newest_not_past_at_most() {
+                store::contract::snapshots_load_the_newest_not_past_at_most(&*$make);
+            }
+            #[test]
+            fn reset_checkpoint_moves_it_back_then_saves_never_do() {
+                store::contract::reset_checkpoint_moves_it_back_then_saves_never_do(&*$make);
+            }
+            #[test]
+            fn filtered_reads_by_type_and_prefix() {
+                store::contract::filtered_reads_by_type_and_prefix(&*$make);
             }
             #[test]
             fn racing_appends_one_wins() {

@@ -46,6 +46,21 @@
 //! the batch before it; the read that starts at it returns
 //! [`StoreError::InvalidStoredEvent`], so subscribers report it and go on (R-FT-5).
 //!
+//! [`read_all_filtered`](EventStore::read_all_filtered) filters in the server, after the same
+//! gap rule over every row: one statement returns the position of each row after `after` (up
+//! to `max` rows, passed by the filter or not) and the rest of its columns only where the
+//! filter passes it, so a row left out costs its position and never ships its data. Event types
+//! are compared with `= any($types)` and stream-id prefixes with `^@ any($prefixes)`
+//! (`starts_with`: text, no `LIKE` pattern, so `%` and `_` are themselves). A row left out
+//! counts as passed even if it cannot be decoded; one the filter passes is an error in its own
+//! place, as in `read_all`.
+//!
+//! # Subscribers' rows
+//!
+//! Checkpoints, parked events and snapshots (see `schema`, "Subscribers' tables (V3)", and
+//! `subscribers`): a subscriber's checkpoint is partition 0 of its `(subscriber, partition)`
+//! key; each operation is one statement on an index.
+//!
 //! # Wake-ups
 //!
 //! Each appending transaction sends one notification, `pg_notify($1, $2)` on the constant
@@ -64,6 +79,7 @@ mod idempotency;
 mod listen;
 mod locks;
 mod schema;
+mod subscribers;
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use std::sync::Arc;
@@ -78,8 +94,8 @@ use self::config::{millis, SchemaName};
 use self::gaps::Gaps;
 use self::locks::LockKeys;
 use super::{
-    check_subscriber, AppendWatch, Appended, BackendError, EventStore, ExpectedVersion, GapWait, InvalidInput,
-    NewEvent, Precondition, RecordedEvent, StoreError,
+    check_subscriber, AppendWatch, Appended, BackendError, EventFilter, EventStore, ExpectedVersion, FilteredRead,
+    GapWait, InvalidInput, NewEvent, ParkedEvent, Precondition, RecordedEvent, Snapshot, StoreError,
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
@@ -127,10 +143,18 @@ struct Statements {
     append_batch: String,
     read_stream: String,
     read_all: String,
+    read_all_filtered: String,
     draw_xact_id: String,
     preconditions: String,
     load_checkpoint: String,
     save_checkpoint: String,
+    reset_checkpoint: String,
+    park: String,
+    parked: String,
+    parked_in_stream: String,
+    unpark: String,
+    save_snapshot: String,
+    load_snapshot: String,
     claim: String,
     claim_state: String,
     finish_claim: String,
@@ -155,6 +179,26 @@ impl Statements {
                 "select {columns}, (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
                  from {s}.events where position > $1 order by position limit $2"
             ),
+            // As `read_all`, with whether each row passes the filter ($3: any type, else one of
+            // $4; $5: any stream, else one starting with one of $6, compared as text, no
+            // pattern) and the row's columns only where it does: a row left out ships its
+            // position alone. The subquery (a limit: never flattened) computes `matches` once
+            // per row; `data` and `metadata` of a row left out are never read from their
+            // toast.
+            read_all_filtered: format!(
+                "select r.position, \
+                        case when r.matches then r.stream_id end, case when r.matches then r.version end, \
+                        case when r.matches then r.event_id end, case when r.matches then r.event_type end, \
+                        case when r.matches then r.data end, case when r.matches then r.metadata end, \
+                        case when r.matches then r.recorded_at end, \
+                        (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint), r.matches \
+                 from (select e.position, e.stream_id, e.version, e.event_id, e.event_type, e.data, e.metadata, \
+                              e.recorded_at, \
+                              ($3::boolean or e.event_type = any($4::text[])) \
+                              and ($5::boolean or e.stream_id ^@ any($6::text[])) as matches \
+                       from {s}.events e where e.position > $1 order by e.position limit $2) r \
+                 order by r.position"
+            ),
             draw_xact_id: "select pg_current_xact_id()::text::bigint".to_owned(),
             preconditions: format!(
                 "select (select sq.seqcache from pg_sequence sq \
@@ -162,12 +206,46 @@ impl Statements {
                         coalesce((select t.tgenabled in ('O', 'A') from pg_trigger t \
                                   where t.tgrelid = '{s}.events'::regclass and t.tgname = 'draw_xact_id'), false)"
             ),
-            load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1"),
+            // An unpartitioned subscriber's checkpoint is its partition 0 (V3).
+            load_checkpoint: format!("select position from {s}.checkpoints where subscriber = $1 and partition = 0"),
             // Never back: a stale save (a detached reader of an earlier run) changes nothing.
             save_checkpoint: format!(
-                "insert into {s}.checkpoints as c (subscriber, position) values ($1, $2) \
-                 on conflict (subscriber) do update set position = excluded.position, updated_at = now() \
+                "insert into {s}.checkpoints as c (subscriber, partition, position) values ($1, 0, $2) \
+                 on conflict (subscriber, partition) do update set position = excluded.position, updated_at = now() \
                  where c.position < excluded.position"
+            ),
+            // Exactly the position given, backwards too (a rewind).
+            reset_checkpoint: format!(
+                "insert into {s}.checkpoints (subscriber, partition, position) values ($1, 0, $2) \
+                 on conflict (subscriber, partition) do update set position = excluded.position, updated_at = now()"
+            ),
+            park: format!(
+                "insert into {s}.parked \
+                 (subscriber, position, stream_id, version, attempts, kind, message, parked_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 on conflict (subscriber, position) do update set attempts = excluded.attempts, \
+                 kind = excluded.kind, message = excluded.message, parked_at = excluded.parked_at"
+            ),
+            parked: format!(
+                "select position, stream_id, version, attempts, kind, message, parked_at from {s}.parked \
+                 where subscriber = $1 and position > $2 order by position limit $3"
+            ),
+            // The same columns, through `parked_by_stream`.
+            parked_in_stream: format!(
+                "select position, stream_id, version, attempts, kind, message, parked_at from {s}.parked \
+                 where subscriber = $1 and stream_id = $4 and position > $2 order by position limit $3"
+            ),
+            unpark: format!("delete from {s}.parked where subscriber = $1 and position = $2"),
+            save_snapshot: format!(
+                "insert into {s}.snapshots (subscriber, stream_id, state_version, version, data) \
+                 values ($1, $2, $3, $4, $5) \
+                 on conflict (subscriber, stream_id, state_version, version) \
+                 do update set data = excluded.data, saved_at = now()"
+            ),
+            load_snapshot: format!(
+                "select version, data from {s}.snapshots \
+                 where subscriber = $1 and stream_id = $2 and state_version = $3 and version <= $4 \
+                 order by version desc limit 1"
             ),
             claim: format!(
                 "insert into {s}.idempotency_keys as k (key, state, expires_at) \
@@ -367,6 +445,44 @@ impl PgEventStore {
                 .unwrap_or_default(),
         };
         answer.results(items)
+    }
+
+    /// Runs a read of the rows after `after` (`statement`: position in column 0, the
+    /// snapshot's `pg_snapshot_xmin` in column 8, in position order) and applies the gap rule
+    /// (see `gaps`): the rows, and how many of them, from the first, the read may deliver (up
+    /// to the first position that may still commit).
+    fn read_after(
+        &self,
+        statement: &str,
+        after: u64,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<(Vec<postgres::Row>, usize), StoreError> {
+        let mut conn = self.checkout()?;
+        let rows = conn.query(statement, params).map_err(backend_error)?;
+        let Some(xmin) = rows.first().map(|row| row.get::<_, i64>(8)) else {
+            return Ok((rows, 0));
+        };
+        // The gap rule (see `gaps`): deliver up to the first position that may still commit.
+        let positions: Vec<u64> = rows.iter().map(|row| row.get::<_, i64>(0) as u64).collect();
+        let cut = self.gaps.lock().cut(after, &positions, xmin, Instant::now());
+        if let Some((position, below)) = cut.uncovered {
+            // An id drawn now, after the read: newer than that of any transaction holding a
+            // position missing below `below`.
+            let id: i64 = conn
+                .query_one(&self.sql.draw_xact_id, &[])
+                .map_err(backend_error)?
+                .get(0);
+            self.gaps.lock().register(position, below, id, Instant::now());
+        }
+        drop(conn);
+        if let Some(wait) = self.gaps.lock().due_for_log(Instant::now()) {
+            log::warn!(
+                schema = self.schema.as_str(), position = wait.position, waited:? = wait.waited;
+                "humpyard store: readers wait at a missing position for an older transaction to end \
+                 (a long transaction on the server holds them back)"
+            );
+        }
+        Ok((rows, cut.deliver))
     }
 
     /// Connection errors the pool met in the background (failed reconnects), since start.
@@ -676,37 +792,11 @@ impl EventStore for PgEventStore {
     fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(max).ok();
         let from = i64::try_from(after).unwrap_or(i64::MAX);
-        let mut conn = self.checkout()?;
-        let rows = conn
-            .query(&self.sql.read_all, &[&from, &limit])
-            .map_err(backend_error)?;
-        let Some(xmin) = rows.first().map(|row| row.get::<_, i64>(8)) else {
-            return Ok(Vec::new());
-        };
-        // The gap rule (see `gaps`): deliver up to the first position that may still commit.
-        let positions: Vec<u64> = rows.iter().map(|row| row.get::<_, i64>(0) as u64).collect();
-        let cut = self.gaps.lock().cut(after, &positions, xmin, Instant::now());
-        if let Some((position, below)) = cut.uncovered {
-            // An id drawn now, after the read: newer than that of any transaction holding a
-            // position missing below `below`.
-            let id: i64 = conn
-                .query_one(&self.sql.draw_xact_id, &[])
-                .map_err(backend_error)?
-                .get(0);
-            self.gaps.lock().register(position, below, id, Instant::now());
-        }
-        drop(conn);
-        if let Some(wait) = self.gaps.lock().due_for_log(Instant::now()) {
-            log::warn!(
-                schema = self.schema.as_str(), position = wait.position, waited:? = wait.waited;
-                "humpyard store: readers wait at a missing position for an older transaction to end \
-                 (a long transaction on the server holds them back)"
-            );
-        }
+        let (rows, deliver) = self.read_after(&self.sql.read_all, after, &[&from, &limit])?;
         // An event that cannot be decoded ends the batch; it is the error of the read that
         // starts at it (R-FT-5: reported in its own place, the rest still readable).
-        let mut events = Vec::with_capacity(cut.deliver);
-        for row in &rows[..cut.deliver] {
+        let mut events = Vec::with_capacity(deliver);
+        for row in &rows[..deliver] {
             match recorded(row) {
                 Ok(event) => events.push(event),
                 Err(e) if events.is_empty() => return Err(e),
@@ -714,6 +804,47 @@ impl EventStore for PgEventStore {
             }
         }
         Ok(events)
+    }
+
+    fn read_all_filtered(&self, after: u64, max: usize, filter: &EventFilter) -> Result<FilteredRead, StoreError> {
+        if filter.is_all() {
+            let events = self.read_all(after, max)?;
+            let passed = events.last().map_or(after, |e| e.position);
+            return Ok(FilteredRead { events, passed });
+        }
+        let limit = i64::try_from(max).ok();
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
+        // A type or prefix with a NUL character matches no stored event (`text` cannot hold
+        // one) and the server would refuse it as a parameter: it is left out of its list, and
+        // whether the list was empty ("any") is sent apart, so a list of only such entries
+        // matches nothing, as in memory.
+        fn usable(list: &[String]) -> Vec<&str> {
+            list.iter().map(String::as_str).filter(|t| !t.contains('\0')).collect()
+        }
+        let (any_type, types) = (filter.types().is_empty(), usable(filter.types()));
+        let (any_stream, prefixes) = (filter.prefixes().is_empty(), usable(filter.prefixes()));
+        let (rows, deliver) = self.read_after(
+            &self.sql.read_all_filtered,
+            after,
+            &[&from, &limit, &any_type, &types, &any_stream, &prefixes],
+        )?;
+        // Every row up to the cut is passed, delivered or left out; only the rows the filter
+        // passes are decoded. One that cannot be decoded ends the batch before it and is the
+        // error of the read that starts at it, as in `read_all`; one the filter leaves out is
+        // passed like any other.
+        let mut events = Vec::new();
+        let mut passed = after;
+        for (i, row) in rows[..deliver].iter().enumerate() {
+            if row.get::<_, bool>(9) {
+                match recorded(row) {
+                    Ok(event) => events.push(event),
+                    Err(e) if i == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            passed = row.get::<_, i64>(0) as u64;
+        }
+        Ok(FilteredRead { events, passed })
     }
 
     fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
@@ -732,6 +863,42 @@ impl EventStore for PgEventStore {
             .execute(&self.sql.save_checkpoint, &[&subscriber, &position])
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    fn reset_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        subscribers::reset_checkpoint(self, subscriber, position)
+    }
+
+    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+        subscribers::park(self, event)
+    }
+
+    fn parked(
+        &self,
+        subscriber: &str,
+        stream: Option<&StreamId>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        subscribers::parked(self, subscriber, stream, after, max)
+    }
+
+    fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, StoreError> {
+        subscribers::unpark(self, subscriber, position)
+    }
+
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        subscribers::save_snapshot(self, snapshot)
+    }
+
+    fn load_snapshot(
+        &self,
+        subscriber: &str,
+        stream: &StreamId,
+        state_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        subscribers::load_snapshot(self, subscriber, stream, state_version, at_most)
     }
 
     fn gap_wait(&self) -> Option<GapWait> {

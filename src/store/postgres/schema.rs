@@ -38,6 +38,35 @@
 //! connects: the identity's sequence caches one value at a time (a cached value could be used
 //! by a later transaction with a newer id), and the trigger is enabled. A session with
 //! `session_replication_role = replica` skips triggers: a tool must not insert events so.
+//!
+//! # Subscribers' tables (V3)
+//!
+//! All humpyard's own; every value in them is a bound parameter.
+//!
+//! - `checkpoints (subscriber, position, updated_at, partition int not null default 0, epoch
+//!   bigint not null default 0)`, primary key `(subscriber, partition)`. V1's table, re-keyed in
+//!   place (the new columns come last); its rows are kept as partition 0 at epoch 0, their
+//!   positions unchanged. A subscriber that is not partitioned has its one checkpoint in
+//!   partition 0: `save_checkpoint` only moves it forward, `reset_checkpoint` sets it, backwards
+//!   too. The partitions and the epoch are for scale-out (DESIGN.md, "Scaling past one
+//!   machine": a checkpoint per partition, each save fenced by `where epoch = $mine`), so that
+//!   it needs no breaking change of this key later; nothing writes them yet. A humpyard built
+//!   before V3 saves with `on conflict (subscriber)`, which no index answers any more: its saves
+//!   fail once a newer process has migrated, so the processes of one schema upgrade together.
+//! - `parked (subscriber, position, stream_id, version, attempts int, kind, message, parked_at
+//!   timestamptz)`, primary key `(subscriber, position)`, and `parked_by_stream (subscriber,
+//!   stream_id, position)` for one stream's parked events in position order. `kind` is
+//!   `ParkKind::as_str` (`init`, `handler`, `panic`, `behind`); there is no check constraint, so
+//!   a later kind needs no migration here, and a kind this build does not know reads back as an
+//!   error. Parking a parked position again updates its attempts, kind, message and time.
+//!   `parked_at` holds microseconds (a `SystemTime`'s nanoseconds are cut).
+//! - `snapshots (subscriber, stream_id, state_version int, version, data jsonb, saved_at
+//!   timestamptz default now())`, primary key `(subscriber, stream_id, state_version, version)`:
+//!   a load is one backward probe of it (the newest version at or below the bound). A save of
+//!   the same key replaces it; older versions are kept, not pruned, as in memory (a load with a
+//!   lower bound still finds them), so a table of frequent snapshots grows until an operator
+//!   deletes old versions (`delete ... where version < ...` per key is safe: a load falls back
+//!   to the newest left).
 use postgres::Client;
 
 use super::config::SchemaName;
@@ -52,7 +81,7 @@ pub(crate) fn lock_key(purpose: &str, schema: &SchemaName) -> i64 {
 }
 
 /// Migrations in order; each runs once per schema, in the same transaction as its record.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// The first schema: the tables, and appends under one global lock (replaced by V2).
 const V1: &str = r#"
@@ -445,6 +474,43 @@ begin
     return query select st, res_first, res_last, res_lastver, res_actual, res_dup, positions;
 end;
 $fn$;
+"#;
+
+/// Checkpoints keyed by (subscriber, partition), with a fencing epoch, so that partitioned
+/// subscribers (DESIGN.md, "Scaling past one machine") need no breaking change later; parked
+/// events; snapshots (see the module docs, "Subscribers' tables (V3)").
+const V3: &str = r#"
+-- Existing rows become partition 0 at epoch 0, their positions unchanged. The primary key is
+-- V1's (unnamed in V1, so PostgreSQL's default name).
+alter table {s}.checkpoints
+    add column partition int not null default 0,
+    add column epoch bigint not null default 0;
+alter table {s}.checkpoints drop constraint checkpoints_pkey;
+alter table {s}.checkpoints add constraint checkpoints_pkey primary key (subscriber, partition);
+create table {s}.parked (
+    subscriber text collate "C" not null,
+    position bigint not null,
+    stream_id text collate "C" not null,
+    version bigint not null,
+    attempts int not null,
+    -- ParkKind::as_str: init, handler, panic, behind.
+    kind text not null,
+    message text not null,
+    parked_at timestamptz not null,
+    primary key (subscriber, position)
+);
+-- One stream's parked events in position order (the primary key serves the subscriber's all).
+create index parked_by_stream on {s}.parked (subscriber, stream_id, position);
+create table {s}.snapshots (
+    subscriber text collate "C" not null,
+    stream_id text collate "C" not null,
+    state_version int not null,
+    version bigint not null,
+    data jsonb not null,
+    saved_at timestamptz not null default now(),
+    -- The newest at or below a version: a backward scan of this key.
+    primary key (subscriber, stream_id, state_version, version)
+);
 "#;
 
 /// Brings `schema` up to the newest migration. Safe to run from many processes at once: the
