@@ -87,7 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     pipeline.wait_for(last, Duration::from_secs(10));
     let report = pipeline.shutdown(Duration::from_secs(5));
-    println!("first run stopped at checkpoint {}: {:?}", report.checkpoint, reported.lock().unwrap());
+    println!(
+        "first run stopped at checkpoint {}: {:?}",
+        report.checkpoint,
+        reported.lock().unwrap()
+    );
 
     // Deposits while nothing runs, then a second run (a new process would do the same).
     deposit(&*store, "alice", 100)?;
