@@ -19,7 +19,7 @@
 //!
 //! `handle` returning `Err` or panicking is retried up to
 //! [`max_attempts`](PipelineBuilder::max_attempts) with the engine's backoff; then the event is
-//! *parked* in the store ([`ParkedEvent`](crate::store::ParkedEvent)) and with it its stream:
+//! *parked* in the store ([`ParkedEvent`]) and with it its stream:
 //! the stream's later events are parked behind it, not handled, until it is replayed
 //! successfully ([`Pipeline::replay`]) or discarded ([`Pipeline::discard`]); then they are
 //! handled in order. A hook ([`PipelineBuilder::on_parked`]) hears of each parked event.
