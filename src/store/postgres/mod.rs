@@ -169,9 +169,13 @@ impl Statements {
                 "select status, first_position, last_position, last_version, actual, dup, positions \
                  from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ),
+            // The version range is bounded above as well as by the limit ($4 = $2 + $3, a
+            // stream's versions being dense): without it, on a long stream whose statistics
+            // are stale the planner reads the whole rest of the stream into a bitmap and sorts
+            // it for each page (37 ms a page at 50 000 versions from the end, 1.4 ms with it).
             read_stream: format!(
                 "select {columns} from {s}.events where stream_id = $1 and version >= $2 \
-                 order by version limit $3"
+                 and version < $4 order by version limit $3"
             ),
             // Every row above the position, and the oldest running transaction id of the same
             // snapshot (an initplan: computed once), for the gap rule (see `gaps`).
@@ -781,8 +785,9 @@ impl EventStore for PgEventStore {
     fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(max).ok();
         let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+        let below = limit.map_or(i64::MAX, |limit| from.saturating_add(limit));
         self.checkout()?
-            .query(&self.sql.read_stream, &[&stream.as_str(), &from, &limit])
+            .query(&self.sql.read_stream, &[&stream.as_str(), &from, &limit, &below])
             .map_err(backend_error)?
             .iter()
             .map(recorded)
