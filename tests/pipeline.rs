@@ -351,6 +351,16 @@ impl EventStore for GappyStore {
         *saved = Some(saved.unwrap_or(0).max(position));
         Ok(())
     }
+
+    fn parked(
+        &self,
+        _: &str,
+        _: Option<&StreamId>,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<humpyard::store::ParkedEvent>, humpyard::store::StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 // proves R-PG-5 (the done-flag window): a gap wider than the window is jumped over only once

@@ -46,6 +46,9 @@ struct Ledger {
     apply_panic_once: Mutex<HashSet<(String, u64)>>,
     healed: AtomicBool,
     snapshots: bool,
+    /// A position whose `handle` waits until `release` is set (0: none).
+    hold: AtomicU64,
+    release: AtomicBool,
 }
 
 impl StreamHandler for Ledger {
@@ -70,6 +73,11 @@ impl StreamHandler for Ledger {
     }
 
     fn handle(&self, state: &Totals, event: &RecordedEvent) -> Result<(), String> {
+        if self.hold.load(Ordering::SeqCst) == event.position {
+            while !self.release.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         if self.panic_once.lock().unwrap().remove(&event.position) {
             panic!("planned panic in handle");
         }
@@ -702,6 +710,19 @@ struct Flaky {
     inner: InMemoryStore,
     failing: AtomicBool,
     failures: AtomicU64,
+    /// The next `unpark` fails (after doing nothing).
+    fail_unpark_once: AtomicBool,
+}
+
+impl Flaky {
+    fn new() -> Flaky {
+        Flaky {
+            inner: InMemoryStore::new(),
+            failing: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            fail_unpark_once: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Flaky {
@@ -753,7 +774,7 @@ impl EventStore for Flaky {
         self.inner.save_checkpoint(subscriber, position)
     }
 
-    fn park(&self, event: &humpyard::store::ParkedEvent) -> Result<(), humpyard::store::StoreError> {
+    fn park(&self, event: &humpyard::store::ParkedEvent) -> Result<bool, humpyard::store::StoreError> {
         self.fail()?;
         self.inner.park(event)
     }
@@ -767,6 +788,13 @@ impl EventStore for Flaky {
     ) -> Result<Vec<humpyard::store::ParkedEvent>, humpyard::store::StoreError> {
         self.inner.parked(subscriber, stream, after, max)
     }
+
+    fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, humpyard::store::StoreError> {
+        if self.fail_unpark_once.swap(false, Ordering::SeqCst) {
+            return Err(humpyard::store::StoreError::Unsupported("planned outage"));
+        }
+        self.inner.unpark(subscriber, position)
+    }
 }
 
 // proves R-FT-4: a store error while rebuilding a state or parking an event is not a failed
@@ -774,11 +802,7 @@ impl EventStore for Flaky {
 // it nor handled on a state that missed events
 #[test]
 fn store_errors_while_rebuilding_or_parking_are_not_attempts() {
-    let store = Arc::new(Flaky {
-        inner: InMemoryStore::new(),
-        failing: AtomicBool::new(false),
-        failures: AtomicU64::new(0),
-    });
+    let store = Arc::new(Flaky::new());
     let dyn_store: Arc<dyn EventStore> = store.clone();
     deposit(&*dyn_store, "acct-a", &[1, 2]);
     let ledger = Arc::new(Ledger::default());
@@ -961,4 +985,199 @@ fn a_replay_keeps_stream_order_with_events_arriving_meanwhile() {
     let versions: Vec<u64> = ledger.seen.lock().unwrap().iter().map(|s| s.1).collect();
     assert_eq!(versions, (0..204).collect::<Vec<u64>>(), "once each, in order");
     assert_folds(&*store, &ledger.seen);
+}
+
+// proves R-FT-4: an entity reaped while its event waits for a retry (an idle timeout shorter
+// than the backoff) keeps its attempt count: the event is parked after exactly max_attempts
+// (before, each retry started again at attempt 1 and the event never parked, holding its shard)
+#[test]
+fn attempts_survive_a_reap_between_retries() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let ledger = Arc::new(Ledger::default());
+    let failing = deposit(&*store, "acct-a", &[1]);
+    ledger.fail.lock().unwrap().insert(failing);
+    let pipeline = builder(&store, "patient", ledger.clone())
+        .engine(
+            EngineConfig::default()
+                .workers(2)
+                .idle_timeout(Duration::from_millis(2))
+                .retry_backoff(Duration::from_millis(30))
+                .retry_backoff_max(Duration::from_millis(30)),
+        )
+        .max_attempts(3)
+        .start()
+        .unwrap();
+    assert!(pipeline.wait_for(failing, Duration::from_secs(10)), "never parked");
+    let parked = pipeline.parked(0, usize::MAX).unwrap();
+    assert_eq!((parked.len(), parked[0].attempts), (1, 3));
+    pipeline.shutdown(WAIT);
+}
+
+/// A store with no parking (the trait's defaults).
+struct NoParking(InMemoryStore);
+
+impl EventStore for NoParking {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<humpyard::store::Appended, humpyard::store::StoreError> {
+        self.0.append(stream, expected, events)
+    }
+
+    fn append_many(
+        &self,
+        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<humpyard::store::Appended, humpyard::store::StoreError>>, humpyard::store::StoreError> {
+        self.0.append_many(batch)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, humpyard::store::StoreError> {
+        self.0.read_stream(stream, from, max)
+    }
+
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, humpyard::store::StoreError> {
+        self.0.read_all(after, max)
+    }
+
+    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, humpyard::store::StoreError> {
+        self.0.load_checkpoint(subscriber)
+    }
+
+    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), humpyard::store::StoreError> {
+        self.0.save_checkpoint(subscriber, position)
+    }
+}
+
+// proves R-FT-5: a pipeline does not start on a store that cannot park (it would retry a
+// failed event forever, holding its shard): a typed error at start
+#[test]
+fn a_store_without_parking_is_refused_at_start() {
+    let store: Arc<dyn EventStore> = Arc::new(NoParking(InMemoryStore::new()));
+    match builder(&store, "nowhere", Arc::new(Ledger::default())).start() {
+        Err(humpyard::pipeline::PipelineError::Store(humpyard::store::StoreError::Unsupported(_))) => {}
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a pipeline started on a store that cannot park"),
+    }
+}
+
+// proves R-LIFE-3 with R-BP-2's no-spinning rule: a zero engine backoff and a store that keeps
+// failing neither spin a worker on the store nor hold up shutdown (the backoff has a 1 ms floor)
+#[test]
+fn a_zero_backoff_with_a_failing_store_neither_spins_nor_blocks_shutdown() {
+    let store = Arc::new(Flaky::new());
+    let dyn_store: Arc<dyn EventStore> = store.clone();
+    deposit(&*dyn_store, "acct-a", &[1, 2]);
+    store.failing.store(true, Ordering::SeqCst);
+    store.inner.reset_checkpoint("spinner", 1).unwrap();
+    let pipeline = builder(&dyn_store, "spinner", Arc::new(Ledger::default()))
+        .engine(EngineConfig::default().workers(2).retry_backoff(Duration::ZERO))
+        .start()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let report = pipeline.shutdown(Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // At most one try a millisecond (plus slack); a loop makes hundreds of thousands.
+    let tries = store.failures.load(Ordering::SeqCst);
+    assert!(tries > 0 && tries < 1_000, "{tries} store calls in ~300 ms");
+    assert_eq!(report.unprocessed, 1, "the event waiting for the store is handed back");
+}
+
+// proves R-CONC-3 and R-FT-5: after a restart (or a rewind), a replay waits until the reader has
+// read the stream's parked positions again; before, it ran at once, and the reader then handed
+// the replayed events over a second time
+#[test]
+fn a_replay_waits_for_the_reader_to_pass_the_parked_events() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let held = deposit(&*store, "acct-b", &[1]);
+    let failing = deposit(&*store, "acct-a", &[1]);
+    let last = deposit(&*store, "acct-a", &[2]);
+    let first = Arc::new(Ledger::default());
+    first.fail.lock().unwrap().insert(failing);
+    let pipeline = builder(&store, "restarted", first.clone())
+        .max_attempts(1)
+        .start()
+        .unwrap();
+    assert!(pipeline.wait_for(last, WAIT));
+    pipeline.shutdown(WAIT);
+    // Rewind, and hold the reader's progress at acct-b's event.
+    store.reset_checkpoint("restarted", 0).unwrap();
+    let second = Arc::new(Ledger::default());
+    second.healed.store(true, Ordering::SeqCst);
+    second.hold.store(held, Ordering::SeqCst);
+    let pipeline = builder(&store, "restarted", second.clone())
+        .max_attempts(1)
+        .start()
+        .unwrap();
+    match pipeline.replay(&sid("acct-a"), Duration::from_millis(200)) {
+        Err(ReplayError::CatchingUp) => {}
+        other => panic!("a replay ran before the reader passed the parked events: {other:?}"),
+    }
+    second.release.store(true, Ordering::SeqCst);
+    let report = pipeline.replay(&sid("acct-a"), WAIT).unwrap();
+    assert_eq!(report.replayed, 2);
+    assert!(pipeline.wait_for(last, WAIT));
+    pipeline.shutdown(WAIT);
+    let a: Vec<u64> = second
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.0 == "acct-a")
+        .map(|s| s.1)
+        .collect();
+    assert_eq!(a, [0, 1], "each once, in order");
+    assert_folds(&*store, &second.seen);
+}
+
+// proves R-FT-5: a hook that replays the stream it was told of finds it parked (the stream is
+// marked parked before the hook runs)
+#[test]
+fn a_hook_that_replays_its_stream_finds_it_parked() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let ledger = Arc::new(Ledger::default());
+    let failing = deposit(&*store, "acct-a", &[1]);
+    ledger.fail.lock().unwrap().insert(failing);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let pipeline = builder(&store, "hooked", ledger.clone())
+        .max_attempts(1)
+        .on_parked(move |p| tx.lock().unwrap().send(p.stream.clone()).unwrap())
+        .start()
+        .unwrap();
+    let stream = rx.recv_timeout(WAIT).unwrap();
+    let report = pipeline.replay(&stream, WAIT).unwrap();
+    assert_eq!(report.failed.map(|f| (f.position, f.attempts)), Some((failing, 2)));
+    pipeline.shutdown(WAIT);
+}
+
+// proves R-FT-5: a replay the engine runs again after a store error (here the unpark after a
+// successful replay) does not handle the event again
+#[test]
+fn a_replay_retried_after_a_store_error_does_not_handle_again() {
+    let store = Arc::new(Flaky::new());
+    let dyn_store: Arc<dyn EventStore> = store.clone();
+    let ledger = Arc::new(Ledger::default());
+    let failing = deposit(&*dyn_store, "acct-a", &[1]);
+    ledger.fail.lock().unwrap().insert(failing);
+    let pipeline = builder(&dyn_store, "retried", ledger.clone())
+        .max_attempts(1)
+        .start()
+        .unwrap();
+    assert!(pipeline.wait_for(failing, WAIT));
+    ledger.healed.store(true, Ordering::SeqCst);
+    store.fail_unpark_once.store(true, Ordering::SeqCst);
+    let report = pipeline.replay(&sid("acct-a"), WAIT).unwrap();
+    assert_eq!((report.replayed, report.still_parked), (1, 0));
+    assert!(pipeline.parked(0, usize::MAX).unwrap().is_empty());
+    let stats = pipeline.shutdown(WAIT).stats;
+    assert_eq!(stats.store_retries, 1);
+    assert_eq!(ledger.seen.lock().unwrap().len(), 1, "handled once");
 }

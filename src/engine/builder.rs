@@ -180,8 +180,6 @@ impl<H: Handler> EngineBuilder<H> {
         self
     }
 
-    /// Model checking only: start no supervisor thread (no retry timers, time-driven reaping,
-    /// slow-handler reports or worker replacement), to keep a loom model's state space small.
     /// Takes every size and timing of `config` ([`EngineConfig`](crate::EngineConfig)),
     /// replacing those set before; `max_attempts` and the hooks stay as they are.
     pub fn config(mut self, config: super::settings::EngineConfig) -> Self {
@@ -192,6 +190,8 @@ impl<H: Handler> EngineBuilder<H> {
         self
     }
 
+    /// Model checking only: start no supervisor thread (no retry timers, time-driven reaping,
+    /// slow-handler reports or worker replacement), to keep a loom model's state space small.
     #[cfg(humpyard_loom)]
     #[doc(hidden)]
     pub fn without_supervisor(mut self) -> Self {

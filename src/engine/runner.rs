@@ -56,12 +56,11 @@ pub(crate) fn run<H: Handler>(shared: &Shared<H>, worker: usize, run: &mut Shard
     let (end, taken, expiry) = run.with(|core, ring| {
         let mut tally = Tally::default();
         let mut taken = 0usize;
-        let mut end = if reaper::reap(shared, core, now, &mut tally) {
-            RunEnd::More
-        } else {
-            RunEnd::Drained
-        };
+        let mut end = RunEnd::Drained;
 
+        // The retry first, then the reaping: the retried event's entity keeps its state
+        // between attempts however long the backoff was (its last activity is the attempt
+        // before, and a reap first would drop it, with what the handler kept of the failure).
         if let Some(pending) = core.retry.take() {
             if stopping() {
                 end = RunEnd::Stopped;
@@ -74,6 +73,10 @@ pub(crate) fn run<H: Handler>(shared: &Shared<H>, worker: usize, run: &mut Shard
             {
                 end = RunEnd::Waiting(due);
             }
+        }
+
+        if reaper::reap(shared, core, now, &mut tally) && end == RunEnd::Drained {
+            end = RunEnd::More;
         }
 
         if !matches!(end, RunEnd::Waiting(_) | RunEnd::Stopped) {

@@ -23,6 +23,9 @@ const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1);
 /// The widest window of positions in flight (one flag byte each, allocated at start).
 pub(crate) const MAX_WINDOW: usize = 1 << 24;
 
+/// The shortest backoff of a pipeline's engine (a zero one is raised to it).
+pub(crate) const MIN_RETRY_BACKOFF: Duration = Duration::from_millis(1);
+
 /// The most attempts one event may be given.
 pub(crate) const MAX_ATTEMPTS: u32 = 1 << 16;
 
@@ -46,7 +49,8 @@ pub struct PipelineBuilder<H: StreamHandler> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PipelineError {
-    /// The subscriber name is invalid, or its checkpoint could not be loaded.
+    /// The subscriber name is invalid, its checkpoint or parked events could not be loaded,
+    /// or the store does not support parking ([`StoreError::Unsupported`]).
     Store(StoreError),
     /// The engine's settings are invalid, or its threads could not start.
     Engine(ConfigError),
@@ -163,7 +167,8 @@ impl<H: StreamHandler> PipelineBuilder<H> {
     }
 
     /// The engine's sizes and timings (workers, shards, capacity, idle timeout, entity cap,
-    /// retry backoff). Default: [`EngineConfig::default`].
+    /// retry backoff, at least 1 ms here: a store error is retried after it however often it
+    /// repeats). Default: [`EngineConfig::default`].
     pub fn engine(mut self, config: EngineConfig) -> Self {
         self.engine = config;
         self
@@ -248,8 +253,12 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         };
         // Attempts are counted by `Tracked` (store errors are not attempts), so the engine's
         // own limit is out of reach: it only runs the backoff between tries.
+        // A store error is retried after the engine's backoff however often it repeats: never
+        // with no pause (a worker would loop on the store, and shutdown would wait for it).
+        let mut engine_config = self.engine;
+        engine_config.config.retry_backoff = engine_config.config.retry_backoff.max(MIN_RETRY_BACKOFF);
         let engine = Engine::builder(tracked)
-            .config(self.engine)
+            .config(engine_config)
             .max_attempts(u32::MAX)
             .start()
             .map_err(PipelineError::Engine)?;

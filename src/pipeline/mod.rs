@@ -203,9 +203,6 @@ impl<H: StreamHandler> Pipeline<H> {
     ///
     /// [`ReplayError`] says what happened.
     pub fn replay(&self, stream: &StreamId, timeout: Duration) -> Result<ReplayReport, ReplayError> {
-        if self.ctx.parked.head(stream).is_none() {
-            return Err(ReplayError::NotParked);
-        }
         self.resume(stream.clone(), None, timeout)
     }
 
@@ -228,18 +225,32 @@ impl<H: StreamHandler> Pipeline<H> {
         }
     }
 
+    /// Sends a resume request for `stream` once the watermark has passed its parked events
+    /// (see the `parking` module), and waits for its answer.
     fn resume(&self, stream: StreamId, discard: Option<u64>, timeout: Duration) -> Result<ReplayReport, ReplayError> {
         let started = std::time::Instant::now();
+        let left = || timeout.saturating_sub(started.elapsed());
+        let parked = self
+            .ctx
+            .store
+            .parked(&self.ctx.subscriber, Some(&stream), 0, usize::MAX)
+            .map_err(ReplayError::Store)?;
+        let Some(last) = parked.last() else {
+            return Err(ReplayError::NotParked);
+        };
+        if !self.watermark.wait_for(last.position, left()) {
+            return Err(ReplayError::CatchingUp);
+        }
         let (request, answer) = ResumeRequest::new(discard);
         match self
             .engine
-            .submit_timeout(Event::new(stream, Delivery::Resume(request)), timeout)
+            .submit_timeout(Event::new(stream, Delivery::Resume(request)), left())
         {
             Ok(()) => {}
             Err(SubmitError::Closed(_)) => return Err(ReplayError::Stopped),
             Err(_) => return Err(ReplayError::Busy),
         }
-        match answer.recv_timeout(timeout.saturating_sub(started.elapsed())) {
+        match answer.recv_timeout(left()) {
             Ok(Ok(report)) => Ok(report),
             Ok(Err(e)) => Err(ReplayError::Store(e)),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ReplayError::Timeout),

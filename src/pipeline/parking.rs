@@ -18,8 +18,14 @@
 //! stream's parked events in position order, each with the state folded from every event
 //! before it: each success is unparked; the first failure stays parked (attempts and message
 //! updated) and the stream stays parked behind it. Once none is left, the stream runs again.
-//! Each replayed event is handled once per request; an event whose unpark failed after its
-//! handling is handled again by the next request (at least once).
+//! A store error stops the request, and the engine runs it again after its backoff; what it did
+//! is kept in the request ([`ResumeRequest`]), so the second run only writes what the first
+//! could not (an unpark, a failure's record) and handles no event twice.
+//!
+//! A request is sent only once the pipeline's watermark has passed the stream's last parked
+//! position (`Pipeline::resume` waits for it): after a restart or a rewind the reader reads the
+//! parked positions again, and a request that ran before they came back would replay events
+//! the reader then hands over a second time (a discarded one included).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,11 +90,24 @@ impl ParkedStreams {
 pub(crate) struct ResumeRequest {
     /// The parked position to discard first, if any.
     pub(crate) discard: Option<u64>,
-    /// Whether the discard is done (the request may run again after a store error).
-    discarded: AtomicBool,
-    /// Whether the discarded event was the stream's first parked one.
-    was_head: AtomicBool,
+    /// What the request has done so far: the engine runs it again after a store error, and
+    /// the second run must not repeat what the first did. Touched only by the thread running
+    /// the stream (one at a time, in order).
+    progress: Mutex<ResumeProgress>,
     reply: Mutex<Option<std::sync::mpsc::SyncSender<Result<ReplayReport, StoreError>>>>,
+}
+
+#[derive(Default)]
+struct ResumeProgress {
+    /// `None` until the discard was tried; then whether it removed the event.
+    discarded: Option<bool>,
+    /// Whether the discarded event was the stream's first parked one.
+    was_head: bool,
+    /// A parked event handled successfully whose unpark is still to be written.
+    handled: Option<u64>,
+    /// A parked event that failed again, whose updated record is still to be written.
+    failed: Option<ParkedEvent>,
+    report: ReplayReport,
 }
 
 impl ResumeRequest {
@@ -102,8 +121,7 @@ impl ResumeRequest {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let request = ResumeRequest {
             discard,
-            discarded: AtomicBool::new(false),
-            was_head: AtomicBool::new(false),
+            progress: Mutex::new(ResumeProgress::default()),
             reply: Mutex::new(Some(tx)),
         };
         (Arc::new(request), rx)
@@ -144,6 +162,10 @@ pub enum ReplayError {
     Store(StoreError),
     /// The engine had no room for the request within the timeout; nothing was done.
     Busy,
+    /// The pipeline has not yet read up to the stream's last parked event (after a restart or
+    /// a rewind it reads them again); nothing was done: try again once
+    /// [`Pipeline::wait_for`](super::Pipeline::wait_for) that position returns `true`.
+    CatchingUp,
     /// The request was sent and runs in the stream's order, but did not finish within the
     /// timeout; see [`Pipeline::parked`](super::Pipeline::parked) for what it did.
     Timeout,
@@ -157,6 +179,9 @@ impl std::fmt::Display for ReplayError {
             ReplayError::NotParked => f.write_str("nothing is parked there"),
             ReplayError::Store(e) => write!(f, "the store: {e}"),
             ReplayError::Busy => f.write_str("the engine had no room for the request; nothing was done"),
+            ReplayError::CatchingUp => {
+                f.write_str("the pipeline has not yet read up to the stream's parked events; nothing was done")
+            }
             ReplayError::Timeout => f.write_str("the request did not finish within the timeout; it runs on"),
             ReplayError::Stopped => f.write_str("the pipeline has stopped"),
         }
@@ -196,24 +221,32 @@ fn run<H: StreamHandler>(
     request: &ResumeRequest,
 ) -> Result<ReplayReport, StoreError> {
     let ctx = &*tracked.ctx;
-    let mut report = ReplayReport::default();
+    let mut progress = request.progress.lock();
+    let progress = &mut *progress;
     if let Some(position) = request.discard {
-        if !request.discarded.load(Ordering::Relaxed) {
+        if progress.discarded.is_none() {
             let head = ctx.parked.head(stream);
-            if ctx.store.unpark(&ctx.subscriber, position)? {
+            let removed = ctx.store.unpark(&ctx.subscriber, position)?;
+            if removed {
                 ctx.counters.discarded.fetch_add(1, Ordering::Relaxed);
-                request
-                    .was_head
-                    .store(head.map_or(true, |h| position <= h), Ordering::Relaxed);
             }
-            request.discarded.store(true, Ordering::Relaxed);
+            progress.was_head = removed && head.map_or(true, |h| position <= h);
+            progress.discarded = Some(removed);
         }
-        report.discarded = true;
-        if !request.was_head.load(Ordering::Relaxed) {
-            // An event behind the first: the stream stays parked behind that one.
-            report.still_parked = count(tracked, stream)?;
-            return Ok(report);
+        progress.report.discarded = progress.discarded == Some(true);
+        if !progress.was_head {
+            // An event behind the first (or one no longer parked): nothing else changes.
+            progress.report.still_parked = count(tracked, stream)?;
+            return Ok(progress.report.clone());
         }
+    }
+    // What an earlier run of this request left to write.
+    if let Some(position) = progress.handled {
+        ctx.store.unpark(&ctx.subscriber, position)?;
+        progress.handled = None;
+    }
+    if progress.failed.is_some() {
+        return failed_again(tracked, stream, progress);
     }
     // The entity's state, if any, is of the events handled before the park: rebuild it.
     tracked.drop_state(entity, stream);
@@ -221,7 +254,8 @@ fn run<H: StreamHandler>(
         let page = ctx.store.parked(&ctx.subscriber, Some(stream), 0, PAGE)?;
         let Some(first) = page.first() else {
             ctx.parked.clear(stream);
-            return Ok(report);
+            progress.report.still_parked = 0;
+            return Ok(progress.report.clone());
         };
         ctx.parked.move_head(stream, first.position);
         for parked in page {
@@ -238,9 +272,11 @@ fn run<H: StreamHandler>(
             match tracked.attempt(entity, &event) {
                 Ok(()) => {
                     tracked.fold_in(entity, &event);
-                    ctx.store.unpark(&ctx.subscriber, parked.position)?;
                     ctx.counters.replayed.fetch_add(1, Ordering::Relaxed);
-                    report.replayed += 1;
+                    progress.report.replayed += 1;
+                    progress.handled = Some(parked.position);
+                    ctx.store.unpark(&ctx.subscriber, parked.position)?;
+                    progress.handled = None;
                 }
                 Err(Failure::Store(e)) => return Err(e),
                 Err(failure) => {
@@ -251,15 +287,33 @@ fn run<H: StreamHandler>(
                     };
                     tracked.drop_state(entity, stream);
                     let again = ctx.parked_event(&event, parked.attempts.saturating_add(1), kind, message);
-                    ctx.park(&again)?;
-                    ctx.parked.move_head(stream, parked.position);
-                    report.still_parked = count(tracked, stream)?;
-                    report.failed = Some(again);
-                    return Ok(report);
+                    progress.failed = Some(again);
+                    return failed_again(tracked, stream, progress);
                 }
             }
         }
     }
+}
+
+/// Writes the record of a parked event that failed again (`progress.failed`): the stream stays
+/// parked behind it.
+fn failed_again<H: StreamHandler>(
+    tracked: &Tracked<H>,
+    stream: &StreamId,
+    progress: &mut ResumeProgress,
+) -> Result<ReplayReport, StoreError> {
+    let ctx = &*tracked.ctx;
+    let again = progress.failed.clone().expect("a failure to write");
+    let still_parked = count(tracked, stream)?;
+    let written = ctx.park(&again)?;
+    progress.failed = None;
+    ctx.parked.move_head(stream, again.position);
+    if written {
+        ctx.notify(&again);
+    }
+    progress.report.still_parked = still_parked;
+    progress.report.failed = Some(again);
+    Ok(progress.report.clone())
 }
 
 /// How many parked events `stream` has.
@@ -268,17 +322,15 @@ fn count<H: StreamHandler>(tracked: &Tracked<H>, stream: &StreamId) -> Result<u6
     Ok(ctx.store.parked(&ctx.subscriber, Some(stream), 0, usize::MAX)?.len() as u64)
 }
 
-/// The parked streams of `subscriber` in `store`, read in pages.
+/// The parked streams of `subscriber` in `store`, read in pages. A store without parking
+/// ([`StoreError::Unsupported`]) is refused.
 pub(crate) fn load(store: &dyn crate::store::EventStore, subscriber: &str) -> Result<ParkedStreams, StoreError> {
     let streams = ParkedStreams::default();
     let mut after = 0;
     loop {
-        let page = match store.parked(subscriber, None, after, 4096) {
-            Ok(page) => page,
-            // A store without parking: nothing is parked in it.
-            Err(StoreError::Unsupported(_)) => return Ok(streams),
-            Err(e) => return Err(e),
-        };
+        // A store without parking is an error here: a pipeline on it could never park an
+        // event that failed, and would retry it forever.
+        let page = store.parked(subscriber, None, after, 4096)?;
         let Some(last) = page.last() else { return Ok(streams) };
         after = last.position;
         for parked in &page {

@@ -9,10 +9,8 @@
 //! rebuild starts again. A panic in `init` or `apply` is a failed attempt of kind
 //! [`ParkKind::Init`](crate::store::ParkKind::Init).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use super::handler::StreamHandler;
-use super::tracked::{panic_message, Failure, Tracked};
+use super::tracked::{contain, dispose, Failure, Tracked};
 use crate::store::{ParkKind, StoreError};
 use crate::sync::Ordering;
 use crate::StreamId;
@@ -28,9 +26,6 @@ pub(crate) fn rebuild<H: StreamHandler>(
 ) -> Result<H::State, Failure<H::Error>> {
     let ctx = &*tracked.ctx;
     let handler = &tracked.inner;
-    let contained = |f: &mut dyn FnMut()| {
-        catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Failure::Panic(ParkKind::Init, panic_message(payload)))
-    };
     let mut next = 0;
     let mut state = None;
     if ctx.snapshot_every > 0 && version > 0 {
@@ -46,7 +41,7 @@ pub(crate) fn rebuild<H: StreamHandler>(
                 Ok(None) | Err(StoreError::Unsupported(_)) => break,
                 Err(e) => return Err(Failure::Store(e)),
             };
-            if let Ok(Some(decoded)) = catch_unwind(AssertUnwindSafe(|| handler.decode_state(stream, &snapshot.data))) {
+            if let Ok(Some(decoded)) = contain(|| handler.decode_state(stream, &snapshot.data)) {
                 state = Some(decoded);
                 next = snapshot.version + 1;
                 break;
@@ -64,13 +59,13 @@ pub(crate) fn rebuild<H: StreamHandler>(
     }
     let mut state = match state {
         Some(state) => state,
-        None => {
-            let mut made = None;
-            contained(&mut || made = Some(handler.init(stream)))?;
-            made.expect("init returned")
-        }
+        None => contain(|| handler.init(stream)).map_err(|message| Failure::Panic(ParkKind::Init, message))?,
     };
-    fold(tracked, &mut state, stream, &mut next, version)?;
+    if let Err(failure) = fold(tracked, &mut state, stream, &mut next, version) {
+        // A state half folded is of no use; its `Drop` is user code.
+        dispose(state);
+        return Err(failure);
+    }
     ctx.counters.rehydrations.fetch_add(1, Ordering::Relaxed);
     Ok(state)
 }
@@ -90,8 +85,7 @@ pub(crate) fn fold<H: StreamHandler>(
         let page = ctx.store.read_stream(stream, *next, want).map_err(Failure::Store)?;
         let before = *next;
         for event in page.iter().take_while(|e| e.version < version) {
-            catch_unwind(AssertUnwindSafe(|| tracked.inner.apply(state, event)))
-                .map_err(|payload| Failure::Panic(ParkKind::Init, panic_message(payload)))?;
+            contain(|| tracked.inner.apply(state, event)).map_err(|message| Failure::Panic(ParkKind::Init, message))?;
             *next = event.version + 1;
             ctx.counters.rehydrated_events.fetch_add(1, Ordering::Relaxed);
         }

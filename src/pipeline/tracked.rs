@@ -58,13 +58,21 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// Parks `parked` durably, then tells the hook (contained: a panicking hook is logged and
-    /// counted, and the event stays parked).
-    pub(crate) fn park(&self, parked: &ParkedEvent) -> Result<(), StoreError> {
-        self.store.park(parked)?;
-        self.counters.parked.fetch_add(1, Ordering::Relaxed);
+    /// Parks `parked` durably; whether a row was written (an event parked behind another
+    /// that is parked already, read again after a restart, writes nothing). Counted.
+    pub(crate) fn park(&self, parked: &ParkedEvent) -> Result<bool, StoreError> {
+        let written = self.store.park(parked)?;
+        if written {
+            self.counters.parked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+
+    /// Tells the hook of a parked event (contained: a panicking hook is logged and counted,
+    /// and the event stays parked).
+    pub(crate) fn notify(&self, parked: &ParkedEvent) {
         if let Some(hook) = &self.on_parked {
-            if catch_unwind(AssertUnwindSafe(|| hook(parked))).is_err() {
+            if contain(|| hook(parked)).is_err() {
                 self.counters.panics.fetch_add(1, Ordering::Relaxed);
                 log::error!(
                     subscriber = self.subscriber.as_str(), position = parked.position;
@@ -72,7 +80,6 @@ impl Context {
                 );
             }
         }
-        Ok(())
     }
 
     /// A parked-event record for `event`.
@@ -185,8 +192,10 @@ impl<H: StreamHandler> Tracked<H> {
             }
             if event.position > head {
                 let message = format!("behind the parked event at position {head}");
-                ctx.park(&ctx.parked_event(event, 0, ParkKind::Behind, message))
-                    .map_err(TrackedError::Store)?;
+                let parked = ctx.parked_event(event, 0, ParkKind::Behind, message);
+                if ctx.park(&parked).map_err(TrackedError::Store)? {
+                    ctx.notify(&parked);
+                }
                 self.drop_state(entity, &event.stream);
                 ctx.progress.done(event.position);
                 return Ok(());
@@ -237,10 +246,10 @@ impl<H: StreamHandler> Tracked<H> {
             }
         }
         let state = entity.state.as_ref().expect("rebuilt above");
-        match catch_unwind(AssertUnwindSafe(|| self.inner.handle(state, event))) {
+        match contain(|| self.inner.handle(state, event)) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Failure::Handler(e)),
-            Err(payload) => Err(Failure::Panic(ParkKind::Panic, panic_message(payload))),
+            Err(message) => Err(Failure::Panic(ParkKind::Panic, message)),
         }
     }
 
@@ -293,7 +302,9 @@ impl<H: StreamHandler> Tracked<H> {
             }
             return Err(TrackedError::Store(e));
         }
+        // The stream is parked before anyone hears of it: a hook that replays it finds it so.
         ctx.parked.set_head(&event.stream, event.position);
+        ctx.notify(&parked);
         entity.failing = None;
         self.drop_state(entity, &event.stream);
         ctx.progress.done(event.position);
@@ -304,8 +315,7 @@ impl<H: StreamHandler> Tracked<H> {
     /// panic in `apply` leaves the state to be rebuilt for the next event.
     pub(crate) fn fold_in(&self, entity: &mut Entity<H::State>, event: &RecordedEvent) {
         let Some(state) = entity.state.as_mut() else { return };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.inner.apply(state, event))) {
-            let message = panic_message(payload);
+        if let Err(message) = contain(|| self.inner.apply(state, event)) {
             self.ctx.counters.panics.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 stream = event.stream.as_str(), position = event.position, message:? = message;
@@ -324,7 +334,7 @@ impl<H: StreamHandler> Tracked<H> {
     fn save_snapshot(&self, entity: &Entity<H::State>, event: &RecordedEvent) {
         let ctx = &*self.ctx;
         let Some(state) = entity.state.as_ref() else { return };
-        let Ok(Some(data)) = catch_unwind(AssertUnwindSafe(|| self.inner.encode_state(state))) else {
+        let Ok(Some(data)) = contain(|| self.inner.encode_state(state)) else {
             return;
         };
         let snapshot = Snapshot {
@@ -352,7 +362,7 @@ impl<H: StreamHandler> Tracked<H> {
     /// Drops the entity's state (given to the user's `cleanup`), to be rebuilt when next needed.
     pub(crate) fn drop_state(&self, entity: &mut Entity<H::State>, stream: &StreamId) {
         if let Some(state) = entity.state.take() {
-            let _ = catch_unwind(AssertUnwindSafe(|| self.inner.cleanup(stream, state)));
+            let _ = contain(|| self.inner.cleanup(stream, state));
         }
     }
 }
@@ -369,12 +379,20 @@ pub(crate) enum Failure<E> {
 /// The text of an error (its `Display`, user code), and the error disposed of (its `Drop`, user
 /// code too); both contained.
 pub(crate) fn describe<E: std::fmt::Display>(error: E) -> String {
-    let text = catch_unwind(AssertUnwindSafe(|| error.to_string()))
-        .unwrap_or_else(|payload| format!("the error's Display panicked: {}", panic_message(payload)));
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(error))) {
-        std::mem::forget(payload);
-    }
+    let text =
+        contain(|| error.to_string()).unwrap_or_else(|message| format!("the error's Display panicked: {message}"));
+    dispose(error);
     text
+}
+
+/// Runs user code `f`; a panic comes back as its message (its payload disposed of, contained).
+pub(crate) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(panic_message)
+}
+
+/// Drops a user value whose `Drop` may panic, containing the panic.
+pub(crate) fn dispose<T>(value: T) {
+    let _ = contain(move || drop(value));
 }
 
 /// The text of a panic's payload.

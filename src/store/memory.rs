@@ -14,7 +14,7 @@ use super::types::json_is_storable;
 use super::watch::Signal;
 use super::{
     check_subscriber, AppendWatch, Appended, EventFilter, EventStore, ExpectedVersion, FilteredRead, InvalidInput,
-    NewEvent, ParkedEvent, RecordedEvent, Snapshot, StoreError,
+    NewEvent, ParkKind, ParkedEvent, RecordedEvent, Snapshot, StoreError,
 };
 use crate::sync::Mutex;
 use crate::StreamId;
@@ -214,16 +214,27 @@ impl EventStore for InMemoryStore {
         })
     }
 
-    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+    fn park(&self, event: &ParkedEvent) -> Result<bool, StoreError> {
         check_subscriber(&event.subscriber)?;
         if event.message.contains('\0') {
             return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
         }
-        self.log
-            .lock()
-            .parked
-            .insert((event.subscriber.clone(), event.position), event.clone());
-        Ok(())
+        let mut log = self.log.lock();
+        match log.parked.entry((event.subscriber.clone(), event.position)) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(event.clone());
+            }
+            std::collections::btree_map::Entry::Occupied(_) if event.kind == ParkKind::Behind => return Ok(false),
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                // Its stream and version stay those first stored (as on PostgreSQL).
+                let stored = slot.get_mut();
+                stored.attempts = event.attempts;
+                stored.kind = event.kind;
+                stored.message.clone_from(&event.message);
+                stored.parked_at = event.parked_at;
+            }
+        }
+        Ok(true)
     }
 
     fn parked(

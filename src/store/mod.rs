@@ -152,16 +152,20 @@ pub trait EventStore: Send + Sync {
         })
     }
 
-    /// Parks `event` for its subscriber, or, if that position is parked already, updates its
-    /// attempts, kind, message and time (a replay that failed again).
+    /// Parks `event` for its subscriber. If that position is parked already, its attempts,
+    /// kind, message and time are updated (a replay that failed again), unless `event`'s kind
+    /// is [`ParkKind::Behind`]: then the stored row is kept (an event read again after a
+    /// restart keeps the failure it was parked for). Whether a row was written (inserted or
+    /// updated).
     ///
     /// # Errors
     ///
     /// [`StoreError::InvalidInput`] for a bad subscriber name or a NUL character in the
     /// message ([`InvalidInput::NulCharacter`], on both stores), or the backend's errors (on
     /// PostgreSQL also [`InvalidInput::OutOfRange`] for a position or version past `i64::MAX`
-    /// or attempts past `i32::MAX`); [`StoreError::Unsupported`] from a store without parking.
-    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+    /// or attempts past `i32::MAX`); [`StoreError::Unsupported`] from a store without parking
+    /// (a pipeline does not start on one).
+    fn park(&self, event: &ParkedEvent) -> Result<bool, StoreError> {
         let _ = event;
         Err(StoreError::Unsupported("park"))
     }

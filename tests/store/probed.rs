@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use humpyard::store::{
-    AppendWatch, Appended, EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent, StoreError,
+    AppendWatch, Appended, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkedEvent, RecordedEvent, StoreError,
 };
 use humpyard::StreamId;
 
@@ -87,6 +87,24 @@ impl EventStore for ProbedStore {
 
     fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
         self.inner.save_checkpoint(subscriber, position)
+    }
+
+    fn park(&self, event: &ParkedEvent) -> Result<bool, StoreError> {
+        self.inner.park(event)
+    }
+
+    fn parked(
+        &self,
+        subscriber: &str,
+        stream: Option<&StreamId>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.inner.parked(subscriber, stream, after, max)
+    }
+
+    fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, StoreError> {
+        self.inner.unpark(subscriber, position)
     }
 
     fn watch(&self) -> Box<dyn AppendWatch> {

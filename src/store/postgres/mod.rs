@@ -228,7 +228,8 @@ impl Statements {
                  (subscriber, position, stream_id, version, attempts, kind, message, parked_at) \
                  values ($1, $2, $3, $4, $5, $6, $7, $8) \
                  on conflict (subscriber, position) do update set attempts = excluded.attempts, \
-                 kind = excluded.kind, message = excluded.message, parked_at = excluded.parked_at"
+                 kind = excluded.kind, message = excluded.message, parked_at = excluded.parked_at \
+                 where excluded.kind <> 'behind'"
             ),
             parked: format!(
                 "select position, stream_id, version, attempts, kind, message, parked_at from {s}.parked \
@@ -874,7 +875,7 @@ impl EventStore for PgEventStore {
         subscribers::reset_checkpoint(self, subscriber, position)
     }
 
-    fn park(&self, event: &ParkedEvent) -> Result<(), StoreError> {
+    fn park(&self, event: &ParkedEvent) -> Result<bool, StoreError> {
         subscribers::park(self, event)
     }
 

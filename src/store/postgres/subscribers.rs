@@ -33,8 +33,9 @@ pub(super) fn reset_checkpoint(store: &PgEventStore, subscriber: &str, position:
 }
 
 /// `park`: one upsert on `(subscriber, position)`; a parked position gets the new attempts,
-/// kind, message and time (its stream and version are the event's, unchanged).
-pub(super) fn park(store: &PgEventStore, event: &ParkedEvent) -> Result<(), StoreError> {
+/// kind, message and time (its stream and version are the event's, unchanged), unless the new
+/// kind is `behind` (the row is kept). Whether a row was written.
+pub(super) fn park(store: &PgEventStore, event: &ParkedEvent) -> Result<bool, StoreError> {
     check_subscriber(&event.subscriber)?;
     if event.message.contains('\0') {
         return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
@@ -42,7 +43,7 @@ pub(super) fn park(store: &PgEventStore, event: &ParkedEvent) -> Result<(), Stor
     let position = to_i64(event.position)?;
     let version = to_i64(event.version)?;
     let attempts = to_i32(event.attempts)?;
-    store
+    let written = store
         .checkout()?
         .execute(
             &store.sql.park,
@@ -58,7 +59,7 @@ pub(super) fn park(store: &PgEventStore, event: &ParkedEvent) -> Result<(), Stor
             ],
         )
         .map_err(backend_error)?;
-    Ok(())
+    Ok(written == 1)
 }
 
 /// `parked`: a range of the primary key, or of `parked_by_stream` for one stream, in position
