@@ -464,10 +464,19 @@ pub fn parked_events_round_trip_in_position_order(store: &dyn EventStore) {
         parked_at: at_micros(1_800_000_000_000_000),
         ..parked[0].clone()
     };
-    store.park(&again).unwrap();
+    assert!(store.park(&again).unwrap(), "written");
     let all = store.parked(sub, None, 0, usize::MAX).unwrap();
     assert_eq!(positions_of(&all), [3, 5, 7, 9], "updated, not added");
     assert_eq!(all[2], again);
+    // Parked again as behind another (read again after a restart): the stored row is kept.
+    let behind = ParkedEvent {
+        attempts: 0,
+        kind: ParkKind::Behind,
+        message: "behind the parked event at position 3".to_owned(),
+        ..again.clone()
+    };
+    assert!(!store.park(&behind).unwrap(), "kept, not written");
+    assert_eq!(store.parked(sub, None, 0, usize::MAX).unwrap()[2], again);
 
     assert!(store.unpark(sub, 5).unwrap());
     assert!(!store.unpark(sub, 5).unwrap(), "gone already");
