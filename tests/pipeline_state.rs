@@ -1116,6 +1116,8 @@ fn a_replay_waits_for_the_reader_to_pass_the_parked_events() {
         .max_attempts(1)
         .start()
         .unwrap();
+    // Releases the held event if an assertion fails, so that dropping the pipeline can drain.
+    let _release_on_panic = ReleaseOnDrop(second.clone());
     match pipeline.replay(&sid("acct-a"), Duration::from_millis(200)) {
         Err(ReplayError::CatchingUp) => {}
         other => panic!("a replay ran before the reader passed the parked events: {other:?}"),
@@ -1180,4 +1182,13 @@ fn a_replay_retried_after_a_store_error_does_not_handle_again() {
     let stats = pipeline.shutdown(WAIT).stats;
     assert_eq!(stats.store_retries, 1);
     assert_eq!(ledger.seen.lock().unwrap().len(), 1, "handled once");
+}
+
+/// Sets the ledger's `release` when dropped.
+struct ReleaseOnDrop(Arc<Ledger>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release.store(true, Ordering::SeqCst);
+    }
 }
