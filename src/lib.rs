@@ -43,6 +43,9 @@ pub mod store;
 // The store fed through the engine, with a durable checkpoint.
 pub mod pipeline;
 
+// Retries with backoff, for the code around effects (more primitives with the resilience issue).
+pub mod resilience;
+
 // A throwaway PostgreSQL server for tests and the perf tool (feature `testing`).
 #[cfg(feature = "testing")]
 pub mod testing;
