@@ -49,6 +49,8 @@ struct Ledger {
     /// A position whose `handle` waits until `release` is set (0: none).
     hold: AtomicU64,
     release: AtomicBool,
+    /// `cleanup` and `encode_state` panic.
+    hostile: AtomicBool,
 }
 
 impl StreamHandler for Ledger {
@@ -92,8 +94,17 @@ impl StreamHandler for Ledger {
     }
 
     fn encode_state(&self, state: &Totals) -> Option<serde_json::Value> {
+        if self.hostile.load(Ordering::SeqCst) {
+            panic!("planned panic in encode_state");
+        }
         self.snapshots
             .then(|| json!({ "sum": state.sum, "count": state.count }))
+    }
+
+    fn cleanup(&self, _: &StreamId, _: Totals) {
+        if self.hostile.load(Ordering::SeqCst) {
+            panic!("planned panic in cleanup");
+        }
     }
 
     fn decode_state(&self, _: &StreamId, data: &serde_json::Value) -> Option<Totals> {
@@ -198,6 +209,10 @@ impl StreamHandler for Shared {
 
     fn decode_state(&self, stream: &StreamId, data: &serde_json::Value) -> Option<Totals> {
         self.0.decode_state(stream, data)
+    }
+
+    fn cleanup(&self, stream: &StreamId, state: Totals) {
+        self.0.cleanup(stream, state)
     }
 }
 
@@ -1191,4 +1206,40 @@ impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         self.0.release.store(true, Ordering::SeqCst);
     }
+}
+
+// proves R-FT-1 in a pipeline: panics in `encode_state` (the pipeline's stats) and in a
+// reaped state's `cleanup` (the engine's metrics) are contained and counted; the events are
+// still handled
+#[test]
+fn panics_in_encode_state_and_cleanup_are_contained_and_counted() {
+    quiet_planned_panics();
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let ledger = Arc::new(Ledger {
+        snapshots: true,
+        ..Ledger::default()
+    });
+    ledger.hostile.store(true, Ordering::SeqCst);
+    let last = deposit(&*store, "acct-a", &[1, 2]);
+    let pipeline = builder(&store, "hostile", ledger.clone())
+        .snapshot_every(1, 1)
+        .engine(
+            EngineConfig::default()
+                .workers(2)
+                .idle_timeout(Duration::from_millis(5)),
+        )
+        .start()
+        .unwrap();
+    assert!(pipeline.wait_for(last, WAIT));
+    let deadline = Instant::now() + WAIT;
+    while pipeline.engine_metrics().entities_reaped == 0 {
+        assert!(Instant::now() < deadline, "never reaped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The reap's `cleanup` runs under the engine's containment, counted in its metrics.
+    assert_eq!(pipeline.engine_metrics().panics, 1);
+    let stats = pipeline.shutdown(WAIT).stats;
+    assert_eq!((stats.handled, stats.snapshots_saved), (2, 0));
+    assert_eq!(stats.panics, 2, "the two encode_state panics: {stats:?}");
+    assert_folds(&*store, &ledger.seen);
 }

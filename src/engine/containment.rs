@@ -119,7 +119,7 @@ impl Containment {
 /// The text of a panic payload. The payload is dropped here, and if dropping it panics too
 /// (a payload with a panicking `Drop`), that second payload is leaked rather than allowed to
 /// unwind through the caller.
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

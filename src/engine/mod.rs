@@ -68,6 +68,7 @@ use std::time::Duration;
 
 pub use builder::EngineBuilder;
 pub use config::ConfigError;
+pub(crate) use containment::panic_message;
 pub use dead_letter::{DeadLetter, Failure};
 pub use hooks::{PanicReport, PanicSite, Removal, SlowHandler};
 pub use metrics::Metrics;

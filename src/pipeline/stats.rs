@@ -73,7 +73,7 @@ pub struct PipelineStats {
     /// again after a backoff; none of them counts as an attempt.
     pub store_retries: u64,
     /// Panics the pipeline caught in user code outside `handle` (`apply` after a handled
-    /// event, the parked-event hook).
+    /// event, `encode_state`, `cleanup`, the parked-event hook).
     pub panics: u64,
     /// Reads from the store that failed (each retried after a backoff).
     pub read_errors: u64,

@@ -27,6 +27,7 @@ use super::parking::{ParkedStreams, ResumeRequest};
 use super::progress::Progress;
 use super::rehydrate;
 use super::stats::Counters;
+use crate::engine::panic_message;
 use crate::store::{EventStore, ParkKind, ParkedEvent, RecordedEvent, Snapshot, StoreError};
 use crate::sync::Ordering;
 use crate::{Event, Handler, StreamId};
@@ -334,8 +335,13 @@ impl<H: StreamHandler> Tracked<H> {
     fn save_snapshot(&self, entity: &Entity<H::State>, event: &RecordedEvent) {
         let ctx = &*self.ctx;
         let Some(state) = entity.state.as_ref() else { return };
-        let Ok(Some(data)) = contain(|| self.inner.encode_state(state)) else {
-            return;
+        let data = match contain(|| self.inner.encode_state(state)) {
+            Ok(Some(data)) => data,
+            Ok(None) => return,
+            Err(message) => {
+                self.caught("encode_state", &event.stream, &message);
+                return;
+            }
         };
         let snapshot = Snapshot {
             subscriber: ctx.subscriber.clone(),
@@ -359,10 +365,21 @@ impl<H: StreamHandler> Tracked<H> {
         }
     }
 
+    /// Counts and logs a panic caught in user code at `site` (one that fails no attempt).
+    fn caught(&self, site: &str, stream: &StreamId, message: &str) {
+        self.ctx.counters.panics.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            site = site, stream = stream.as_str(), message:? = message;
+            "humpyard pipeline: user code panicked"
+        );
+    }
+
     /// Drops the entity's state (given to the user's `cleanup`), to be rebuilt when next needed.
     pub(crate) fn drop_state(&self, entity: &mut Entity<H::State>, stream: &StreamId) {
         if let Some(state) = entity.state.take() {
-            let _ = contain(|| self.inner.cleanup(stream, state));
+            if let Err(message) = contain(|| self.inner.cleanup(stream, state)) {
+                self.caught("cleanup", stream, &message);
+            }
         }
     }
 }
@@ -393,19 +410,4 @@ pub(crate) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// Drops a user value whose `Drop` may panic, containing the panic.
 pub(crate) fn dispose<T>(value: T) {
     let _ = contain(move || drop(value));
-}
-
-/// The text of a panic's payload.
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    };
-    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(second);
-    }
-    message
 }
