@@ -27,6 +27,9 @@ mod event;
 mod handler;
 mod stream_id;
 
+// Threads parked until a place frees (the engine's producers, the bulkhead's callers).
+mod waiters;
+
 // The engine.
 mod engine;
 
@@ -43,7 +46,7 @@ pub mod store;
 // The store fed through the engine, with a durable checkpoint.
 pub mod pipeline;
 
-// Retries with backoff, for the code around effects (more primitives with the resilience issue).
+// Backoff, circuit breaker, single-flight and bulkhead, for the code around effects.
 pub mod resilience;
 
 // A throwaway PostgreSQL server for tests and the perf tool (feature `testing`).

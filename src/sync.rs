@@ -69,6 +69,11 @@ mod imp {
             join.is_finished()
         }
 
+        /// Whether `thread` is the calling thread.
+        pub(crate) fn is_current(thread: &Thread) -> bool {
+            thread.id() == current().id()
+        }
+
         /// Starts a named thread.
         pub(crate) fn spawn_named<F>(name: String, f: F) -> std::io::Result<JoinHandle<()>>
         where
@@ -232,6 +237,11 @@ mod imp {
                 thread: loom::thread::current(),
                 token: my_token(),
             }
+        }
+
+        /// Whether `thread` is the calling thread.
+        pub(crate) fn is_current(thread: &Thread) -> bool {
+            thread.same(&current())
         }
 
         /// Consumes the calling thread's token, waiting for one if there is none.

@@ -4,7 +4,7 @@
 //! hands it back at once, counted in `rejected`), then schedules the shard if it was idle.
 //! `submit_timeout` parks the producer on the shard's waiter list until a run frees room, the
 //! engine closes, or its deadline: one wake-up, no retry loop, no timer per write (R-BP-2).
-//! The protocols are in `shard` (scheduling) and `waiters` (parking).
+//! The protocols are in `shard` (scheduling) and the crate's `waiters` (parking).
 
 use std::time::Duration;
 

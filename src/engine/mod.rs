@@ -28,13 +28,14 @@
 //! | [`supervisor`] | timers, reaping of quiet shards, replacement of dead workers, slow handlers |
 //! | [`lifecycle`], [`shutdown`] | the engine's one lifecycle state; closing, draining, joining, leftovers, the engine's end |
 //! | [`shared`] | what the threads share, each part behind an accessor |
-//! | [`waiters`] | producers parked for room |
 //! | [`metrics`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
 //! | [`builder`], [`settings`] | settings and starting the threads; the settings as a plain value |
 //!
+//! Producers parked for room wait in the crate's `waiters` list, which the bulkhead shares.
+//!
 //! The files are layered, each importing only files below it: `supervisor` → `worker` →
 //! `runner` → `reaper` → `shared` (as do `ingress` and `shutdown`) → `scheduler` → `shard` →
-//! the leaves (`ring`, `entity_table`, `waiters`, `retry`, `metrics`, `hooks`, ...).
+//! the leaves (`ring`, `entity_table`, `retry`, `metrics`, `hooks`, ...).
 //! `tests/architecture.rs` checks that there is no import cycle.
 
 mod builder;
@@ -59,7 +60,6 @@ mod shared;
 mod shutdown;
 mod submit_error;
 mod supervisor;
-mod waiters;
 mod worker;
 pub(crate) mod worker_slot;
 

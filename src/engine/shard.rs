@@ -48,8 +48,8 @@ use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
 use super::retry::PendingRetry;
 use super::ring::{AllocError, PushError, Ring};
-use super::waiters::Waiters;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};
+use crate::waiters::Waiters;
 use crate::{Event, Handler};
 
 /// A shard's scheduling state: see the module docs.

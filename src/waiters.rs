@@ -1,23 +1,28 @@
-//! Producers parked by `submit_timeout`, waiting for room in one shard (R-BP-2).
+//! Threads parked until a place frees, woken one per freed place: the engine's producers waiting
+//! for room in one shard's ring (`submit_timeout`, R-BP-2), and the bulkhead's callers waiting
+//! for a permit (`resilience::Bulkhead`, R-RES-3).
 //!
-//! A waiting producer parks once; the consumer that frees room wakes one waiter per free slot
-//! (at the end of a run that leaves the ring at most half full or stops taking events, see
-//! `scheduler::Scheduler::hand_off`), shutdown wakes them all, and the producer's own deadline
-//! is the only other wake-up. There is no retry loop and no timer per write.
+//! A waiting thread parks once; whoever frees places wakes one waiter per freed place (for the
+//! engine, a consumer at the end of a run that leaves the ring at most half full or stops
+//! taking events, see `scheduler::Scheduler::hand_off`; for the bulkhead, a dropped permit),
+//! closing wakes them all, and the waiter's own deadline is the only other wake-up. There is no
+//! retry loop and no timer per wait.
 //!
 //! # Protocol (no lost wake-up)
 //!
-//! Producer: `register` (count += 1 under the lock), `fence(SeqCst)`, try the push once more,
-//! then park until notified or the deadline.
-//! Consumer: frees slots (stamp stores), `fence(SeqCst)`, then `notify(freed)` reads the count.
-//! Either the producer's fence comes first in the single total order of `SeqCst` fences, and the
-//! consumer sees the count and wakes it, or the consumer's comes first, and the producer's
-//! re-try sees the freed slots. Either way a producer that could go ahead does.
-//! Shutdown is a consumer of the same kind: it closes the rings (the closed mark), fences
+//! Waiter: `register` (count += 1 under the lock), `fence(SeqCst)`, try to take a place once
+//! more, then park until notified or the deadline.
+//! Freer: frees places (the ring's stamp stores, the bulkhead's count), `fence(SeqCst)`, then
+//! `notify(freed)` reads the count.
+//! Either the waiter's fence comes first in the single total order of `SeqCst` fences, and the
+//! freer sees the count and wakes it, or the freer's comes first, and the waiter's re-try sees
+//! the freed places. Either way a waiter that could go ahead does.
+//! The engine's shutdown frees in the same way: it closes the rings (the closed mark), fences
 //! (`SeqCst`), then `notify_all`; a producer either meets the mark on its re-try or is woken.
 //!
-//! A waiter that was notified but leaves without using the room (its re-try met a closed ring,
-//! or its deadline passed just then) passes the wake-up on to the next waiter.
+//! A waiter that was notified but leaves without using the place (its re-try met a closed ring,
+//! another thread took the place first, or its deadline passed just then) passes the wake-up on
+//! to the next waiter.
 
 use std::collections::VecDeque;
 
@@ -26,35 +31,35 @@ use crate::sync::Arc;
 
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 
-/// One parked producer.
+/// One parked thread.
 #[derive(Debug)]
 pub(crate) struct Waiter {
     thread: Thread,
-    /// Set (`Release`) by the consumer that wakes it, after taking it off the queue; loaded
+    /// Set (`Release`) by the freer that wakes it, after taking it off the queue; loaded
     /// (`Acquire`) by the waiter between parks, so a spurious unpark is told apart from a
     /// wake-up.
     notified: AtomicBool,
 }
 
 impl Waiter {
-    /// Whether a consumer has woken this waiter.
+    /// Whether a freer has woken this waiter.
     pub(crate) fn is_notified(&self) -> bool {
         self.notified.load(Ordering::Acquire)
     }
 }
 
-/// The waiter list of one shard.
+/// A list of parked threads (one per shard; one per bulkhead).
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    /// Registered waiters; written under the lock, read without it by consumers after their
+    /// Registered waiters; written under the lock, read without it by freers after their
     /// `SeqCst` fence (the module's protocol), so `Relaxed` throughout.
     count: AtomicUsize,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
 }
 
 impl Waiters {
-    /// Adds the current thread at the back. The caller must `fence(SeqCst)` and re-try its push
-    /// before parking.
+    /// Adds the current thread at the back. The caller must `fence(SeqCst)` and try to take a
+    /// place once more before parking.
     pub(crate) fn register(&self) -> Arc<Waiter> {
         let waiter = Arc::new(Waiter {
             thread: thread::current(),
@@ -76,11 +81,11 @@ impl Waiters {
             return;
         }
         drop(queue);
-        // Not listed: a consumer notified it. Pass that wake-up on.
+        // Not listed: a freer notified it. Pass that wake-up on.
         self.notify(1);
     }
 
-    /// Removes `waiter` after its push succeeded: a wake-up it received was used.
+    /// Removes `waiter` after it took a place: a wake-up it received was used.
     pub(crate) fn done(&self, waiter: &Arc<Waiter>) {
         let mut queue = self.queue.lock();
         if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
@@ -89,10 +94,15 @@ impl Waiters {
         }
     }
 
-    /// Whether any producer is registered. The caller has fenced (`SeqCst`) after freeing room.
+    /// Whether any thread is registered. The caller has fenced (`SeqCst`) after freeing room.
     #[inline]
     pub(crate) fn any(&self) -> bool {
         self.count.load(Ordering::Relaxed) != 0
+    }
+
+    /// How many threads are registered now (a statistic: it may change the next moment).
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Wakes up to `n` waiters, oldest first. The caller has fenced (`SeqCst`) after freeing room.
@@ -107,7 +117,7 @@ impl Waiters {
             self.count.store(queue.len(), Ordering::Relaxed);
             woken
         };
-        // Unpark outside the lock: a woken producer's first step is to take it.
+        // Unpark outside the lock: a woken waiter's first step is to take it.
         for waiter in woken {
             waiter.notified.store(true, Ordering::Release);
             waiter.thread.unpark();
