@@ -116,3 +116,21 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> thread::JoinHandle<
     thread::yield_now();
     handle
 }
+
+/// Keeps the panics a model plants (their messages say "planned panic") from printing a report
+/// in every iteration; any other panic is reported as usual.
+pub fn quiet_planned_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let planned = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.contains("planned panic"));
+            if !planned {
+                report(info);
+            }
+        }));
+    });
+}
