@@ -23,6 +23,11 @@
 //! with a unique violation; the call is retried ([`CONTENTION_RETRIES`] times in all, each
 //! seeing the tool's row), then [`StoreError::Contention`].
 //!
+//! What each item answers follows the append rules (`store::append_rules`, shared with the
+//! in-memory store): the request checks run here before any call; the server writes an item
+//! only on clean facts and answers the facts, which the client judges (see `schema`, "Appends
+//! (V5)").
+//!
 //! # Reading
 //!
 //! [`read_all`](EventStore::read_all) delivers in position order and stops at a position that
