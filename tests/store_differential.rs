@@ -1,10 +1,15 @@
 //! The Postgres store against the in-memory store on random histories of `append_many` calls:
 //! both must answer every item alike (positions, versions, which error) and end with the same
 //! log. The histories mix streams named several times in one call, every kind of expected
-//! version, exact retries of earlier appends, partial and cross-stream reuse of stored ids, and
-//! ids repeated across the items of one call, so they reach every path of the server-side
+//! version, exact retries of earlier appends (to their own stream or another), partial,
+//! reordered and extended retries, other reuse of stored ids, and ids repeated across the items
+//! of one call, each with any expected version, so they reach every path of the server-side
 //! `append_batch` (the set-based version check and the item-by-item walk, retries and
-//! duplicates). Proves R-PG-4 and R-FT-6 beyond the hand-written contract checks.
+//! duplicates) and every step of the precedence in `append_rules` (a retry over a wrong
+//! expected version, a duplicate over a wrong expected version). The in-memory store judges its
+//! own facts; PostgreSQL's facts come from the server: a difference in what either gathers, or
+//! a server that writes where the rules would not, fails here. Proves R-PG-4 and R-FT-6 beyond
+//! the hand-written contract checks.
 
 mod store;
 
@@ -22,6 +27,12 @@ enum Ids {
     Retry(usize),
     /// A fresh event, then the first event of the `k`-th successful append (a duplicate).
     Reuse(usize),
+    /// The `k`-th successful append of two or more events without its last (a partial retry).
+    Partial(usize),
+    /// The `k`-th successful append of two or more events in reverse order (a reordered retry).
+    Reordered(usize),
+    /// The events of the `k`-th successful append and a fresh one after them.
+    Extended(usize),
     /// The events of the item before it in the same call (ids repeated within the call).
     SameAsPrevious,
 }
@@ -43,6 +54,9 @@ fn item() -> impl Strategy<Value = Item> {
         6 => (1usize..4).prop_map(Ids::Fresh),
         1 => (0usize..8).prop_map(Ids::Retry),
         1 => (0usize..8).prop_map(Ids::Reuse),
+        1 => (0usize..8).prop_map(Ids::Partial),
+        1 => (0usize..8).prop_map(Ids::Reordered),
+        1 => (0usize..8).prop_map(Ids::Extended),
         1 => Just(Ids::SameAsPrevious),
     ];
     (0usize..3, expected, ids).prop_map(|(stream, expected, ids)| Item { stream, expected, ids })
@@ -89,6 +103,9 @@ proptest! {
         let mut n = 0u64;
         for call in calls {
             let mut batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)> = Vec::new();
+            // The successful appends of two or more events, which a partial or reordered
+            // retry picks from.
+            let longer: Vec<usize> = (0..appended.len()).filter(|&k| appended[k].len() > 1).collect();
             for item in &call {
                 let mut fresh = |count: usize| -> Vec<NewEvent> {
                     (0..count).map(|_| { n += 1; NewEvent::new("e", json!({ "n": n })) }).collect()
@@ -99,6 +116,21 @@ proptest! {
                     Ids::Reuse(k) if !appended.is_empty() => {
                         let mut events = fresh(1);
                         events.push(appended[k % appended.len()][0].clone());
+                        events
+                    }
+                    Ids::Partial(k) if !longer.is_empty() => {
+                        let mut events = appended[longer[k % longer.len()]].clone();
+                        events.pop();
+                        events
+                    }
+                    Ids::Reordered(k) if !longer.is_empty() => {
+                        let mut events = appended[longer[k % longer.len()]].clone();
+                        events.reverse();
+                        events
+                    }
+                    Ids::Extended(k) if !appended.is_empty() => {
+                        let mut events = appended[k % appended.len()].clone();
+                        events.extend(fresh(1));
                         events
                     }
                     Ids::SameAsPrevious if !batch.is_empty() => batch[batch.len() - 1].2.clone(),

@@ -115,7 +115,8 @@ impl<H: Handler> EngineBuilder<H> {
     }
 
     /// The delay before the first retry; each further retry doubles it, up to
-    /// [`retry_backoff_max`](Self::retry_backoff_max), and half of each delay is random jitter.
+    /// [`retry_backoff_max`](Self::retry_backoff_max), and half of each delay is random jitter
+    /// (a [`Backoff`](crate::resilience::Backoff) per shard, each with a seed of its own).
     /// While an event waits, its shard takes no other event (keeping its stream's order) but the
     /// worker runs other shards. Default: 10 ms. Zero retries at once.
     pub fn retry_backoff(mut self, d: Duration) -> Self {

@@ -76,6 +76,7 @@ pub use report::ShutdownReport;
 pub use settings::EngineConfig;
 pub use submit_error::SubmitError;
 
+use crate::resilience::Backoff;
 use crate::sync::Arc as StdArc;
 use crate::{Event, Handler, StreamId};
 use shard::Shard;
@@ -240,10 +241,11 @@ impl<H: Handler> EngineBuilder<H> {
     pub fn start(self) -> Result<Engine<H>, ConfigError> {
         let (handler, config, hooks) = self.into_parts()?;
         let seed = random_seed();
+        let backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
         let shards = (0..config.shards)
             .map(|i| {
                 let seed = seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f));
-                Shard::new(i, config.shard_capacity, seed)
+                Shard::new(i, config.shard_capacity, seed, backoff)
             })
             .collect::<Result<Box<[_]>, _>>()
             .map_err(|e| ConfigError::OutOfMemory { bytes: e.bytes })?;

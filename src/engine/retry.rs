@@ -4,8 +4,9 @@
 //! A failed event with attempts left waits in its shard's retry slot ([`PendingRetry`]). The
 //! shard takes no other event meanwhile, so the stream's later events stay behind it
 //! (R-CONC-3), but the shard is not running: it is `Waiting`, and its worker moves on to other
-//! shards. The runner computes the delay ([`backoff`]: capped exponential with equal jitter,
-//! R-FT-4) and ends the run with the due tick; the scheduler's hand-off moves the shard to
+//! shards. The runner computes the delay with its shard's [`Backoff`](crate::resilience::Backoff)
+//! (capped exponential with equal jitter, R-FT-4; one per shard, seeded from the engine's seed,
+//! so the shards' retries do not fire together) and ends the run with the due tick; the scheduler's hand-off moves the shard to
 //! `Waiting` and arms a timer ([`RetryTimers::arm`]); the supervisor fires the due timers
 //! ([`RetryTimers::take_due`]) and the scheduler moves each shard from `Waiting` to
 //! `Scheduled` and queues it. A shard is armed at most once at a time (only its runner arms it,
@@ -65,50 +66,9 @@ impl RetryTimers {
     }
 }
 
-/// The delay, in ticks, before the retry that follows `attempts` calls:
-/// `base * 2^(attempts - 1)` capped at `cap`, then "equal jitter" (half fixed, half random, from
-/// the shard's `rng`) so that retries of many entities do not fire together.
-pub(crate) fn backoff(base: u64, cap: u64, attempts: u32, rng: &mut u64) -> u64 {
-    let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(32)).min(cap);
-    if exp < 2 {
-        return exp;
-    }
-    let half = exp / 2;
-    half + xorshift(rng) % (exp - half + 1)
-}
-
-/// xorshift64*: cheap, good enough for jitter.
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
 #[cfg(all(test, not(humpyard_loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_equal_jitter() {
-        let mut rng = 0x1234_5678_9abc_def1;
-        for attempts in 1..=40 {
-            let full = 100u64.saturating_mul(1 << (attempts - 1).min(32)).min(1_000);
-            let d = backoff(100, 1_000, attempts, &mut rng);
-            assert!(
-                (full / 2..=full).contains(&d),
-                "attempt {attempts}: {d} outside [{}, {full}]",
-                full / 2
-            );
-        }
-        assert_eq!(backoff(0, 0, 3, &mut rng), 0, "a zero base retries at once");
-        assert!(
-            backoff(u64::MAX, u64::MAX, u32::MAX, &mut rng) >= u64::MAX / 2,
-            "no overflow"
-        );
-    }
 
     #[test]
     fn timers_come_due_in_order() {

@@ -27,7 +27,7 @@ use super::dead_letter::{DeadLetter, Failure};
 use super::hooks::{PanicSite, Removal};
 use super::metrics::Tally;
 use super::reaper;
-use super::retry::{backoff, PendingRetry};
+use super::retry::PendingRetry;
 use super::scheduler::RunEnd;
 use super::shard::{ShardCore, ShardRun};
 use super::shared::Shared;
@@ -140,12 +140,8 @@ fn dispatch<H: Handler>(
             return Outcome::Done;
         }
         tally.retries += 1;
-        let delay = backoff(
-            ticks(config.retry_backoff),
-            ticks(config.retry_backoff_max),
-            attempts,
-            &mut core.rng,
-        );
+        // Retry 0 follows the first call.
+        let delay = ticks(core.backoff.delay(attempts - 1));
         if delay == 0 {
             continue;
         }

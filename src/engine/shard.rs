@@ -48,6 +48,7 @@ use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
 use super::retry::PendingRetry;
 use super::ring::{AllocError, PushError, Ring};
+use crate::resilience::Backoff;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::waiters::Waiters;
 use crate::{Event, Handler};
@@ -83,8 +84,9 @@ pub(crate) struct ShardCore<H: Handler> {
     /// An event waiting for its retry. While it waits, the shard takes no other event, so the
     /// stream's later events stay behind it (R-CONC-3).
     pub(crate) retry: Option<PendingRetry<H::Payload>>,
-    /// xorshift state for backoff jitter.
-    pub(crate) rng: u64,
+    /// The delays before its retries (the engine's `retry_backoff` settings, jittered with a
+    /// seed of this shard's).
+    pub(crate) backoff: Backoff,
 }
 
 /// One shard.
@@ -114,8 +116,9 @@ pub(crate) struct Shard<H: Handler> {
 unsafe impl<H: Handler> Sync for Shard<H> {}
 
 impl<H: Handler> Shard<H> {
-    /// Shard `index` with a ring of `capacity`; `seed` keys its table's index and its jitter.
-    pub(crate) fn new(index: usize, capacity: usize, seed: u64) -> Result<Shard<H>, AllocError> {
+    /// Shard `index` with a ring of `capacity`; `seed` keys its table's index and its retries'
+    /// jitter (`backoff`'s seed is replaced by it).
+    pub(crate) fn new(index: usize, capacity: usize, seed: u64, backoff: Backoff) -> Result<Shard<H>, AllocError> {
         Ok(Shard {
             index,
             ring: Ring::try_new(capacity)?,
@@ -127,7 +130,7 @@ impl<H: Handler> Shard<H> {
             core: UnsafeCell::new(ShardCore {
                 table: EntityTable::new(seed.rotate_left(17) ^ 0x243f_6a88_85a3_08d3),
                 retry: None,
-                rng: seed | 1,
+                backoff: backoff.with_seed(seed),
             }),
         })
     }

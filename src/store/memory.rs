@@ -4,12 +4,13 @@
 //! the last position and `read_all` never has a gap to wait for. Memory grows with the log;
 //! nothing is persisted. Examples and the perf tool use it when no database is given.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use super::append_rules::{self, Facts, Verdict};
 use super::types::json_is_storable;
 use super::watch::Signal;
 use super::{
@@ -59,32 +60,18 @@ impl Log {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::InvalidInput(InvalidInput::NoEvents));
-        }
-        // What PostgreSQL refuses, refused here too: code tried on the embedded store holds.
-        if !events.iter().all(NewEvent::is_storable) {
-            return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
-        }
-        let mut seen = HashSet::with_capacity(events.len());
-        if let Some(twice) = events.iter().find(|e| !seen.insert(e.id)) {
-            return Err(StoreError::DuplicateEventId(twice.id));
-        }
-        if let Some(earlier) = self.replayed(stream, &events) {
+        // The rules are `append_rules`'; this store gathers the facts under its lock.
+        append_rules::check_request(&events)?;
+        let actual = self.streams.get(stream).and_then(|p| (p.len() as u64).checked_sub(1));
+        let facts = Facts {
+            repeats: self.replayed(stream, &events),
+            first_stored: events.iter().map(|e| e.id).find(|id| self.ids.contains_key(id)),
+            actual,
+        };
+        if let Verdict::Replay(earlier) = append_rules::judge(stream, expected, facts)? {
             return Ok(earlier);
         }
-        if let Some(stored) = events.iter().find(|e| self.ids.contains_key(&e.id)) {
-            return Err(StoreError::DuplicateEventId(stored.id));
-        }
-        let versions = self.streams.get(stream).map_or(0, Vec::len) as u64;
-        let actual = versions.checked_sub(1);
-        if !expected.admits(actual) {
-            return Err(StoreError::WrongExpectedVersion {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
-        }
+        let versions = actual.map_or(0, |v| v + 1);
 
         let first_position = self.events.len() as u64 + 1;
         let recorded_at = SystemTime::now();

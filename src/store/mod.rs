@@ -14,7 +14,8 @@
 //!   append (same ids, same order, one append) returns that append's [`Appended`] and writes
 //!   nothing, whatever the expected version: a client may retry safely. Any other reuse of a
 //!   stored id (part of an append, reordered, another stream, twice in one call) is
-//!   [`StoreError::DuplicateEventId`] with the first offending id, and writes nothing.
+//!   [`StoreError::DuplicateEventId`] with the first offending id, and writes nothing. These
+//!   rules and their precedence are written once, in `append_rules`, which both stores call.
 //! - [`EventStore::append_many`] applies its items in order, each seeing those before it; an
 //!   item that fails is rolled back alone and reported in its own slot (R-FT-6).
 //! - [`EventStore::read_all`] returns events in position order and never one past the commit
@@ -34,6 +35,7 @@
 //! - Subscriber names follow the [`StreamId`] rules; a bad name is a typed
 //!   error, never text spliced into a query (R-SEC-1).
 
+mod append_rules;
 mod error;
 mod filter;
 mod memory;

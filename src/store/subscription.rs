@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{AppendWatch, EventFilter, EventStore, FilteredRead, GapWait, RecordedEvent, StoreError};
+use crate::resilience::Backoff;
 
 /// Settings of a [`Subscription`]; `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -18,7 +19,8 @@ pub struct SubscriptionConfig {
     /// The longest wait between reads when no wake-up comes. Default: 250 ms.
     pub poll_interval: Duration,
     /// The wait before retrying after the first failed read; it doubles with each failure in a
-    /// row. Default: 50 ms.
+    /// row, and half of each wait is random jitter (a [`Backoff`] of the subscription's own).
+    /// Default: 50 ms.
     pub retry_backoff: Duration,
     /// The cap on that wait. Default: 5 s.
     pub retry_backoff_max: Duration,
@@ -52,7 +54,9 @@ const FIRST_IDLE_WAIT: Duration = Duration::from_millis(2);
 /// soon after it passes even when no wake-up comes.
 ///
 /// Errors are per item and never the end (R-FT-5): a read that fails is returned as that call's
-/// `Err` and retried on the next call after a capped exponential backoff; a stored event
+/// `Err` and retried on the next call after a capped exponential backoff with jitter (a
+/// [`Backoff`] per subscription, so subscriptions failing together do not retry together); a
+/// stored event
 /// humpyard cannot decode is returned as `Err(StoreError::InvalidStoredEvent { position, .. })`
 /// in its place, and the subscription goes on after it. The iterator never returns `None`.
 pub struct Subscription {
@@ -67,6 +71,9 @@ pub struct Subscription {
     idle_wait: Duration,
     /// Failed reads in a row, and when the next read may be tried.
     failures: u32,
+    /// The waits after failed reads (`config`'s `retry_backoff` settings, seeded per
+    /// subscription).
+    backoff: Backoff,
     retry_at: Option<Instant>,
     /// How far the last read reached (events after the buffered ones that the filter left
     /// out): the position once the buffer is drained.
@@ -87,6 +94,7 @@ impl Subscription {
     /// Every event of `store` with a position greater than `after` (0: from the start).
     pub fn new(store: Arc<dyn EventStore>, after: u64, config: SubscriptionConfig) -> Subscription {
         Subscription {
+            backoff: Backoff::new(config.retry_backoff, config.retry_backoff_max),
             store,
             watch: None,
             idle_wait: FIRST_IDLE_WAIT,
@@ -207,11 +215,7 @@ impl Subscription {
                 }
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);
-                    let backoff = self
-                        .config
-                        .retry_backoff
-                        .saturating_mul(1 << (self.failures - 1).min(20))
-                        .min(self.config.retry_backoff_max);
+                    let backoff = self.backoff.delay(self.failures - 1);
                     self.retry_at = Some(Instant::now() + backoff);
                     return Err(e);
                 }

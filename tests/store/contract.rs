@@ -116,10 +116,13 @@ pub fn reusing_a_stored_id_otherwise_is_a_duplicate(store: &dyn EventStore) {
         ),
         ("after a new event", a.clone(), vec![fresh.clone(), y.clone()], y.id()),
     ];
-    for (case, stream, events, offending) in cases {
-        match store.append(&stream, ExpectedVersion::Any, events) {
-            Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, offending, "{case}"),
-            other => panic!("{case}: expected DuplicateEventId, got {other:?}"),
+    // A duplicate is reported before a wrong expected version (`append_rules`' precedence).
+    for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(99)] {
+        for (case, stream, events, offending) in cases.clone() {
+            match store.append(&stream, expected, events) {
+                Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, offending, "{case}, {expected:?}"),
+                other => panic!("{case}, {expected:?}: expected DuplicateEventId, got {other:?}"),
+            }
         }
     }
     let twice = ev(5);

@@ -7,7 +7,8 @@
 //!
 //! The connection is the watch's own, outside the pool (a pooled connection would carry the
 //! `LISTEN` to the next borrower, R-PG-2). It opens lazily with the store's connect deadline; if
-//! it fails or drops, the watch waits a capped exponential backoff before trying again, logs
+//! it fails or drops, the watch waits a capped exponential backoff with jitter (a
+//! [`Backoff`] per watch: 50 ms doubling to 5 s) before trying again, logs
 //! and counts each failure ([`PgEventStore::watch_errors`](super::PgEventStore::watch_errors)),
 //! and in the meantime its waits are plain sleeps: the reader's polling carries on. After every
 //! (re)connection the first wait returns at once, since notifications sent while no one
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use fallible_iterator::FallibleIterator;
 
 use super::connect_within;
+use crate::resilience::Backoff;
 use crate::store::AppendWatch;
 
 /// The one notification channel of every humpyard schema.
@@ -35,7 +37,9 @@ pub(crate) struct PgWatch {
     connect_timeout: Duration,
     schema: String,
     client: Option<postgres::Client>,
-    backoff: Duration,
+    /// The waits before reconnecting, and the failures in a row that pick the next one.
+    backoff: Backoff,
+    failures: u32,
     retry_at: Option<Instant>,
     /// The store's count of watch errors (`Relaxed`: a count read for reporting only).
     errors: Arc<AtomicU64>,
@@ -53,7 +57,8 @@ impl PgWatch {
             connect_timeout,
             schema,
             client: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::new(BACKOFF_FIRST, BACKOFF_MAX),
+            failures: 0,
             retry_at: None,
             errors,
         }
@@ -71,7 +76,7 @@ impl PgWatch {
         match listening {
             Ok(client) => {
                 self.client = Some(client);
-                self.backoff = BACKOFF_FIRST;
+                self.failures = 0;
                 self.retry_at = None;
             }
             Err(e) => self.failed(&e),
@@ -81,12 +86,13 @@ impl PgWatch {
     fn failed(&mut self, error: &dyn std::fmt::Display) {
         self.client = None;
         self.errors.fetch_add(1, Ordering::Relaxed);
+        let wait = self.backoff.delay(self.failures);
+        self.failures = self.failures.saturating_add(1);
         log::warn!(
-            error:? = error.to_string(), retry_in_ms = self.backoff.as_millis() as u64;
+            error:? = error.to_string(), retry_in_ms = wait.as_millis() as u64;
             "humpyard store: the append watch lost its listening connection"
         );
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + wait);
     }
 }
 

@@ -23,6 +23,11 @@
 //! with a unique violation; the call is retried ([`CONTENTION_RETRIES`] times in all, each
 //! seeing the tool's row), then [`StoreError::Contention`].
 //!
+//! What each item answers follows the append rules (`store::append_rules`, shared with the
+//! in-memory store): the request checks run here before any call; the server writes an item
+//! only on clean facts and answers the facts, which the client judges (see `schema`, "Appends
+//! (V5)").
+//!
 //! # Reading
 //!
 //! [`read_all`](EventStore::read_all) delivers in position order and stops at a position that
@@ -93,6 +98,7 @@ use uuid::Uuid;
 use self::config::{millis, SchemaName};
 use self::gaps::Gaps;
 use self::locks::LockKeys;
+use super::append_rules::{self, Facts, Verdict};
 use super::{
     check_subscriber, AppendWatch, Appended, BackendError, EventFilter, EventStore, ExpectedVersion, FilteredRead,
     GapWait, InvalidInput, NewEvent, ParkedEvent, Precondition, RecordedEvent, Snapshot, StoreError,
@@ -167,7 +173,7 @@ impl Statements {
         Statements {
             append_batch: format!(
                 "select status, first_position, last_position, last_version, actual, dup, positions \
-                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                 from {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             ),
             // The version range is bounded above as well as by the limit ($4 = $2 + $3, a
             // stream's versions being dense): without it, on a long stream whose statistics
@@ -376,7 +382,8 @@ impl PgEventStore {
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let total: usize = items.iter().map(|(_, _, events)| events.len()).sum();
         let mut streams = Vec::with_capacity(items.len());
-        let mut expected = Vec::with_capacity(items.len());
+        let mut lo = Vec::with_capacity(items.len());
+        let mut hi = Vec::with_capacity(items.len());
         let mut counts = Vec::with_capacity(items.len());
         let mut item_of = Vec::with_capacity(total);
         let mut offset_in = Vec::with_capacity(total);
@@ -386,13 +393,11 @@ impl PgEventStore {
         let mut meta = Vec::with_capacity(total);
         for (item, (stream, expect, events)) in (1i32..).zip(items) {
             streams.push(stream.as_str());
-            expected.push(match *expect {
-                ExpectedVersion::Any => -1,
-                ExpectedVersion::NoStream => -2,
-                // No stream reaches a version past i64::MAX (positions are bigint too), so
-                // that expectation fails like any wrong one, as on the in-memory store.
-                ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
-            });
+            // The server writes only where the last version is in this range (the rules'
+            // encoding, not the server's).
+            let admitted = append_rules::admitted_range(*expect);
+            lo.push(*admitted.start());
+            hi.push(*admitted.end());
             counts.push(i32::try_from(events.len()).map_err(|_| StoreError::InvalidInput(InvalidInput::OutOfRange))?);
             for (offset, event) in (1i32..).zip(events) {
                 item_of.push(item);
@@ -410,7 +415,8 @@ impl PgEventStore {
                 &self.sql.append_batch,
                 &[
                     &streams,
-                    &expected,
+                    &lo,
+                    &hi,
                     &counts,
                     &item_of,
                     &offset_in,
@@ -508,17 +514,21 @@ impl PgEventStore {
     }
 }
 
-/// `append_batch`'s answer: one element per item, and the inserted events' positions.
+/// `append_batch`'s answer (V5): whether it wrote each item, the facts it found for each, and
+/// the written events' positions.
 struct BatchAnswer {
-    /// 0 accepted, 1 wrong expected version, 2 duplicate id, 3 a retry of an earlier append.
+    /// 0 written, 1 held back (the facts say why).
     status: Vec<i16>,
-    /// A retry's positions (the earlier append's); an accepted item's come from `positions`.
+    /// An exact repeat's earlier append: its first and last positions and last version. A
+    /// written item's positions come from `positions`; its last version is in `last_version`.
     first: Vec<Option<i64>>,
     last: Vec<Option<i64>>,
     last_version: Vec<Option<i64>>,
+    /// The stream's last version as the item saw it.
     actual: Vec<Option<i64>>,
+    /// The item's first stored id.
     dup: Vec<Option<Uuid>>,
-    /// The accepted items' events in call order, ascending.
+    /// The written items' events in call order, ascending.
     positions: Vec<i64>,
 }
 
@@ -548,8 +558,29 @@ impl BatchAnswer {
         let mut results = Vec::with_capacity(n);
         for (i, (stream, expect, events)) in items.iter().enumerate() {
             let last_version = self.last_version[i].map(|v| v as u64);
-            results.push(match self.status[i] {
-                0 => {
+            let repeats = match (self.first[i], self.last[i], last_version) {
+                (None, ..) => None,
+                (Some(first), Some(last), Some(last_version)) => Some(Appended {
+                    first_position: first as u64,
+                    last_position: last as u64,
+                    last_version,
+                }),
+                _ => {
+                    return Err(malformed(
+                        "append_batch answered a retry without its positions".to_owned(),
+                    ))
+                }
+            };
+            let facts = Facts {
+                repeats,
+                first_stored: self.dup[i],
+                actual: self.actual[i].map(|v| v as u64),
+            };
+            // The rules judge the facts; the server wrote on clean facts only, so they must
+            // agree on whether the item was written.
+            let written = self.status[i] == 0;
+            results.push(match append_rules::judge(stream, *expect, facts) {
+                Ok(Verdict::Write) if written => {
                     let first = positions.next();
                     let last = if events.len() > 1 {
                         positions.nth(events.len() - 2)
@@ -565,27 +596,14 @@ impl BatchAnswer {
                         _ => return Err(malformed("append_batch answered too few positions".to_owned())),
                     }
                 }
-                3 => match (self.first[i], self.last[i], last_version) {
-                    (Some(first), Some(last), Some(last_version)) => Ok(Appended {
-                        first_position: first as u64,
-                        last_position: last as u64,
-                        last_version,
-                    }),
-                    _ => {
-                        return Err(malformed(
-                            "append_batch answered a retry without its positions".to_owned(),
-                        ))
-                    }
-                },
-                1 => Err(StoreError::WrongExpectedVersion {
-                    stream: stream.clone(),
-                    expected: *expect,
-                    actual: self.actual[i].map(|v| v as u64),
-                }),
-                _ => match self.dup[i] {
-                    Some(id) => Err(StoreError::DuplicateEventId(id)),
-                    None => return Err(malformed("append_batch answered a duplicate without its id".to_owned())),
-                },
+                Ok(Verdict::Replay(earlier)) if !written => Ok(earlier),
+                Err(refused) if !written => Err(refused),
+                verdict => {
+                    return Err(malformed(format!(
+                        "append_batch {} item {i}, but the append rules judge its facts {verdict:?}",
+                        if written { "wrote" } else { "held back" }
+                    )))
+                }
             });
         }
         if positions.next().is_some() {
@@ -711,8 +729,9 @@ impl EventStore for PgEventStore {
         &self,
         batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        // Answered here: items with no events, with a NUL character, and naming one id twice.
-        // The rest go to the server in runs under the lock budget (see `locks`), or item by item
+        // Answered here, by the request rules (`append_rules::check_request`): items with no
+        // events, with a NUL character (the server would fail the whole call with it), and
+        // naming one id twice. The rest go to the server in runs under the lock budget (see `locks`), or item by item
         // if an id appears in two items, so that each sees the ones before it (a repeat is a
         // retry or a duplicate). The items move into the calls; nothing is copied.
         let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(batch.len());
@@ -722,18 +741,8 @@ impl EventStore for PgEventStore {
         let mut shared_ids = false;
         for item in batch {
             let events = &item.2;
-            if events.is_empty() {
-                results.push(Some(Err(StoreError::InvalidInput(InvalidInput::NoEvents))));
-                continue;
-            }
-            if !events.iter().all(NewEvent::is_storable) {
-                // The server would refuse it, and fail the whole call with it.
-                results.push(Some(Err(StoreError::InvalidInput(InvalidInput::NulCharacter))));
-                continue;
-            }
-            let mut seen = std::collections::HashSet::with_capacity(events.len());
-            if let Some(twice) = events.iter().find(|e| !seen.insert(e.id)) {
-                results.push(Some(Err(StoreError::DuplicateEventId(twice.id))));
+            if let Err(refused) = append_rules::check_request(events) {
+                results.push(Some(Err(refused)));
                 continue;
             }
             shared_ids |= events.iter().any(|e| !seen_in_call.insert(e.id));

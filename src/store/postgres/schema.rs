@@ -22,6 +22,21 @@
 //! moment can take the version humpyard computed: humpyard's insert then fails with a unique
 //! violation, and the client retries the call (a bounded number of times; see the store).
 //!
+//! # Appends (V5)
+//!
+//! The append rules and their precedence are written once, in the client (`store::append_rules`,
+//! which the in-memory store calls too). V5's `append_batch` (same locks, probes and insert as
+//! V2's) keeps the one decision that must be taken in the server, atomically with the write:
+//! an item is written exactly when its facts are clean, namely it repeats no earlier append
+//! exactly, names no stored id, and the stream's last version as the item sees it (`-1` for no
+//! events) lies in `p_lo ..= p_hi`, the range the client's `admitted_range` computed from the
+//! expected version (no encoding of `ExpectedVersion` lives in SQL). For every item it answers
+//! whether it wrote (`status`: 0 written, 1 held back) and the facts: a repeat's positions and
+//! last version, the first stored id (a repeat's first id too), the last version. The client
+//! runs those facts through `append_rules::judge` for the item's result, and a verdict that
+//! disagrees with what the server did is an error. `tests/store_differential.rs` pins the two
+//! stores together on random histories.
+//!
 //! # The transaction id first
 //!
 //! A statement trigger on the events table (`draw_xact_id`, before insert, for each statement)
@@ -81,7 +96,8 @@ pub(crate) fn lock_key(purpose: &str, schema: &SchemaName) -> i64 {
 }
 
 /// Migrations in order; each runs once per schema, in the same transaction as its record.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+/// (V4 is another change's, numbered apart from this one.)
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (5, V5)];
 
 /// The first schema: the tables, and appends under one global lock (replaced by V2).
 const V1: &str = r#"
@@ -511,6 +527,175 @@ create table {s}.snapshots (
     -- The newest at or below a version: a backward scan of this key.
     primary key (subscriber, stream_id, state_version, version)
 );
+"#;
+
+/// The append rules written once, in the client (`store::append_rules`): `append_batch` keeps
+/// only what must be decided in the server, atomically with the write. It takes each item's
+/// admitted range of last versions (`p_lo`, `p_hi`, computed by the client's rule) instead of
+/// an encoded expected version, writes an item exactly when its facts are clean (no exact
+/// repeat of an earlier append, no stored id, the last version in the range), and answers the
+/// facts (a repeat's positions, the first stored id, the last version) and whether it wrote,
+/// with no precedence and no error codes: the client judges the facts (see the module docs,
+/// "Appends (V5)"). V2's function (another signature) is kept, so a process of an older build
+/// still appends while newer ones run beside it: both take the same locks and write the same
+/// rows.
+const V5: &str = r#"
+create or replace function {s}.append_batch(
+    p_streams text[], p_lo bigint[], p_hi bigint[], p_counts int[],
+    p_items int[], p_offsets int[], p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[],
+    p_locks bigint[], p_channel text, p_payload text)
+-- One row of arrays, one element per item (positions: one per inserted event, see step 4).
+returns table (status smallint[], first_position bigint[], last_position bigint[],
+               last_version bigint[], actual bigint[], dup uuid[], positions bigint[])
+-- No JIT: the planner's row guesses for unnest over parameters make these small queries look
+-- big enough to compile (300 ms a call).
+language plpgsql set jit = off as $fn$
+#variable_conflict use_column
+declare
+    n_items int := coalesce(array_length(p_streams, 1), 0);
+    -- Per item: 0 written, 1 held back (the facts below say why; the client judges them).
+    st smallint[] := array_fill(0::smallint, array[n_items]);
+    -- Per accepted item: the stream's version before it.
+    base bigint[] := array_fill(null::bigint, array[n_items]);
+    res_first bigint[] := array_fill(null::bigint, array[n_items]);
+    res_last bigint[] := array_fill(null::bigint, array[n_items]);
+    res_lastver bigint[] := array_fill(null::bigint, array[n_items]);
+    res_actual bigint[] := array_fill(null::bigint, array[n_items]);
+    res_dup uuid[] := array_fill(null::uuid, array[n_items]);
+    any_ok boolean := false;
+    hits int[];
+    pre_streams text[];
+    pre_versions bigint[];
+    positions bigint[];
+    r record;
+    q record;
+    ids uuid[];
+    cur_stream text;
+    cur bigint;
+begin
+    -- The caller guarantees: every item has events, no id appears twice in the call, and
+    -- p_locks holds the keys of every stream and id of the call, distinct and ascending.
+    -- Every set below is built with unnest (linear), never by subscripting a text or jsonb
+    -- array per row (each subscript walks the array from its start).
+
+    -- 0. This transaction's id before any position (the insert's trigger does it as well).
+    perform pg_current_xact_id();
+
+    -- 1. The locks, in the caller's ascending order: no two humpyard writers wait for each
+    --    other in a cycle. Until this transaction ends, no other humpyard writer appends to
+    --    these streams or writes these ids, so the checks below hold until the insert.
+    perform pg_advisory_xact_lock(k) from unnest(p_locks) as k;
+
+    -- 2. Under the locks, the index probes: which ids are stored, and each stream's last
+    --    version (a forward limit-1 probe of the (stream_id, version) index).
+    select coalesce(array_agg(distinct u.item), '{}') into hits
+        from unnest(p_ids, p_items) as u(id, item)
+        -- A scalar subquery, never flattened into a join: one index probe per id, whatever
+        -- the cached plan thought of the table's size.
+        where (select true from {s}.events e where e.event_id = u.id);
+    select coalesce(array_agg(d.stream), '{}'),
+           coalesce(array_agg((select e.version from {s}.events e where e.stream_id = d.stream
+                               order by e.version desc limit 1)), '{}')
+        into pre_streams, pre_versions
+        from (select distinct x from unnest(p_streams) as x) as d(stream);
+
+    -- 3a. Items naming a stored id: the facts of exactly one earlier append again (a retry:
+    --     its positions) or not (the first stored id; a retry's first id too), and either
+    --     way held back. Rare, so checked one by one (and skipped when there are none). An
+    --     append's events take consecutive versions in one transaction; their positions
+    --     increase but need not be consecutive (appends to other streams interleave), so the
+    --     match is by versions.
+    if cardinality(hits) > 0 then
+        for r in
+            with it as (
+                select u.i::int as i, u.stream, u.cnt, (sum(u.cnt) over (order by u.i) - u.cnt)::int as start
+                from unnest(p_streams, p_counts) with ordinality as u(stream, cnt, i))
+            select it.i, it.stream, it.cnt, it.start from it where it.i = any(hits)
+        loop
+            ids := p_ids[r.start + 1 : r.start + r.cnt];
+            select e.position, e.version, e.stream_id, e.tx, e.opens_append into q
+                from {s}.events e where e.event_id = ids[1];
+            if found and q.stream_id = r.stream and q.opens_append is distinct from false
+                and (select count(*) from unnest(ids) with ordinality as u(id, ord)
+                     join {s}.events e on e.event_id = u.id
+                     where e.stream_id = q.stream_id and e.tx = q.tx
+                       and e.version = q.version + u.ord - 1
+                       and (u.ord = 1 or e.opens_append = false)) = r.cnt
+                and not exists (select 1 from {s}.events e
+                     where e.stream_id = q.stream_id and e.version = q.version + r.cnt
+                       and e.tx = q.tx and e.opens_append = false)
+            then
+                st[r.i] := 1;
+                res_dup[r.i] := ids[1];
+                res_first[r.i] := q.position;
+                res_last[r.i] := (select e.position from {s}.events e where e.event_id = ids[r.cnt]);
+                res_lastver[r.i] := q.version + r.cnt - 1;
+            else
+                st[r.i] := 1;
+                res_dup[r.i] := (select u.id from unnest(ids) with ordinality as u(id, ord)
+                                 join {s}.events e on e.event_id = u.id order by u.ord limit 1);
+            end if;
+        end loop;
+    end if;
+
+    -- 3b. Each item's last version: the items in (stream, item) order, the stream's version
+    --     carried from one item to the next, so each item sees the written ones before it. An
+    --     item not held back is written when its version (-1: no events) is in the range the
+    --     client computed from its expected version (p_lo to p_hi).
+    for r in
+        with it as (
+            select u.i::int as i, u.stream, u.lo, u.hi, u.cnt
+            from unnest(p_streams, p_lo, p_hi, p_counts) with ordinality as u(stream, lo, hi, cnt, i))
+        select it.i, it.stream, it.lo, it.hi, it.cnt, p.v
+        from it join unnest(pre_streams, pre_versions) as p(stream, v) on p.stream = it.stream
+        order by it.stream, it.i
+    loop
+        if cur_stream is distinct from r.stream then
+            cur_stream := r.stream;
+            cur := r.v;
+        end if;
+        res_actual[r.i] := cur;
+        continue when st[r.i] <> 0;
+        if coalesce(cur, -1) not between r.lo and r.hi then
+            st[r.i] := 1;
+            continue;
+        end if;
+        base[r.i] := coalesce(cur, -1);
+        cur := coalesce(cur, -1) + r.cnt;
+        res_lastver[r.i] := cur;
+        any_ok := true;
+    end loop;
+
+    -- 4. One insert of every accepted item's rows, in call order. The rows reach the insert
+    --    in that order and draw their positions from the identity as they arrive (nextval is
+    --    volatile, so it runs after the sort), so their positions in ascending order are the
+    --    accepted events in call order; the caller maps them back to its accepted items by
+    --    counting, with no join of the inserted rows here.
+    if any_ok then
+        with it as (
+            select u.i::int as i, u.stream, u.b
+            from unnest(p_streams, base) with ordinality as u(stream, b, i)
+            where u.b is not null),
+        rws as (
+            select it.stream, it.b + ev.ord as version, ev.ord, ev.id, ev.typ, ev.dat, ev.met, ev.idx
+            from unnest(p_items, p_offsets, p_ids, p_types, p_data, p_meta) with ordinality
+                 as ev(item, ord, id, typ, dat, met, idx)
+            join it on it.i = ev.item),
+        ins as (
+            insert into {s}.events (stream_id, version, event_id, event_type, data, metadata,
+                                    opens_append)
+            select rws.stream, rws.version, rws.id, rws.typ, rws.dat, rws.met, rws.ord = 1
+            from rws order by rws.idx
+            returning position)
+        select array_agg(ins.position order by ins.position) into positions from ins;
+        -- One wake-up per appending transaction, delivered at commit (R-SEC-4: the channel
+        -- and payload are bound values, never spliced).
+        perform pg_notify(p_channel, p_payload);
+    end if;
+
+    return query select st, res_first, res_last, res_lastver, res_actual, res_dup, positions;
+end;
+$fn$;
 "#;
 
 /// Brings `schema` up to the newest migration. Safe to run from many processes at once: the
