@@ -172,6 +172,28 @@ impl fmt::Display for StoreError {
     }
 }
 
+/// As [`StoreError::InvalidInput`] displays it.
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&StoreError::InvalidInput(self.clone()), f)
+    }
+}
+
+impl std::error::Error for InvalidInput {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InvalidInput::SubscriberName(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<InvalidInput> for StoreError {
+    fn from(input: InvalidInput) -> StoreError {
+        StoreError::InvalidInput(input)
+    }
+}
+
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
