@@ -4,7 +4,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use super::ExpectedVersion;
+use super::{ExpectedVersion, IdempotencyKey};
 use crate::{InvalidStreamId, StreamId};
 
 /// Why a store operation failed. Nothing was written when an append fails.
@@ -49,6 +49,14 @@ pub enum StoreError {
     /// This store does not implement the operation named (a trait method left at its
     /// default); both of humpyard's stores implement every one.
     Unsupported(&'static str),
+    /// A [`complete`](super::EventStore::complete) or [`fail`](super::EventStore::fail) whose
+    /// token is no longer the key's current claim: the claim expired and another claimant took
+    /// the key, or it was completed or failed already. Nothing was changed; the effect's
+    /// outcome is another claimant's to record.
+    ClaimLost {
+        /// The key.
+        key: IdempotencyKey,
+    },
 }
 
 /// A rule of the events table that gap-safe reading rests on, found broken when a store
@@ -168,7 +176,35 @@ impl fmt::Display for StoreError {
                 f.write_str("the events table's draw_xact_id trigger is disabled or missing")
             }
             StoreError::Unsupported(operation) => write!(f, "this store does not support {operation}"),
+            StoreError::ClaimLost { key } => write!(
+                f,
+                "the claim of idempotency key {:?} is no longer held: it expired and was claimed again, \
+                 or it was finished already",
+                key.as_str()
+            ),
         }
+    }
+}
+
+/// As [`StoreError::InvalidInput`] displays it.
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&StoreError::InvalidInput(self.clone()), f)
+    }
+}
+
+impl std::error::Error for InvalidInput {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InvalidInput::SubscriberName(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<InvalidInput> for StoreError {
+    fn from(input: InvalidInput) -> StoreError {
+        StoreError::InvalidInput(input)
     }
 }
 
@@ -214,6 +250,7 @@ impl StoreError {
             },
             StoreError::Precondition(p) => StoreError::Precondition(p.clone()),
             StoreError::Unsupported(operation) => StoreError::Unsupported(operation),
+            StoreError::ClaimLost { key } => StoreError::ClaimLost { key: key.clone() },
         }
     }
 }

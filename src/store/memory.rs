@@ -3,10 +3,14 @@
 //! Appends commit at once under the lock, in position order, so the commit watermark is always
 //! the last position and `read_all` never has a gap to wait for. Memory grows with the log;
 //! nothing is persisted. Examples and the perf tool use it when no database is given.
+//!
+//! Idempotency keys live behind a second lock, in `keys`: claims never wait for appends.
+
+mod keys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
@@ -14,8 +18,8 @@ use super::append_rules::{self, Facts, Verdict};
 use super::types::json_is_storable;
 use super::watch::Signal;
 use super::{
-    check_subscriber, AppendWatch, Appended, EventFilter, EventStore, ExpectedVersion, FilteredRead, InvalidInput,
-    NewEvent, ParkKind, ParkedEvent, RecordedEvent, Snapshot, StoreError,
+    check_subscriber, AppendWatch, Appended, Claim, ClaimToken, EventFilter, EventStore, ExpectedVersion, FilteredRead,
+    IdempotencyKey, InvalidInput, NewEvent, ParkKind, ParkedEvent, RecordedEvent, Snapshot, StoreError,
 };
 use crate::sync::Mutex;
 use crate::StreamId;
@@ -24,6 +28,8 @@ use crate::StreamId;
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     log: Mutex<Log>,
+    /// Idempotency keys (see `keys`).
+    keys: Mutex<keys::Keys>,
     appended: Arc<Signal>,
 }
 
@@ -50,6 +56,23 @@ impl InMemoryStore {
     /// An empty store.
     pub fn new() -> InMemoryStore {
         InMemoryStore::default()
+    }
+
+    /// The same store, keeping a completed idempotency key's outcome for `retention` after its
+    /// completion (and any key's record that long after its last change) instead of the default
+    /// [`DEFAULT_IDEMPOTENCY_RETENTION`](super::DEFAULT_IDEMPOTENCY_RETENTION), 7 days. Longer
+    /// than 100 years counts as 100 years. See [`Claim`] for what it means.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use humpyard::store::InMemoryStore;
+    ///
+    /// // Outcomes kept for 30 days.
+    /// let store = InMemoryStore::new().with_idempotency_retention(Duration::from_secs(30 * 24 * 3600));
+    /// ```
+    pub fn with_idempotency_retention(self, retention: Duration) -> InMemoryStore {
+        self.keys.lock().retention = retention;
+        self
     }
 }
 
@@ -296,6 +319,26 @@ impl EventStore for InMemoryStore {
                 version,
                 data: data.clone(),
             }))
+    }
+
+    fn claim(&self, key: &IdempotencyKey, ttl: Duration) -> Result<Claim, StoreError> {
+        Ok(self.keys.lock().claim(key, ttl))
+    }
+
+    fn complete(&self, token: &ClaimToken, outcome: serde_json::Value) -> Result<(), StoreError> {
+        // What PostgreSQL's jsonb refuses, refused here too (as for events); the claim stays.
+        if !json_is_storable(&outcome) {
+            return Err(StoreError::InvalidInput(InvalidInput::NulCharacter));
+        }
+        self.keys.lock().complete(token, outcome)
+    }
+
+    fn fail(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        self.keys.lock().fail(token)
+    }
+
+    fn purge_idempotency_keys(&self, max: usize) -> Result<usize, StoreError> {
+        Ok(self.keys.lock().purge(max))
     }
 
     fn watch(&self) -> Box<dyn AppendWatch> {

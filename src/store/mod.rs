@@ -34,10 +34,19 @@
 //!   [`EventFilter`] passes; a position it leaves out still counts as read.
 //! - Subscriber names follow the [`StreamId`] rules; a bad name is a typed
 //!   error, never text spliced into a query (R-SEC-1).
+//! - Idempotency keys ([`EventStore::claim`], [`EventStore::complete`], [`EventStore::fail`]):
+//!   of concurrent claims of one key exactly one gets [`Claim::Claimed`] (R-IDEM-1); a
+//!   completed key replays its outcome and cannot be claimed again for the store's retention
+//!   period, whatever the claim's `ttl`; a failed one is released at once for a retry; a claim
+//!   neither completed nor failed within its `ttl` can be claimed again (with a higher
+//!   [`ClaimToken::attempt`]); `complete` and `fail` with a token that is no longer the key's
+//!   current claim change nothing and return [`StoreError::ClaimLost`]. The protocol in full,
+//!   retention and purging: [`Claim`] (the contract suite is `tests/idempotency_contract.rs`).
 
 mod append_rules;
 mod error;
 mod filter;
+mod idempotency;
 mod memory;
 mod parked;
 mod postgres;
@@ -49,16 +58,19 @@ mod watch;
 
 pub use error::{BackendError, InvalidInput, Precondition, StoreError};
 pub use filter::{EventFilter, FilteredRead};
+pub use idempotency::{Claim, ClaimToken, IdempotencyKey, DEFAULT_IDEMPOTENCY_RETENTION};
 pub use memory::InMemoryStore;
 pub use parked::{ParkKind, ParkedEvent};
 #[cfg(feature = "testing")]
 pub(crate) use postgres::migrate_schema_to;
-pub use postgres::{Claim, PgEventStore, PgStoreConfig, SessionSettings};
+pub use postgres::{PgEventStore, PgStoreConfig, SessionSettings};
 pub use snapshot::Snapshot;
 pub use subscription::{Subscription, SubscriptionConfig};
 pub use typed::DecodeError;
 pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent};
 pub use watch::AppendWatch;
+
+use std::time::Duration;
 
 use crate::StreamId;
 
@@ -234,6 +246,68 @@ pub trait EventStore: Send + Sync {
     /// events. The default gives no hints (it sleeps; readers poll).
     fn watch(&self) -> Box<dyn AppendWatch> {
         Box::new(watch::Sleep)
+    }
+
+    /// Claims `key` for `ttl`: [`Claim::Claimed`] with the token to finish the claim with, or
+    /// [`Claim::InProgress`] while another claimant holds a live claim, or
+    /// [`Claim::Completed`] with the stored outcome. Of concurrent claims of one key exactly
+    /// one is [`Claim::Claimed`] (R-IDEM-1). A `ttl` above 100 years counts as 100 years; a
+    /// zero `ttl` makes a claim that has expired at once (it can still be finished while
+    /// nobody else claims the key). See [`Claim`] for the protocol.
+    ///
+    /// # Errors
+    ///
+    /// The backend's errors; [`StoreError::Unsupported`] from a store without idempotency
+    /// keys.
+    fn claim(&self, key: &IdempotencyKey, ttl: Duration) -> Result<Claim, StoreError> {
+        let _ = (key, ttl);
+        Err(StoreError::Unsupported("claim"))
+    }
+
+    /// Completes the claim `token` holds with `outcome`: from now on, for the store's retention
+    /// period, claims of its key answer [`Claim::Completed`] with `outcome` and the key cannot
+    /// be claimed again. A claim whose `ttl` has passed can still be completed if nobody has
+    /// claimed the key since.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ClaimLost`] if the token is no longer the key's current claim (it expired
+    /// and the key was claimed again, or the claim was completed or failed already): nothing
+    /// is changed. [`InvalidInput::NulCharacter`] for an outcome with a NUL character (on both
+    /// stores, as PostgreSQL's `jsonb` cannot hold one): the claim stays open for a storable
+    /// outcome. The backend's errors; [`StoreError::Unsupported`] from a store without
+    /// idempotency keys.
+    fn complete(&self, token: &ClaimToken, outcome: serde_json::Value) -> Result<(), StoreError> {
+        let _ = (token, outcome);
+        Err(StoreError::Unsupported("complete"))
+    }
+
+    /// Fails the claim `token` holds: the effect did not happen (or may be tried again) and the
+    /// key is released at once, so the next claim gets [`Claim::Claimed`] with the next
+    /// attempt. Nothing is stored for it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ClaimLost`] as for [`complete`](Self::complete); the backend's errors;
+    /// [`StoreError::Unsupported`] from a store without idempotency keys.
+    fn fail(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        let _ = token;
+        Err(StoreError::Unsupported("fail"))
+    }
+
+    /// Deletes up to `max` idempotency-key records whose retention has passed since their last
+    /// change (a completion, a release, or a claim's expiry); how many it deleted
+    /// (`usize::MAX`: no limit). Nothing purges by itself: call it periodically, with a bound
+    /// that keeps each call short, until it returns less than `max`. A purged key is free; a
+    /// later claim starts again at attempt 1.
+    ///
+    /// # Errors
+    ///
+    /// The backend's errors; [`StoreError::Unsupported`] from a store without idempotency
+    /// keys.
+    fn purge_idempotency_keys(&self, max: usize) -> Result<usize, StoreError> {
+        let _ = max;
+        Err(StoreError::Unsupported("purge_idempotency_keys"))
     }
 
     /// Whether readers are held at a missing position now, and for how long: a position below

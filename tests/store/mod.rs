@@ -2,5 +2,6 @@
 //! Shared pieces of the store tests.
 
 pub mod contract;
+pub mod idempotency;
 pub mod probed;
 pub mod server;

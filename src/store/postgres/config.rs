@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::store::{InvalidInput, StoreError};
+use crate::store::{InvalidInput, StoreError, DEFAULT_IDEMPOTENCY_RETENTION};
 
 /// Settings of a [`PgEventStore`](super::PgEventStore). Every field has a documented default
 /// (`PgStoreConfig::default()`); change fields on a default value.
@@ -34,6 +34,13 @@ pub struct PgStoreConfig {
     /// sum of this setting over the processes that append below it, with room for the rest.
     /// Larger means fewer calls per large batch (each call has a fixed cost).
     pub max_append_locks: u32,
+    /// How long a completed idempotency key keeps its outcome (and cannot be claimed again),
+    /// counted from its completion; any key's record is kept that long after its last change,
+    /// then [`purge_idempotency_keys`](crate::store::EventStore::purge_idempotency_keys) may
+    /// delete it. Default [`DEFAULT_IDEMPOTENCY_RETENTION`], 7 days; longer than 100 years
+    /// counts as 100 years. Keep it longer than anything may replay an effect (see
+    /// [`Claim`](crate::store::Claim)). Every process of one schema should use the same value.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for PgStoreConfig {
@@ -48,6 +55,7 @@ impl Default for PgStoreConfig {
             idle_in_transaction_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(30),
             max_append_locks: 4096,
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
         }
     }
 }

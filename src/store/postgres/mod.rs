@@ -66,6 +66,14 @@
 //! `subscribers`): a subscriber's checkpoint is partition 0 of its `(subscriber, partition)`
 //! key; each operation is one statement on an index.
 //!
+//! # Idempotency keys
+//!
+//! The protocol of [`Claim`] on the `idempotency_keys` table (see `schema`, "Idempotency keys
+//! (V4)", and `idempotency`): a claim is one `INSERT ... ON CONFLICT DO UPDATE ... WHERE`
+//! statement (R-IDEM-1), `complete` and `fail` are fenced by the claim's generation, every
+//! time is the server's, and [`EventStore::purge_idempotency_keys`] deletes the rows past
+//! [`PgStoreConfig::idempotency_retention`].
+//!
 //! # Wake-ups
 //!
 //! Each appending transaction sends one notification, `pg_notify($1, $2)` on the constant
@@ -100,12 +108,12 @@ use self::gaps::Gaps;
 use self::locks::LockKeys;
 use super::append_rules::{self, Facts, Verdict};
 use super::{
-    check_subscriber, AppendWatch, Appended, BackendError, EventFilter, EventStore, ExpectedVersion, FilteredRead,
-    GapWait, InvalidInput, NewEvent, ParkedEvent, Precondition, RecordedEvent, Snapshot, StoreError,
+    check_subscriber, AppendWatch, Appended, BackendError, Claim, ClaimToken, EventFilter, EventStore, ExpectedVersion,
+    FilteredRead, GapWait, IdempotencyKey, InvalidInput, NewEvent, ParkedEvent, Precondition, RecordedEvent, Snapshot,
+    StoreError,
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
-pub use idempotency::Claim;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -131,6 +139,8 @@ pub struct PgEventStore {
     connect_timeout: std::time::Duration,
     /// Errors of the watches' connections (a `Relaxed` count, read for reporting only).
     watch_errors: Arc<AtomicU64>,
+    /// [`PgStoreConfig::idempotency_retention`] in milliseconds, as the statements bind it.
+    idempotency_retention_ms: i64,
 }
 
 impl std::fmt::Debug for PgEventStore {
@@ -162,8 +172,10 @@ struct Statements {
     save_snapshot: String,
     load_snapshot: String,
     claim: String,
-    claim_state: String,
-    finish_claim: String,
+    key_state: String,
+    complete_claim: String,
+    fail_claim: String,
+    purge_keys: String,
 }
 
 impl Statements {
@@ -258,16 +270,50 @@ impl Statements {
                  where subscriber = $1 and stream_id = $2 and state_version = $3 and version <= $4 \
                  order by version desc limit 1"
             ),
+            // One statement (R-IDEM-1; see `idempotency`): $1 the key, $2 the ttl and $3 the
+            // retention in milliseconds. The generation is drawn whether or not the row is
+            // taken (a sequence value is cheap; only its uniqueness matters).
             claim: format!(
-                "insert into {s}.idempotency_keys as k (key, state, expires_at) \
-                 values ($1, 'claimed', now() + $2::bigint * interval '1 millisecond') \
+                "insert into {s}.idempotency_keys as k \
+                 (key, state, claimed_at, expires_at, generation, attempts, retained_until) \
+                 values ($1, 'claimed', now(), now() + $2::bigint * interval '1 millisecond', \
+                         nextval('{s}.idempotency_generation'), 1, \
+                         now() + ($2::bigint + $3::bigint) * interval '1 millisecond') \
                  on conflict (key) do update set state = 'claimed', outcome = null, \
-                 claimed_at = now(), expires_at = excluded.expires_at \
-                 where k.expires_at <= now() \
-                 returning 1"
+                 claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, \
+                 generation = excluded.generation, attempts = least(k.attempts, 2147483646) + 1, \
+                 retained_until = excluded.retained_until \
+                 where case k.state when 'claimed' then k.expires_at <= now() \
+                                    when 'completed' then k.retained_until <= now() \
+                                    else true end \
+                 returning generation, attempts"
             ),
-            claim_state: format!("select state, outcome from {s}.idempotency_keys where key = $1"),
-            finish_claim: format!("update {s}.idempotency_keys set state = $2, outcome = $3 where key = $1"),
+            // Why a claim took nothing: 1 completed (with the outcome), 2 claimed (with the
+            // milliseconds to its expiry), 0 claimable by now.
+            key_state: format!(
+                "select case when state = 'completed' and retained_until > now() then 1 \
+                             when state = 'claimed' and expires_at > now() then 2 else 0 end, \
+                        outcome, (extract(epoch from expires_at - now()) * 1000)::bigint \
+                 from {s}.idempotency_keys where key = $1"
+            ),
+            // Only the key's current claim, still claimed ($2 its generation), is finished.
+            complete_claim: format!(
+                "update {s}.idempotency_keys set state = 'completed', outcome = $3, \
+                 retained_until = now() + $4::bigint * interval '1 millisecond' \
+                 where key = $1 and generation = $2 and state = 'claimed'"
+            ),
+            fail_claim: format!(
+                "update {s}.idempotency_keys set state = 'released', outcome = null, \
+                 retained_until = now() + $3::bigint * interval '1 millisecond' \
+                 where key = $1 and generation = $2 and state = 'claimed'"
+            ),
+            // Rows a claim holds locked are skipped, and the condition is checked again on the
+            // locked rows.
+            purge_keys: format!(
+                "delete from {s}.idempotency_keys where retained_until <= now() and key in \
+                 (select key from {s}.idempotency_keys where retained_until <= now() \
+                  limit $1 for update skip locked)"
+            ),
         }
     }
 }
@@ -346,6 +392,7 @@ impl PgEventStore {
             pg,
             connect_timeout: config.connect_timeout,
             watch_errors: Arc::new(AtomicU64::new(0)),
+            idempotency_retention_ms: crate::store::idempotency::span_millis(config.idempotency_retention),
         };
         Ok(store)
     }
@@ -918,6 +965,22 @@ impl EventStore for PgEventStore {
 
     fn gap_wait(&self) -> Option<GapWait> {
         self.gaps.lock().wait(Instant::now())
+    }
+
+    fn claim(&self, key: &IdempotencyKey, ttl: std::time::Duration) -> Result<Claim, StoreError> {
+        idempotency::claim(self, key, ttl)
+    }
+
+    fn complete(&self, token: &ClaimToken, outcome: serde_json::Value) -> Result<(), StoreError> {
+        idempotency::complete(self, token, outcome)
+    }
+
+    fn fail(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        idempotency::fail(self, token)
+    }
+
+    fn purge_idempotency_keys(&self, max: usize) -> Result<usize, StoreError> {
+        idempotency::purge(self, max)
     }
 
     fn watch(&self) -> Box<dyn AppendWatch> {

@@ -82,6 +82,28 @@
 //!   lower bound still finds them), so a table of frequent snapshots grows until an operator
 //!   deletes old versions (`delete ... where version < ...` per key is safe: a load falls back
 //!   to the newest left).
+//!
+//! # Idempotency keys (V4)
+//!
+//! V1's `idempotency_keys (key, state, outcome, claimed_at, expires_at)` gains, with defaults so
+//! that its rows keep working:
+//!
+//! - `generation bigint not null default 0`: the generation of the key's last claim, drawn from
+//!   the sequence `idempotency_generation` (never reused; V1's rows have 0, which no token
+//!   holds). `complete` and `fail` update only `where generation = $token's and state =
+//!   'claimed'`: the fence.
+//! - `attempts int not null default 1`: the claims of the key so far.
+//! - `retained_until timestamptz not null`: when the row may be purged, the store's retention
+//!   after the row's last change: its completion (until then a completed key is not
+//!   claimable), its release, or its claim's expiry. Its default, `now() + 7 days`, is for rows
+//!   written by a humpyard older than V4.
+//!
+//! `state` is `claimed`, `completed` or `released` (V1's `failed`, renamed: a failed claim is
+//! released, claimable at once, its outcome dropped). V1's completed rows keep their outcome 7
+//! days from the migration (V1 let them expire with their claim); its other rows become
+//! purgeable 7 days after their claim's expiry. The index `idempotency_keys_retained_until`
+//! serves the purge. A humpyard older than V4 would claim completed keys again after their
+//! claim's expiry: the processes of one schema upgrade together.
 use postgres::Client;
 
 use super::config::SchemaName;
@@ -96,8 +118,7 @@ pub(crate) fn lock_key(purpose: &str, schema: &SchemaName) -> i64 {
 }
 
 /// Migrations in order; each runs once per schema, in the same transaction as its record.
-/// (V4 is another change's, numbered apart from this one.)
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (5, V5)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// The first schema: the tables, and appends under one global lock (replaced by V2).
 const V1: &str = r#"
@@ -527,6 +548,22 @@ create table {s}.snapshots (
     -- The newest at or below a version: a backward scan of this key.
     primary key (subscriber, stream_id, state_version, version)
 );
+"#;
+
+/// Idempotency keys fenced by a generation, counted in attempts, and kept for a retention
+/// period (see the module docs, "Idempotency keys (V4)").
+const V4: &str = r#"
+create sequence {s}.idempotency_generation;
+alter table {s}.idempotency_keys
+    add column generation bigint not null default 0,
+    add column attempts int not null default 1,
+    add column retained_until timestamptz not null default now() + interval '7 days';
+-- V1's rows: a failed claim is released; a completed key keeps its outcome the default
+-- retention from now; any other row is purgeable that long after its claim's expiry.
+update {s}.idempotency_keys set state = 'released', outcome = null where state = 'failed';
+update {s}.idempotency_keys
+    set retained_until = case when state = 'completed' then now() else expires_at end + interval '7 days';
+create index idempotency_keys_retained_until on {s}.idempotency_keys (retained_until);
 "#;
 
 /// The append rules written once, in the client (`store::append_rules`): `append_batch` keeps
