@@ -6,18 +6,26 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use humpyard::resilience::{BreakerConfig, BreakerState, CallError, CircuitBreaker, Transition, TransitionHook};
 
 const OPEN_FOR: Duration = Duration::from_millis(50);
 
 fn breaker(threshold: u32) -> CircuitBreaker {
+    breaker_open_for(threshold, OPEN_FOR)
+}
+
+/// A breaker that stays open for `open_for`: a test that checks a rejection right after the
+/// breaker opens uses a period no stall of a busy machine outlasts.
+fn breaker_open_for(threshold: u32, open_for: Duration) -> CircuitBreaker {
     let mut config = BreakerConfig::default();
     config.failure_threshold = threshold;
-    config.open_for = OPEN_FOR;
+    config.open_for = open_for;
     CircuitBreaker::new(config)
 }
+
+const LONG: Duration = Duration::from_secs(60);
 
 fn fail(b: &CircuitBreaker) -> Result<(), CallError<&'static str>> {
     b.call(|| Err::<(), _>("down"))
@@ -43,7 +51,7 @@ fn defaults_are_documented_values() {
 // proves R-RES-6: consecutive failures open it; a success resets the count
 #[test]
 fn consecutive_failures_open_it_and_a_success_resets_the_count() {
-    let b = breaker(3);
+    let b = breaker_open_for(3, LONG);
     fail(&b).unwrap_err();
     fail(&b).unwrap_err();
     assert_eq!(succeed(&b), Ok(7), "closed: f runs");
@@ -114,14 +122,26 @@ fn after_the_open_period_one_probe_runs_and_its_success_closes_it() {
 
 #[test]
 fn a_failed_probe_opens_it_again_for_the_whole_period() {
-    let b = breaker(2);
+    let open_for = Duration::from_millis(300);
+    let b = breaker_open_for(2, open_for);
     fail(&b).unwrap_err();
     fail(&b).unwrap_err();
-    let_the_open_period_pass();
+    thread::sleep(open_for + Duration::from_millis(20));
+    let probed = Instant::now();
     assert_eq!(fail(&b), Err(CallError::Failed("down")), "the probe ran and failed");
     assert_eq!(b.state(), BreakerState::Open);
-    assert_eq!(succeed(&b), Err(CallError::Open), "open again at once");
-    let_the_open_period_pass();
+    // Rejected until the whole period has passed since the probe failed.
+    let mut rejected = 0;
+    while probed.elapsed() < open_for {
+        if succeed(&b) == Err(CallError::Open) {
+            rejected += 1;
+        } else {
+            panic!("let in after {:?} of {open_for:?}", probed.elapsed());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(rejected > 0);
+    thread::sleep(Duration::from_millis(20));
     assert_eq!(succeed(&b), Ok(7));
     assert_eq!(b.state(), BreakerState::Closed);
     assert_eq!(b.stats().opened, 2);
@@ -168,6 +188,42 @@ fn a_late_answer_from_before_the_breaker_opened_changes_nothing() {
         b.state(),
         BreakerState::Open,
         "a member's success does not close an open breaker"
+    );
+}
+
+#[test]
+fn a_late_failure_from_an_earlier_closed_period_does_not_reopen_it() {
+    let b = breaker(1);
+    // A slow call admitted while closed; meanwhile the breaker opens, is probed, and closes.
+    let late = b.call(|| {
+        fail(&b).unwrap_err();
+        let_the_open_period_pass();
+        assert_eq!(succeed(&b), Ok(7), "the probe");
+        assert_eq!(b.state(), BreakerState::Closed);
+        Err::<(), _>("timed out long ago")
+    });
+    assert_eq!(late, Err(CallError::Failed("timed out long ago")));
+    assert_eq!(
+        b.state(),
+        BreakerState::Closed,
+        "a late failure does not reopen the new period"
+    );
+    assert_eq!(b.stats().opened, 1);
+    // Nor does a late success reset the new period's count.
+    let b = breaker(2);
+    let late = b.call(|| {
+        fail(&b).unwrap_err();
+        fail(&b).unwrap_err();
+        let_the_open_period_pass();
+        assert_eq!(succeed(&b), Ok(7), "the probe");
+        fail(&b).unwrap_err();
+        Ok::<_, &str>(())
+    });
+    assert_eq!(late, Ok(()));
+    assert_eq!(
+        b.stats().consecutive_failures,
+        1,
+        "the new period's failure still counts"
     );
 }
 

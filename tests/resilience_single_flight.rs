@@ -113,7 +113,17 @@ fn different_keys_never_wait_for_each_other() {
         })
     };
     wait_until("key a runs", || flight.in_flight() == 1);
-    assert_eq!(flight.run("b", || 2), Ok(2), "b runs while a is running");
+    // On a thread of its own, so that a regression fails the test instead of hanging it.
+    let (done_tx, done) = mpsc::channel();
+    {
+        let flight = flight.clone();
+        thread::spawn(move || done_tx.send(flight.run("b", || 2)).unwrap());
+    }
+    assert_eq!(
+        done.recv_timeout(Duration::from_secs(10)),
+        Ok(Ok(2)),
+        "b runs while a is running"
+    );
     release.send(()).unwrap();
     assert_eq!(blocked.join().unwrap(), Ok(1));
 }
@@ -169,4 +179,73 @@ fn it_is_send_sync_and_debug() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}
     check::<SingleFlight<String, Vec<u8>>>();
     assert!(SingleFlightError.to_string().contains("panicked"));
+}
+
+/// A key whose `Eq` or `Drop` panics when told to (a user type the map calls into).
+#[derive(Debug, Clone)]
+struct Touchy {
+    id: u8,
+    eq_panics: Arc<AtomicUsize>,
+    drop_panics: Arc<AtomicUsize>,
+}
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        if self.eq_panics.fetch_sub(1, Ordering::SeqCst) == 1 {
+            panic!("planned panic in Eq");
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Touchy {}
+
+impl std::hash::Hash for Touchy {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        if self.drop_panics.fetch_sub(1, Ordering::SeqCst) == 1 {
+            panic!("planned panic in Drop");
+        }
+    }
+}
+
+#[test]
+fn a_key_whose_eq_or_drop_panics_never_leaves_a_flight_nobody_finishes() {
+    let flight = Arc::new(SingleFlight::<Touchy, u8>::new());
+    let eq_panics = Arc::new(AtomicUsize::new(usize::MAX));
+    let drop_panics = Arc::new(AtomicUsize::new(usize::MAX));
+    let key = Touchy {
+        id: 1,
+        eq_panics: eq_panics.clone(),
+        drop_panics: drop_panics.clone(),
+    };
+    // The leader's removal of its flight meets a panicking `Eq`: caught, the flight stays.
+    let led = flight.run(key.clone(), || {
+        eq_panics.store(1, Ordering::SeqCst);
+        5
+    });
+    assert_eq!(led, Ok(5));
+    // The next caller replaces the finished flight; the map drops the duplicate key, whose
+    // `Drop` panics: the panic reaches this caller, and the new flight is finished with it.
+    eq_panics.store(usize::MAX, Ordering::SeqCst);
+    drop_panics.store(2, Ordering::SeqCst);
+    let second = catch_unwind(AssertUnwindSafe(|| flight.run(key.clone(), || 6)));
+    drop_panics.store(usize::MAX, Ordering::SeqCst);
+    // Whatever happened there, a caller on another thread is never parked forever.
+    let (done_tx, done) = mpsc::channel();
+    {
+        let (flight, key) = (flight.clone(), key.clone());
+        thread::spawn(move || done_tx.send(flight.run(key, || 7)).unwrap());
+    }
+    assert_eq!(
+        done.recv_timeout(Duration::from_secs(10)),
+        Ok(Ok(7)),
+        "second: {second:?}"
+    );
+    assert_eq!(flight.in_flight(), 0);
 }

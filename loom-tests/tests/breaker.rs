@@ -18,6 +18,9 @@ use loom::sync::Arc;
 
 const OPEN_FOR: Duration = Duration::from_millis(10);
 
+/// Past an open period (the breaker rounds its end up to the next millisecond).
+const PAST_OPEN: Duration = Duration::from_millis(11);
+
 /// An open breaker (threshold 1, one failure) on a fresh clock.
 fn opened() -> Arc<CircuitBreaker> {
     clock::reset();
@@ -43,7 +46,7 @@ fn call_alone(breaker: &CircuitBreaker, inside: &AtomicUsize) -> Result<(), Call
 fn racing_callers_after_the_open_period_let_one_probe_through() {
     loom::model(|| {
         let breaker = opened();
-        clock::advance(OPEN_FOR);
+        clock::advance(PAST_OPEN);
         let inside = Arc::new(AtomicUsize::new(0));
         let other = {
             let (breaker, inside) = (breaker.clone(), inside.clone());
@@ -63,7 +66,7 @@ fn a_panicking_probe_never_leaves_it_stuck() {
     quiet_planned_panics();
     loom::model(|| {
         let breaker = opened();
-        clock::advance(OPEN_FOR);
+        clock::advance(PAST_OPEN);
         let panicker = {
             let breaker = breaker.clone();
             spawn(move || {
@@ -77,7 +80,7 @@ fn a_panicking_probe_never_leaves_it_stuck() {
         let panicked = panicker.join().unwrap();
         assert_ne!(breaker.state(), BreakerState::HalfOpen, "stuck half-open");
         // Whoever probed, a call after another open period runs.
-        clock::advance(OPEN_FOR);
+        clock::advance(PAST_OPEN);
         assert_eq!(breaker.call(|| Ok::<_, ()>(7)), Ok(7), "mine: {mine:?}, panicked: {panicked}");
     });
 }

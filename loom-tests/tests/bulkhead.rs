@@ -57,3 +57,27 @@ fn hold_as_main(inside: &AtomicUsize, permit: humpyard::resilience::Permit<'_>) 
     hold(inside);
     drop(permit);
 }
+
+#[test]
+fn a_waiter_timing_out_as_it_is_woken_passes_the_place_on() {
+    loom::model(|| {
+        humpyard::loom_api::clock::reset();
+        let bulkhead = Arc::new(Bulkhead::new(1));
+        let held = bulkhead.try_acquire().expect("a free place");
+        let waiter = |timeout: Duration| {
+            let bulkhead = bulkhead.clone();
+            spawn(move || bulkhead.acquire_timeout(timeout).is_some())
+        };
+        let hasty = waiter(Duration::from_millis(10));
+        let patient = waiter(Duration::from_secs(60));
+        // The hasty waiter's deadline passes as the place frees.
+        humpyard::loom_api::clock::advance(Duration::from_millis(10));
+        drop(held);
+        let hasty_got_it = hasty.join().unwrap();
+        let patient_got_it = patient.join().unwrap();
+        // The patient one gets the place, whichever way the hasty one went (a wake-up it
+        // received but did not use was passed on; otherwise loom reports a deadlock).
+        assert!(patient_got_it, "hasty: {hasty_got_it}");
+        assert_eq!((bulkhead.available(), bulkhead.waiting()), (1, 0));
+    });
+}

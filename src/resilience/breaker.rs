@@ -2,16 +2,19 @@
 //!
 //! # The word
 //!
-//! `state` (2 bits) | consecutive failures (22 bits) | the end of the open period (40 bits,
-//! milliseconds since the breaker was made, read through the crate's clock, `sync::time`).
-//! Every transition is one compare-and-swap of the whole word, so no caller ever sees a state
-//! with another state's count or deadline.
+//! `state` (2 bits) | consecutive failures (22 bits) | 40 bits: while open, the end of the open
+//! period (milliseconds since the breaker was made, read through the crate's clock,
+//! `sync::time`, rounded so that it never ends early); while closed, the closed period's
+//! number (one more at every close). Every transition is one compare-and-swap of the whole
+//! word, so no caller ever sees a state with another state's count or deadline.
 //!
 //! # Transitions, and who makes each
 //!
 //! - Closed → Open: the caller whose failure makes the count reach the threshold (its CAS from
-//!   the count before). A failure or success reported while the word is no longer closed (the
-//!   call began before the breaker opened) changes nothing.
+//!   the count before). A call remembers the closed period that let it in, and its failure or
+//!   success counts only in that period: the late answer of a call that began before the
+//!   breaker opened changes nothing, whether the breaker is still open or has closed again
+//!   since (a slow call that fails after a successful probe does not reopen it).
 //! - Open → HalfOpen: the one caller whose CAS wins once the open period has passed; it runs
 //!   its `f` as the probe. Every other caller, then and until the probe ends, gets
 //!   [`CallError::Open`] without running `f`.
@@ -31,6 +34,8 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 use crate::engine::panic_message;
 use crate::sync::time::Instant;
@@ -158,14 +163,22 @@ pub struct BreakerStats {
 /// dependency. It has no thread of its own: time is read when a call comes. See the module
 /// source for the protocol.
 pub struct CircuitBreaker {
-    word: AtomicU64,
+    /// Read by every call: on a line of its own, apart from the counters.
+    word: CachePadded<AtomicU64>,
     /// The zero of the word's deadlines.
     epoch: Instant,
     threshold: u64,
     open_for_ms: u64,
     hook: Option<TransitionHook>,
+    counters: CachePadded<Counters>,
+}
+
+/// Statistics (`Relaxed`), written on transitions and rejections.
+#[derive(Debug, Default)]
+struct Counters {
     opened: AtomicU64,
     probes: AtomicU64,
+    /// Also the source of the closed periods' numbers.
     closed: AtomicU64,
     rejected: AtomicU64,
     hook_panics: AtomicU64,
@@ -197,6 +210,11 @@ fn until_of(word: u64) -> u64 {
     word >> UNTIL_SHIFT
 }
 
+/// The closed period's number, in a closed word (the same bits as an open word's deadline).
+fn period_of(word: u64) -> u64 {
+    word >> UNTIL_SHIFT
+}
+
 fn public_state(state: u64) -> BreakerState {
     match state {
         CLOSED => BreakerState::Closed,
@@ -208,7 +226,8 @@ fn public_state(state: u64) -> BreakerState {
 /// A call's part: an ordinary call made while closed, or the probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    Member,
+    /// Let in during the closed period with this number.
+    Member(u64),
     Probe,
 }
 
@@ -217,16 +236,12 @@ impl CircuitBreaker {
     pub fn new(config: BreakerConfig) -> CircuitBreaker {
         let open_for_ms = u64::try_from(config.open_for.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         CircuitBreaker {
-            word: AtomicU64::new(pack(CLOSED, 0, 0)),
+            word: CachePadded::new(AtomicU64::new(pack(CLOSED, 0, 0))),
             epoch: Instant::now(),
             threshold: u64::from(config.failure_threshold).clamp(1, MAX_FAILURES),
             open_for_ms,
             hook: config.on_transition,
-            opened: AtomicU64::new(0),
-            probes: AtomicU64::new(0),
-            closed: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            hook_panics: AtomicU64::new(0),
+            counters: CachePadded::new(Counters::default()),
         }
     }
 
@@ -258,11 +273,11 @@ impl CircuitBreaker {
         BreakerStats {
             state: public_state(state_of(word)),
             consecutive_failures: failures_of(word) as u32,
-            opened: self.opened.load(Ordering::Relaxed),
-            probes: self.probes.load(Ordering::Relaxed),
-            closed: self.closed.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-            hook_panics: self.hook_panics.load(Ordering::Relaxed),
+            opened: self.counters.opened.load(Ordering::Relaxed),
+            probes: self.counters.probes.load(Ordering::Relaxed),
+            closed: self.counters.closed.load(Ordering::Relaxed),
+            rejected: self.counters.rejected.load(Ordering::Relaxed),
+            hook_panics: self.counters.hook_panics.load(Ordering::Relaxed),
         }
     }
 
@@ -272,7 +287,7 @@ impl CircuitBreaker {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             match state_of(word) {
-                CLOSED => return Ok(Role::Member),
+                CLOSED => return Ok(Role::Member(period_of(word))),
                 OPEN if self.now_ms() >= until_of(word) => {
                     let probing = pack(HALF_OPEN, 0, 0);
                     match self
@@ -280,7 +295,7 @@ impl CircuitBreaker {
                         .compare_exchange(word, probing, Ordering::AcqRel, Ordering::Acquire)
                     {
                         Ok(_) => {
-                            self.probes.fetch_add(1, Ordering::Relaxed);
+                            self.counters.probes.fetch_add(1, Ordering::Relaxed);
                             self.report(OPEN, HALF_OPEN);
                             return Ok(Role::Probe);
                         }
@@ -288,7 +303,7 @@ impl CircuitBreaker {
                     }
                 }
                 _ => {
-                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     return Err(CallError::Open);
                 }
             }
@@ -299,20 +314,23 @@ impl CircuitBreaker {
     fn succeeded(&self, role: Role) {
         match role {
             Role::Probe => {
-                // Only the probe leaves half-open: nobody else writes the word meanwhile.
-                self.word.store(pack(CLOSED, 0, 0), Ordering::Release);
-                self.closed.fetch_add(1, Ordering::Relaxed);
+                // Only the probe leaves half-open: nobody else writes the word meanwhile. The
+                // new closed period's number: one more than the closes before it.
+                let period = (self.counters.closed.fetch_add(1, Ordering::Relaxed) + 1) & MAX_UNTIL;
+                self.word.store(pack(CLOSED, 0, period), Ordering::Release);
                 self.report(HALF_OPEN, CLOSED);
             }
-            Role::Member => {
+            Role::Member(period) => {
                 let mut word = self.word.load(Ordering::Acquire);
-                // A success resets the count of a closed breaker; in any other state it is the
-                // late answer of a call made before the breaker opened, and changes nothing.
-                while state_of(word) == CLOSED && failures_of(word) != 0 {
-                    match self
-                        .word
-                        .compare_exchange_weak(word, pack(CLOSED, 0, 0), Ordering::AcqRel, Ordering::Acquire)
-                    {
+                // A success resets the count of the closed period that let the call in; in any
+                // other state or period it is a late answer, and changes nothing.
+                while state_of(word) == CLOSED && period_of(word) == period && failures_of(word) != 0 {
+                    match self.word.compare_exchange_weak(
+                        word,
+                        pack(CLOSED, 0, period),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
                         Ok(_) => return,
                         Err(now) => word = now,
                     }
@@ -326,18 +344,18 @@ impl CircuitBreaker {
         match role {
             Role::Probe => {
                 self.word.store(pack(OPEN, 0, self.open_until()), Ordering::Release);
-                self.opened.fetch_add(1, Ordering::Relaxed);
+                self.counters.opened.fetch_add(1, Ordering::Relaxed);
                 self.report(HALF_OPEN, OPEN);
             }
-            Role::Member => {
+            Role::Member(period) => {
                 let mut word = self.word.load(Ordering::Acquire);
-                while state_of(word) == CLOSED {
+                while state_of(word) == CLOSED && period_of(word) == period {
                     let failures = (failures_of(word) + 1).min(MAX_FAILURES);
                     let opens = failures >= self.threshold;
                     let next = if opens {
                         pack(OPEN, 0, self.open_until())
                     } else {
-                        pack(CLOSED, failures, 0)
+                        pack(CLOSED, failures, period)
                     };
                     match self
                         .word
@@ -345,7 +363,7 @@ impl CircuitBreaker {
                     {
                         Ok(_) => {
                             if opens {
-                                self.opened.fetch_add(1, Ordering::Relaxed);
+                                self.counters.opened.fetch_add(1, Ordering::Relaxed);
                                 self.report(CLOSED, OPEN);
                             }
                             return;
@@ -362,9 +380,13 @@ impl CircuitBreaker {
         u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The end of an open period starting now, in the word's units.
+    /// The end of an open period starting now, in the word's units: `now_ms` is rounded
+    /// down, so one more millisecond keeps the period from ending early.
     fn open_until(&self) -> u64 {
-        self.now_ms().saturating_add(self.open_for_ms).min(MAX_UNTIL)
+        self.now_ms()
+            .saturating_add(1)
+            .saturating_add(self.open_for_ms)
+            .min(MAX_UNTIL)
     }
 
     /// Tells the hook, containing its panics.
@@ -375,7 +397,7 @@ impl CircuitBreaker {
             to: public_state(to),
         };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (hook.0)(transition))) {
-            self.hook_panics.fetch_add(1, Ordering::Relaxed);
+            self.counters.hook_panics.fetch_add(1, Ordering::Relaxed);
             let message = panic_message(payload);
             log::error!(
                 from:? = transition.from, to:? = transition.to, message:? = message;

@@ -86,41 +86,54 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     /// # Panics
     ///
     /// If `f` panics, the panic propagates here (and the callers waiting on it get
-    /// `Err(SingleFlightError)`).
+    /// `Err(SingleFlightError)`); so does a panic of the value's `Clone` (the copy for the
+    /// callers waiting) or of the key's `Clone`, `Hash` or `Eq`.
+    ///
+    /// # Deadlocks
+    ///
+    /// The key's `Hash` and `Eq` run under the map's lock, and the joiners' clones of the value
+    /// under the flight's: a `Hash`, `Eq` or `Clone` that calls into the same `SingleFlight`
+    /// deadlocks. `f` itself may call it (for any key).
     pub fn run(&self, key: K, f: impl FnOnce() -> V) -> Result<V, SingleFlightError> {
-        let flight = {
-            let mut flights = self.flights.lock();
-            match flights.get(&key) {
-                Some(running) if !running.finished() => {
-                    if thread::is_current(&running.leader) {
-                        // The leader's own `f` calls again for its key.
-                        drop(flights);
-                        return Ok(f());
-                    }
-                    let running = running.clone();
-                    drop(flights);
-                    let _counted = Counted::new(&self.waiting);
-                    return running.wait();
-                }
-                _ => {
-                    let flight = Arc::new(Flight {
-                        leader: thread::current(),
-                        state: Mutex::new(FlightState {
-                            outcome: None,
-                            parked: Vec::new(),
-                        }),
-                    });
-                    flights.insert(key.clone(), flight.clone());
-                    flight
-                }
+        let mut flights = self.flights.lock();
+        if let Some(running) = flights.get(&key).filter(|f| !f.finished()) {
+            if thread::is_current(&running.leader) {
+                // The leader's own `f` calls again for its key.
+                drop(flights);
+                return Ok(f());
             }
-        };
+            let running = running.clone();
+            drop(flights);
+            let _counted = Counted::new(&self.waiting);
+            return running.wait();
+        }
+        // The guard exists before the flight is in the map: if the insert panics (the key's
+        // `Clone`, `Hash`, `Eq` or `Drop`), its unwind publishes the panic, so no flight is ever
+        // left in the map unfinished.
         let mut leading = Leading {
             flights: self,
-            key: Some(key),
-            flight,
+            key: None,
+            flight: Arc::new(Flight {
+                leader: thread::current(),
+                state: Mutex::new(FlightState {
+                    outcome: None,
+                    parked: Vec::new(),
+                }),
+            }),
             published: false,
         };
+        let stale = flights.insert(key.clone(), leading.flight.clone());
+        drop(flights);
+        leading.key = Some(key);
+        // A finished flight that was left in the map (see the module docs) ends here, outside
+        // the lock; its value's `Drop` is contained.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(stale))) {
+            let message = panic_message(payload);
+            log::error!(
+                message:? = message;
+                "humpyard caught a panic dropping a single-flight value: {message}"
+            );
+        }
         let value = f();
         leading.land(&value);
         Ok(value)
