@@ -538,3 +538,43 @@ fn a_filtered_read_never_passes_a_position_that_may_yet_commit() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+// proves R-PG-4 across a rolling upgrade: after V5, a process of an older build still appends
+// through V2's `append_batch` (kept beside V5's), and the two kinds of writer continue each
+// other's versions
+#[test]
+fn an_older_builds_append_batch_still_appends_beside_v5() {
+    let schema = server::fresh_schema("rolling");
+    let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
+    let s = sid("order-1");
+    store
+        .append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("placed", json!({}))])
+        .unwrap();
+    // What a process of the build before V5 sends: V2's signature, its expected version
+    // encoded in the old way (here `Exact(0)`), no advisory-lock keys (one writer here).
+    let old_id = uuid::Uuid::new_v4();
+    let row = outside()
+        .query_one(
+            &format!(
+                "select status, last_version from \"{schema}\".append_batch(\
+                 array['order-1'], array[0::bigint], array[1], array[1], array[1], array[$1::uuid], \
+                 array['paid'], array['{{}}'::jsonb], array['{{}}'::jsonb], array[]::bigint[], \
+                 'humpyard_appends', $2)"
+            ),
+            &[&old_id, &schema],
+        )
+        .unwrap();
+    let (status, last_version): (Vec<i16>, Vec<i64>) = (row.get(0), row.get(1));
+    assert_eq!((status, last_version), (vec![0], vec![1]), "accepted by V2's function");
+    store
+        .append(&s, ExpectedVersion::Exact(1), vec![NewEvent::new("shipped", json!({}))])
+        .unwrap();
+    let read: Vec<(u64, String)> = store
+        .read_stream(&s, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.event_type))
+        .collect();
+    assert_eq!(read, [(0, "placed".into()), (1, "paid".into()), (2, "shipped".into())]);
+    assert_eq!(store.read_stream(&s, 1, 1).unwrap()[0].id, old_id);
+}
