@@ -49,6 +49,9 @@ pub mod pipeline;
 // Backoff, circuit breaker, single-flight and bulkhead, for the code around effects.
 pub mod resilience;
 
+// Commands to the outside world and the keys that keep their effects from repeating.
+pub mod integration;
+
 // A throwaway PostgreSQL server for tests and the perf tool (feature `testing`).
 #[cfg(feature = "testing")]
 pub mod testing;

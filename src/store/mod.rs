@@ -67,6 +67,7 @@ pub use postgres::{PgEventStore, PgStoreConfig, SessionSettings};
 pub use snapshot::Snapshot;
 pub use subscription::{Subscription, SubscriptionConfig};
 pub use typed::DecodeError;
+pub(crate) use types::json_is_storable;
 pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent};
 pub use watch::AppendWatch;
 
