@@ -31,6 +31,7 @@ fn a_bad_route_or_payload_is_a_typed_error_that_hands_both_back() {
     }
 }
 
+// proves R-API-2
 #[test]
 fn typed_payloads_round_trip_and_a_wrong_type_names_the_route() {
     let command = Command::encode(
@@ -64,6 +65,7 @@ fn typed_payloads_round_trip_and_a_wrong_type_names_the_route() {
     ));
 }
 
+// proves R-API-2
 #[test]
 fn the_fingerprint_is_sha256_of_the_canonical_json() {
     let command = Command::new(
@@ -112,6 +114,7 @@ fn effect_keys_are_deterministic_and_long_subscribers_are_hashed() {
 
 proptest! {
     // Distinct (subscriber, position, index) triples never share a key, in either form.
+// proves R-API-2
     #[test]
     fn distinct_triples_get_distinct_keys(
         triples in proptest::collection::vec(

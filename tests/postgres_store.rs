@@ -197,8 +197,8 @@ fn a_v1_schema_with_events_upgrades_to_v2() {
         .unwrap();
     }
     sql.execute(
-        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ('p', 2)"),
-        &[],
+        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ($1, $2)"),
+        &[&"p", &2i64],
     )
     .unwrap();
     let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
@@ -378,8 +378,8 @@ fn a_v2_schema_with_checkpoints_upgrades_to_v3() {
     let mut sql = outside();
     // Saved as a V2 humpyard saved them (`schema` is this test's own name, quoted).
     sql.execute(
-        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ('p', 7), ('q', 3)"),
-        &[],
+        &format!("insert into \"{schema}\".checkpoints (subscriber, position) values ($1, $2), ($3, $4)"),
+        &[&"p", &7i64, &"q", &3i64],
     )
     .unwrap();
     let store = PgEventStore::connect(&server::url(), config(schema.clone())).unwrap();
@@ -417,8 +417,8 @@ fn a_v2_schema_with_checkpoints_upgrades_to_v3() {
     );
     // Another partition of the same subscriber is a row of its own (for scale-out).
     sql.execute(
-        &format!("insert into \"{schema}\".checkpoints (subscriber, partition, position) values ('p', 1, 100)"),
-        &[],
+        &format!("insert into \"{schema}\".checkpoints (subscriber, partition, position) values ($1, $2, $3)"),
+        &[&"p", &1i32, &100i64],
     )
     .unwrap();
     assert_eq!(store.load_checkpoint("p").unwrap(), Some(9));

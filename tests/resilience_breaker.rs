@@ -40,6 +40,7 @@ fn let_the_open_period_pass() {
     thread::sleep(OPEN_FOR + Duration::from_millis(20));
 }
 
+// proves R-RES-6
 #[test]
 fn defaults_are_documented_values() {
     let config = BreakerConfig::default();
@@ -120,6 +121,7 @@ fn after_the_open_period_one_probe_runs_and_its_success_closes_it() {
     assert_eq!((stats.opened, stats.probes, stats.closed, stats.rejected), (1, 1, 1, 8));
 }
 
+// proves R-RES-6
 #[test]
 fn a_failed_probe_opens_it_again_for_the_whole_period() {
     let open_for = Duration::from_millis(300);
@@ -163,6 +165,7 @@ fn a_panicking_probe_reopens_it_and_the_next_probe_runs() {
     assert_eq!(b.state(), BreakerState::Closed);
 }
 
+// proves R-RES-6
 #[test]
 fn a_panic_while_closed_counts_as_a_failure() {
     let b = breaker(2);
@@ -174,6 +177,7 @@ fn a_panic_while_closed_counts_as_a_failure() {
     assert_eq!(b.state(), BreakerState::Open);
 }
 
+// proves R-RES-6
 #[test]
 fn a_late_answer_from_before_the_breaker_opened_changes_nothing() {
     let b = breaker(1);
@@ -191,6 +195,7 @@ fn a_late_answer_from_before_the_breaker_opened_changes_nothing() {
     );
 }
 
+// proves R-RES-6
 #[test]
 fn a_late_failure_from_an_earlier_closed_period_does_not_reopen_it() {
     let b = breaker(1);
@@ -264,6 +269,7 @@ fn transitions_are_reported_in_order_and_a_panicking_hook_is_counted() {
     assert_eq!(b.state(), Closed);
 }
 
+// proves R-RES-6
 #[test]
 fn thresholds_out_of_range_are_clamped() {
     let b = breaker(0);
@@ -278,6 +284,7 @@ fn thresholds_out_of_range_are_clamped() {
     assert_eq!(b.stats().consecutive_failures, 1000);
 }
 
+// proves R-RES-6
 #[test]
 fn call_errors_say_what_happened_and_keep_their_source() {
     use std::error::Error;
@@ -289,6 +296,7 @@ fn call_errors_say_what_happened_and_keep_their_source() {
     assert!(failed.source().is_some());
 }
 
+// proves R-RES-6
 #[test]
 fn it_is_send_sync_and_debug() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}

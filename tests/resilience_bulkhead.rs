@@ -8,16 +8,10 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use humpyard::resilience::{Bulkhead, ZeroConcurrency};
+mod common;
 
-/// Waits until `done` holds (checked every millisecond), failing the test after 10 s.
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::wait_until;
+use humpyard::resilience::{Bulkhead, ZeroConcurrency};
 
 // proves R-RES-3: every fan-out is bounded: never more than max_concurrent at once
 #[test]
@@ -58,6 +52,7 @@ fn never_more_than_max_concurrent_holders() {
     assert_eq!(bulkhead.available(), 3, "every permit came back");
 }
 
+// proves R-RES-3
 #[test]
 fn try_acquire_never_blocks_and_refuses_when_full() {
     let bulkhead = Bulkhead::new(2);
@@ -70,6 +65,7 @@ fn try_acquire_never_blocks_and_refuses_when_full() {
     assert!(bulkhead.try_acquire().is_some());
 }
 
+// proves R-RES-3
 #[test]
 fn acquire_timeout_gives_up_after_its_timeout_and_leaves_the_list() {
     let bulkhead = Bulkhead::new(1);
@@ -147,6 +143,7 @@ fn a_panic_while_holding_a_permit_frees_it_and_wakes_a_waiter() {
     assert_eq!(bulkhead.available(), 1);
 }
 
+// proves R-RES-3
 #[test]
 fn zero_places_is_refused() {
     assert_eq!(Bulkhead::try_new(0).unwrap_err(), ZeroConcurrency);
@@ -157,6 +154,7 @@ fn zero_places_is_refused() {
     assert_eq!(Bulkhead::new(4).max_concurrent(), 4);
 }
 
+// proves R-RES-3
 #[test]
 fn it_is_send_sync_and_debug() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}

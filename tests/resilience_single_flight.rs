@@ -6,18 +6,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::wait_until;
 use humpyard::resilience::{SingleFlight, SingleFlightError};
-
-/// Waits until `done` holds (checked every millisecond), failing the test after 10 s.
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 // proves R-RES-5: concurrent requests for one key run the work once and share the result
 #[test]
@@ -57,6 +51,7 @@ fn overlapping_calls_for_one_key_run_once_and_share_the_value() {
     assert_eq!((flight.in_flight(), flight.waiting()), (0, 0));
 }
 
+// proves R-RES-5
 #[test]
 fn a_call_after_the_last_one_finished_runs_again() {
     let flight = SingleFlight::<u32, u32>::new();
@@ -99,6 +94,7 @@ fn a_panicking_leader_releases_its_joiners_with_an_error() {
     assert_eq!(flight.run("k", || 5), Ok(5), "the key is free again");
 }
 
+// proves R-RES-5
 #[test]
 fn different_keys_never_wait_for_each_other() {
     let flight = Arc::new(SingleFlight::<&'static str, u8>::new());
@@ -128,6 +124,7 @@ fn different_keys_never_wait_for_each_other() {
     assert_eq!(blocked.join().unwrap(), Ok(1));
 }
 
+// proves R-RES-5
 #[test]
 fn a_call_for_its_own_key_from_inside_f_runs_its_own_f() {
     let flight = SingleFlight::<u8, u8>::new();
@@ -135,6 +132,7 @@ fn a_call_for_its_own_key_from_inside_f_runs_its_own_f() {
     assert_eq!(outer, Ok(3));
 }
 
+// proves R-RES-5
 #[test]
 fn a_panicking_clone_of_the_value_does_not_strand_the_joiners() {
     /// Its first clone (the leader's copy for the joiners) panics.
@@ -174,6 +172,7 @@ fn a_panicking_clone_of_the_value_does_not_strand_the_joiners() {
     assert!(joiner.join().unwrap(), "the joiner gets the error, not a hang");
 }
 
+// proves R-RES-5
 #[test]
 fn it_is_send_sync_and_debug() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}
@@ -214,6 +213,7 @@ impl Drop for Touchy {
     }
 }
 
+// proves R-RES-5
 #[test]
 fn a_key_whose_eq_or_drop_panics_never_leaves_a_flight_nobody_finishes() {
     let flight = Arc::new(SingleFlight::<Touchy, u8>::new());

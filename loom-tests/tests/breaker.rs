@@ -42,6 +42,7 @@ fn call_alone(breaker: &CircuitBreaker, inside: &AtomicUsize) -> Result<(), Call
     })
 }
 
+// proves R-RES-6
 #[test]
 fn racing_callers_after_the_open_period_let_one_probe_through() {
     loom::model(|| {
@@ -61,6 +62,7 @@ fn racing_callers_after_the_open_period_let_one_probe_through() {
     });
 }
 
+// proves R-RES-6
 #[test]
 fn a_panicking_probe_never_leaves_it_stuck() {
     quiet_planned_panics();
@@ -85,6 +87,7 @@ fn a_panicking_probe_never_leaves_it_stuck() {
     });
 }
 
+// proves R-RES-6
 #[test]
 fn failures_racing_the_threshold_open_it_once() {
     loom::model(|| {

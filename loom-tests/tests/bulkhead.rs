@@ -22,6 +22,7 @@ fn hold(inside: &AtomicUsize) {
     inside.fetch_sub(1, Ordering::SeqCst);
 }
 
+// proves R-RES-3
 #[test]
 fn a_freed_place_reaches_the_parked_waiter() {
     loom::model(|| {
@@ -58,6 +59,7 @@ fn hold_as_main(inside: &AtomicUsize, permit: humpyard::resilience::Permit<'_>) 
     drop(permit);
 }
 
+// proves R-RES-3
 #[test]
 fn a_waiter_timing_out_as_it_is_woken_passes_the_place_on() {
     loom::model(|| {

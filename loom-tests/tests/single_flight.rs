@@ -13,6 +13,7 @@ use humpyard_loom_tests::{quiet_planned_panics, spawn};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 
+// proves R-RES-5
 #[test]
 fn overlapping_callers_share_one_value_and_nobody_is_stranded() {
     loom::model(|| {
@@ -36,6 +37,7 @@ fn overlapping_callers_share_one_value_and_nobody_is_stranded() {
     });
 }
 
+// proves R-RES-5
 #[test]
 fn a_panicking_leader_strands_nobody() {
     quiet_planned_panics();
