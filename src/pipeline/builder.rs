@@ -208,6 +208,11 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         self
     }
 
+    /// Takes the parked-event hook set so far (an integration calls it beside its observer).
+    pub(crate) fn take_on_parked(&mut self) -> Option<ParkHook> {
+        self.on_parked.take()
+    }
+
     /// Loads the checkpoint, starts the engine and the reader thread.
     ///
     /// # Errors

@@ -38,6 +38,14 @@ pub trait StreamHandler: Send + Sync + 'static {
     /// The effects of `event`, with its stream's state folded from every earlier event.
     fn handle(&self, state: &Self::State, event: &RecordedEvent) -> Result<(), Self::Error>;
 
+    /// What a failed `handle` means: by default every error is a failed [attempt](ErrorKind::Attempt).
+    /// A handler whose errors say more (a dependency that asks to be tried later, input that
+    /// no retry can mend) classifies them here. Called once per error, contained: a panic
+    /// here counts as an attempt.
+    fn error_kind(&self, _error: &Self::Error) -> ErrorKind {
+        ErrorKind::Attempt
+    }
+
     /// The state encoded for a snapshot, if this handler keeps snapshots (the pipeline saves
     /// one every [`snapshot_every`](super::PipelineBuilder::snapshot_every) versions).
     /// Default: none.
@@ -53,4 +61,22 @@ pub trait StreamHandler: Send + Sync + 'static {
 
     /// Disposes of a state the pipeline no longer keeps in memory (idle, evicted, shut down).
     fn cleanup(&self, _stream: &StreamId, _state: Self::State) {}
+}
+
+/// What a [`StreamHandler::handle`] error means for its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A failed attempt: tried again after the backoff until the pipeline's `max_attempts`
+    /// are spent, then parked.
+    Attempt,
+    /// Not an attempt: the event could not be tried now (a dependency asks to be called later:
+    /// a full bulkhead, an open circuit breaker, a claim held elsewhere). Tried again after the
+    /// backoff, on a timer (the worker moves on meanwhile), as often as it takes; no attempt is
+    /// used. The stream's later events wait behind it. In a [replay](super::Pipeline::replay)
+    /// it ends the replay with the event still parked, its attempts unchanged.
+    Wait,
+    /// No retry can mend it (a command with no route): parked at once, whatever attempts are
+    /// left.
+    Park,
 }

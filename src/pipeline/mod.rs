@@ -64,13 +64,14 @@ use crate::sync::{AtomicBool, Mutex, Ordering};
 use crate::{Engine, Event, Metrics, StreamId, SubmitError};
 
 pub use builder::{PipelineBuilder, PipelineError};
-pub use handler::StreamHandler;
+pub use handler::{ErrorKind, StreamHandler};
 pub use parking::{ReplayError, ReplayReport};
 pub use stats::PipelineStats;
 
 use parking::ResumeRequest;
 use reader::Reader;
 use stats::Counters;
+pub(crate) use tracked::{contain, dispose};
 use tracked::{Context, Delivery, Tracked};
 use watermark::Watermark;
 

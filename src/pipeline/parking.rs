@@ -280,13 +280,17 @@ fn run<H: StreamHandler>(
                 }
                 Err(Failure::Store(e)) => return Err(e),
                 Err(failure) => {
-                    let (kind, message) = match failure {
-                        Failure::Handler(e) => (ParkKind::Handler, describe(e)),
-                        Failure::Panic(kind, message) => (kind, message),
+                    // A wait is no attempt: the event stays parked with its attempts, and the
+                    // replay ends (replay it again later).
+                    let (kind, message, attempts) = match failure {
+                        Failure::Handler(e) => (ParkKind::Handler, describe(e), parked.attempts.saturating_add(1)),
+                        Failure::Refused(e) => (ParkKind::Refused, describe(e), parked.attempts.saturating_add(1)),
+                        Failure::Wait(e) => (parked.kind, format!("waiting: {}", describe(e)), parked.attempts),
+                        Failure::Panic(kind, message) => (kind, message, parked.attempts.saturating_add(1)),
                         Failure::Store(_) => unreachable!("returned above"),
                     };
                     tracked.drop_state(entity, stream);
-                    let again = ctx.parked_event(&event, parked.attempts.saturating_add(1), kind, message);
+                    let again = ctx.parked_event(&event, attempts, kind, message);
                     progress.failed = Some(again);
                     return failed_again(tracked, stream, progress);
                 }

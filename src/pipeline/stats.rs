@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     pub(crate) snapshots_saved: AtomicU64,
     pub(crate) snapshot_errors: AtomicU64,
     pub(crate) store_retries: AtomicU64,
+    pub(crate) waits: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) read_errors: AtomicU64,
     pub(crate) undecodable: AtomicU64,
@@ -37,6 +38,7 @@ impl Counters {
             snapshots_saved: get(&self.snapshots_saved),
             snapshot_errors: get(&self.snapshot_errors),
             store_retries: get(&self.store_retries),
+            waits: get(&self.waits),
             panics: get(&self.panics),
             read_errors: get(&self.read_errors),
             undecodable: get(&self.undecodable),
@@ -72,6 +74,9 @@ pub struct PipelineStats {
     /// Store calls of the handler's side (rebuilding, parking) that failed and were tried
     /// again after a backoff; none of them counts as an attempt.
     pub store_retries: u64,
+    /// Handler errors classified [`ErrorKind::Wait`](super::ErrorKind::Wait): tried again after
+    /// a backoff without using an attempt.
+    pub waits: u64,
     /// Panics the pipeline caught in user code outside `handle` (`apply` after a handled
     /// event, `encode_state`, `cleanup`, the parked-event hook).
     pub panics: u64,

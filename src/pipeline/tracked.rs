@@ -22,7 +22,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::handler::StreamHandler;
+use super::handler::{ErrorKind, StreamHandler};
 use super::parking::{ParkedStreams, ResumeRequest};
 use super::progress::Progress;
 use super::rehydrate;
@@ -125,6 +125,8 @@ struct Failing {
 pub(crate) enum TrackedError<E> {
     /// The user's handler returned an error (an attempt, counted).
     Handler(E),
+    /// The user's handler returned an error it classified [`ErrorKind::Wait`] (not an attempt).
+    Wait(E),
     /// The user's code panicked (an attempt, counted).
     Panic(String),
     /// The store did not answer (not an attempt).
@@ -135,6 +137,7 @@ impl<E: std::fmt::Display> std::fmt::Display for TrackedError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TrackedError::Handler(e) => e.fmt(f),
+            TrackedError::Wait(e) => write!(f, "waiting: {e}"),
             TrackedError::Panic(message) => write!(f, "panicked: {message}"),
             TrackedError::Store(e) => write!(f, "the store: {e}"),
         }
@@ -249,21 +252,45 @@ impl<H: StreamHandler> Tracked<H> {
         let state = entity.state.as_ref().expect("rebuilt above");
         match contain(|| self.inner.handle(state, event)) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Failure::Handler(e)),
+            Ok(Err(e)) => Err(self.classify(e, &event.stream)),
             Err(message) => Err(Failure::Panic(ParkKind::Panic, message)),
         }
     }
 
-    /// A failed attempt: counted; the last one parks the event.
+    /// What the handler says `error` means (its `error_kind`, contained: a panic there makes
+    /// it an attempt).
+    fn classify(&self, error: H::Error, stream: &StreamId) -> Failure<H::Error> {
+        match contain(|| self.inner.error_kind(&error)) {
+            Ok(ErrorKind::Attempt) => Failure::Handler(error),
+            Ok(ErrorKind::Wait) => Failure::Wait(error),
+            Ok(ErrorKind::Park) => Failure::Refused(error),
+            Err(message) => {
+                self.caught("error_kind", stream, &message);
+                Failure::Handler(error)
+            }
+        }
+    }
+
+    /// A failed attempt: counted; the last one parks the event. A wait is no attempt; a
+    /// refusal parks the event at once.
     fn failed(
         &self,
         entity: &mut Entity<H::State>,
         event: &RecordedEvent,
         failure: Failure<H::Error>,
     ) -> Result<(), TrackedError<H::Error>> {
+        let mut last = false;
         let (kind, error) = match failure {
             Failure::Store(e) => return Err(TrackedError::Store(e)),
+            Failure::Wait(e) => {
+                self.ctx.counters.waits.fetch_add(1, Ordering::Relaxed);
+                return Err(TrackedError::Wait(e));
+            }
             Failure::Handler(e) => (ParkKind::Handler, TrackedError::Handler(e)),
+            Failure::Refused(e) => {
+                last = true;
+                (ParkKind::Refused, TrackedError::Handler(e))
+            }
             Failure::Panic(kind, message) => {
                 // The state may be half-folded: rebuild it for the next attempt.
                 self.drop_state(entity, &event.stream);
@@ -279,7 +306,7 @@ impl<H: StreamHandler> Tracked<H> {
             attempts,
             park: None,
         });
-        if attempts < self.ctx.max_attempts {
+        if attempts < self.ctx.max_attempts && !last {
             return Err(error);
         }
         let message = describe(error);
@@ -386,7 +413,12 @@ impl<H: StreamHandler> Tracked<H> {
 
 /// Why an attempt failed.
 pub(crate) enum Failure<E> {
+    /// A failed attempt.
     Handler(E),
+    /// Not an attempt: try again later ([`ErrorKind::Wait`]).
+    Wait(E),
+    /// Park at once ([`ErrorKind::Park`]).
+    Refused(E),
     /// A panic, in `handle` ([`ParkKind::Panic`]) or while rebuilding the state
     /// ([`ParkKind::Init`]).
     Panic(ParkKind, String),

@@ -128,6 +128,11 @@ impl TransitionHook {
     pub fn new(f: impl Fn(Transition) + Send + Sync + 'static) -> TransitionHook {
         TransitionHook(Arc::new(f))
     }
+
+    /// Calls the hook (not contained: the caller contains it).
+    pub(crate) fn call(&self, transition: Transition) {
+        (self.0)(transition);
+    }
 }
 
 impl fmt::Debug for TransitionHook {
@@ -265,6 +270,18 @@ impl CircuitBreaker {
     /// reads `Open` until a call probes it.
     pub fn state(&self) -> BreakerState {
         public_state(state_of(self.word.load(Ordering::Acquire)))
+    }
+
+    /// Whether a call made now would be rejected without running `f`: open within its period,
+    /// or half-open with its probe running. A hint for a caller with work to do before the call
+    /// (claiming a key, say): it may change the next moment, and [`call`](Self::call) decides.
+    pub fn rejects_now(&self) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        match state_of(word) {
+            CLOSED => false,
+            OPEN => self.now_ms() < until_of(word),
+            _ => true,
+        }
     }
 
     /// The counters and the state.

@@ -24,16 +24,20 @@ pub enum ParkKind {
     Panic,
     /// Not tried: an earlier event of its stream is parked.
     Behind,
+    /// The handler said no retry could mend its failure ([`ErrorKind::Park`](crate::pipeline::ErrorKind::Park)):
+    /// parked at once (an integration's command with no route, for one).
+    Refused,
 }
 
 impl ParkKind {
-    /// The kind's name as stored (`init`, `handler`, `panic`, `behind`).
+    /// The kind's name as stored (`init`, `handler`, `panic`, `behind`, `refused`).
     pub fn as_str(self) -> &'static str {
         match self {
             ParkKind::Init => "init",
             ParkKind::Handler => "handler",
             ParkKind::Panic => "panic",
             ParkKind::Behind => "behind",
+            ParkKind::Refused => "refused",
         }
     }
 
@@ -44,6 +48,7 @@ impl ParkKind {
             "handler" => ParkKind::Handler,
             "panic" => ParkKind::Panic,
             "behind" => ParkKind::Behind,
+            "refused" => ParkKind::Refused,
             _ => return None,
         })
     }

@@ -1,0 +1,278 @@
+//! A test kit for integrations, so they are tested without the external service:
+//!
+//! - [`FixtureHandler`]: a command handler that records every command it receives and answers
+//!   from fixture files keyed by the command's [fingerprint](super::Command::fingerprint_hex)
+//!   (SHA-256 of its canonical JSON, stable across processes and Rust versions): the answer to
+//!   a command is the file `{dir}/{fingerprint}.json`, `{"ok": <outcome>}` or
+//!   `{"err": "<message>"}`. File names are made only of the fingerprint's hex digits, so no
+//!   command can name a path outside the directory; [`FixtureHandler::fixtures`] lists only
+//!   names of that form.
+//! - [`ManualSource`] and its [`Injector`]: an inbound source a test feeds by hand; `inject`
+//!   blocks while the source's queue is full (the same backpressure as production).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::command::Command;
+use super::command_handler::{CommandHandler, Effect};
+use super::source::{SendError, Source, SourceContext, SourceError};
+use crate::store::IdempotencyKey;
+
+/// Why a [`FixtureHandler`] could not answer; returned as the effect's error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FixtureError {
+    /// No fixture file for the command.
+    Missing {
+        /// The file that would answer it.
+        path: PathBuf,
+        /// The command's canonical JSON (to write the fixture from).
+        command: String,
+    },
+    /// The fixture could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The fixture is not `{"ok": ...}` or `{"err": "..."}`.
+    Malformed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The fixture answers with this error.
+    Answered(String),
+}
+
+impl fmt::Display for FixtureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FixtureError::Missing { path, command } => {
+                write!(f, "no fixture {} for the command {command}", path.display())
+            }
+            FixtureError::Io { path, source } => write!(f, "reading the fixture {}: {source}", path.display()),
+            FixtureError::Malformed { path } => write!(
+                f,
+                "the fixture {} is neither {{\"ok\": ...}} nor {{\"err\": \"...\"}}",
+                path.display()
+            ),
+            FixtureError::Answered(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+impl std::error::Error for FixtureError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FixtureError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A command the [`FixtureHandler`] received, with what its effect was handed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Received {
+    /// The command.
+    pub command: Command,
+    /// The effect's idempotency key.
+    pub key: IdempotencyKey,
+    /// The key's claim attempt.
+    pub attempt: u32,
+    /// The position of the event that caused it (`None` inbound).
+    pub position: Option<u64>,
+}
+
+/// A command handler answering from fixture files (see the [module docs](self)). Cloning
+/// shares the record.
+#[derive(Debug, Clone)]
+pub struct FixtureHandler {
+    dir: PathBuf,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FixtureHandler {
+    /// A handler answering from the fixtures in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> FixtureHandler {
+        FixtureHandler {
+            dir: dir.into(),
+            received: Arc::default(),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that answers `command`: `{dir}/{fingerprint}.json`.
+    pub fn fixture_path(&self, command: &Command) -> PathBuf {
+        self.dir.join(format!("{}.json", command.fingerprint_hex()))
+    }
+
+    /// Writes the fixture answering `command` with `answer` (`Ok(outcome)` or `Err(message)`),
+    /// creating the directory if needed.
+    ///
+    /// # Errors
+    ///
+    /// The file system's.
+    pub fn record(&self, command: &Command, answer: Result<Value, String>) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let body = match answer {
+            Ok(outcome) => json!({ "ok": outcome }),
+            Err(message) => json!({ "err": message }),
+        };
+        let path = self.fixture_path(command);
+        std::fs::write(&path, serde_json::to_vec_pretty(&body).map_err(std::io::Error::other)?)?;
+        Ok(path)
+    }
+
+    /// The fingerprints that have a fixture in the directory (file names of any other form
+    /// are not fixtures and are left out), sorted.
+    ///
+    /// # Errors
+    ///
+    /// The file system's.
+    pub fn fixtures(&self) -> std::io::Result<Vec<String>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(hex) = name.strip_suffix(".json").filter(|h| is_fingerprint(h)) {
+                found.push(hex.to_owned());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Every command received so far, in order (retries included).
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().clone()
+    }
+
+    /// How many times a command equal to `command` was received.
+    pub fn count(&self, command: &Command) -> usize {
+        self.received.lock().iter().filter(|r| r.command == *command).count()
+    }
+
+    fn answer(&self, command: &Command) -> Result<Value, FixtureError> {
+        let path = self.fixture_path(command);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FixtureError::Missing {
+                    path,
+                    command: command.canonical_json(),
+                })
+            }
+            Err(source) => return Err(FixtureError::Io { path, source }),
+        };
+        let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&bytes) else {
+            return Err(FixtureError::Malformed { path });
+        };
+        match (body.remove("ok"), body.remove("err")) {
+            (Some(outcome), None) => Ok(outcome),
+            (None, Some(Value::String(message))) => Err(FixtureError::Answered(message)),
+            _ => Err(FixtureError::Malformed { path }),
+        }
+    }
+}
+
+/// 64 lowercase hex digits.
+fn is_fingerprint(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl CommandHandler for FixtureHandler {
+    type Error = FixtureError;
+
+    fn handle(&self, command: &Command, effect: &Effect<'_>) -> Result<Value, FixtureError> {
+        self.received.lock().push(Received {
+            command: command.clone(),
+            key: effect.key().clone(),
+            attempt: effect.attempt(),
+            position: effect.position(),
+        });
+        self.answer(command)
+    }
+}
+
+/// A command waiting in a [`ManualSource`]'s queue, with its key if it has one.
+type Queued = (Option<IdempotencyKey>, Command);
+
+/// An inbound source fed by hand through its [`Injector`].
+#[derive(Debug)]
+pub struct ManualSource {
+    queue: flume::Receiver<Queued>,
+}
+
+/// Feeds a [`ManualSource`]. Cloning makes another producer.
+#[derive(Debug, Clone)]
+pub struct Injector {
+    queue: flume::Sender<Queued>,
+}
+
+impl ManualSource {
+    /// A source with a queue of `capacity` commands (at least 1), and its injector.
+    pub fn new(capacity: usize) -> (ManualSource, Injector) {
+        let (tx, rx) = flume::bounded(capacity.max(1));
+        (ManualSource { queue: rx }, Injector { queue: tx })
+    }
+}
+
+impl Injector {
+    /// Queues `command` for the source to send, blocking while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// The command, handed back, once the source is gone (the integration stopped).
+    pub fn inject(&self, command: Command) -> Result<(), Command> {
+        self.queue.send((None, command)).map_err(|e| e.into_inner().1)
+    }
+
+    /// As [`inject`](Self::inject), sent with [`SourceContext::send_keyed`] under `key`.
+    ///
+    /// # Errors
+    ///
+    /// The command, handed back, once the source is gone.
+    pub fn inject_keyed(&self, key: IdempotencyKey, command: Command) -> Result<(), Command> {
+        self.queue.send((Some(key), command)).map_err(|e| e.into_inner().1)
+    }
+
+    /// Commands queued and not yet taken by the source.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+impl Source for ManualSource {
+    fn run(&mut self, ctx: &SourceContext) -> Result<(), SourceError> {
+        while !ctx.stopping() {
+            let (key, command) = match self.queue.recv_timeout(Duration::from_millis(50)) {
+                Ok(queued) => queued,
+                Err(flume::RecvTimeoutError::Timeout) => continue,
+                // Every injector is gone: nothing more will come.
+                Err(flume::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            ctx.set_status(format!("sending a command for {}", command.route()));
+            let sent = match &key {
+                Some(key) => ctx.send_keyed(key, command),
+                None => ctx.send(command),
+            };
+            match sent {
+                Ok(()) | Err(SendError::Unrouted(_) | SendError::Failed { .. }) => {}
+                Err(SendError::Stopped(_)) => break,
+            }
+            ctx.set_status("waiting for a command");
+        }
+        Ok(())
+    }
+}
