@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, Gate};
+use common::{wait_until, Gate, OpenOnDrop};
 use humpyard::integration::{Command, Effect, EffectError, Integration, Observed, Reactor, RoutePolicy, Routes};
 use humpyard::resilience::{BreakerConfig, BreakerState};
 use humpyard::store::{
@@ -390,6 +390,8 @@ fn a_full_bulkhead_waits_without_holding_a_worker() {
     })
     .start()
     .unwrap();
+    // Dropped before the integration, on every path: a failure never leaves a worker held.
+    let _opener = OpenOnDrop(Arc::clone(&gate));
     append(&*store, "a", vec![event(json!([["slow", {}]]))]);
     gate.wait_entered(1);
     append(&*store, "b", vec![event(json!([["slow", {}]]))]);

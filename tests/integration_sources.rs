@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, Gate};
+use common::{wait_until, Gate, OpenOnDrop};
 use humpyard::integration::testkit::{FixtureError, FixtureHandler, ManualSource};
 use humpyard::integration::{
     Command, Effect, Integration, Observed, Reactor, RoutePolicy, Routes, SendError, Source, SourceContext,
@@ -260,6 +260,7 @@ fn inject_blocks_while_the_sources_queue_is_full() {
     .pipeline(engine)
     .start()
     .unwrap();
+    let _opener = OpenOnDrop(Arc::clone(&gate));
     let command = |i: u32| Command::new("slow", json!({ "i": i })).unwrap();
     injector.inject(command(0)).unwrap();
     gate.wait_entered(1);

@@ -10,6 +10,7 @@
 mod args;
 mod demo;
 mod durable_demo;
+mod integration;
 mod latency;
 mod memory;
 mod postgres;
@@ -57,6 +58,12 @@ entities         memory per live entity
 postgres         the store's batched appends against the raw multi-row insert ceiling of the
                  same server (DATABASE_URL, else a throwaway server)
     --events 200000   --batch 500   --threads 2   --streams 10000   --runs 3
+
+integration      the cost of exactly-once effects: the same stored events through the plain
+                 durable path and through an integration whose reactions emit one command
+                 each (idempotency key claimed and completed per effect), per store
+    --stores memory,postgres   --memory-events 200000   --pg-events 20000   --streams 10000
+    --runs 3
 
 Every subcommand takes --json FILE (machine + results) and --svg FILE (a chart).";
 
@@ -158,6 +165,19 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
             let rows = postgres::run(&options)?;
             let chart = svg::throughput_chart("PostgreSQL: batched appends", &rows);
             ("postgres", rows, chart)
+        }
+        "integration" => {
+            let options = integration::IntegrationOptions {
+                memory_events: flags.take("memory-events", 200_000u64)?.max(1),
+                pg_events: flags.take("pg-events", 20_000u64)?.max(1),
+                streams: flags.take("streams", 10_000u64)?.max(1),
+                runs: flags.take("runs", 3usize)?,
+                stores: flags.take_list("stores", &["memory".to_owned(), "postgres".to_owned()])?,
+            };
+            take_leftovers(flags)?;
+            let rows = integration::run(&options)?;
+            let chart = svg::throughput_chart("exactly-once effects", &rows);
+            ("integration", rows, chart)
         }
         other => return Err(format!("unknown subcommand {other:?}")),
     };

@@ -230,6 +230,16 @@ impl Gate {
     }
 }
 
+/// Opens its gate when dropped: declared after what a gated handler runs in, it opens the gate
+/// on every path out of a test (a failed assertion too), so a shutdown is never held by it.
+pub struct OpenOnDrop(pub Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// Waits until `cond` holds, failing after 30 s.
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
