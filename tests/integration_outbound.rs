@@ -498,3 +498,48 @@ fn a_panicking_observer_is_counted_and_changes_nothing() {
     );
     integration.shutdown(WAIT);
 }
+
+// proves R-INT-2: an effect that ran but whose completion the store refused is completed later,
+// not run again, even once its claim's lease has passed (the completion is kept and stored
+// first on the retry)
+#[test]
+fn a_completion_the_store_refused_is_stored_later_without_running_again() {
+    let probed = Arc::new(store::probed::ProbedStore::new());
+    probed.fail_completes.store(3, Ordering::SeqCst);
+    let store: Arc<dyn EventStore> = probed.clone();
+    let service = Arc::new(Service::default());
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "reactor",
+        Listed,
+        Routes::new()
+            .route_with(
+                "svc",
+                handler(&service),
+                RoutePolicy::default().with_claim_ttl(Duration::from_millis(1)),
+            )
+            .unwrap(),
+    )
+    .pipeline(|b| fast(b).max_attempts(2))
+    .start()
+    .unwrap();
+    let at = append(&*store, "order-1", vec![event(json!([["svc", {}]]))]);
+    assert!(integration.pipeline().wait_for(at, WAIT));
+    let stats = integration.stats();
+    assert_eq!(
+        service.total.load(Ordering::SeqCst),
+        1,
+        "the effect ran once: {stats:?}"
+    );
+    assert_eq!((stats.effects, stats.store_errors), (1, 3), "{stats:?}");
+    assert!(
+        integration.pipeline().parked(0, 10).unwrap().is_empty(),
+        "store errors are waits"
+    );
+    let key = humpyard::integration::effect_key(&sid("reactor"), at, 0);
+    assert!(matches!(
+        store.claim(&key, Duration::from_secs(1)).unwrap(),
+        humpyard::store::Claim::Completed(_)
+    ));
+    integration.shutdown(WAIT);
+}

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use humpyard::integration::{Command, Effect, Integration, Reactor, RoutePolicy, Routes};
 use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::store::{
-    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent,
-    SubscriptionConfig,
+    Claim, EventStore, ExpectedVersion, IdempotencyKey, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig,
+    RecordedEvent, SubscriptionConfig,
 };
 use humpyard::testing::ThrowawayPostgres;
-use humpyard::StreamId;
+use humpyard::{EngineConfig, StreamId};
 use serde_json::{json, Value};
 
 use crate::report::Row;
@@ -30,6 +30,8 @@ pub struct IntegrationOptions {
     pub streams: u64,
     pub runs: usize,
     pub stores: Vec<String>,
+    /// The integration's engine workers: its effects wait on the store (two statements each).
+    pub effect_workers: usize,
 }
 
 /// Runs the comparison on each store asked for.
@@ -53,7 +55,7 @@ pub fn run(o: &IntegrationOptions) -> Result<Vec<Row>, String> {
                 rows.extend(compare("postgres", o.pg_events, o, &|run| {
                     let mut config = PgStoreConfig::default();
                     config.schema = format!("perf_fx_{}_{run}", std::process::id());
-                    config.pool_size = 6;
+                    config.pool_size = o.effect_workers as u32 + 4;
                     let store = PgEventStore::connect(&url, config).map_err(|e| e.to_string())?;
                     Ok(Arc::new(store) as Arc<dyn EventStore>)
                 })?);
@@ -68,27 +70,31 @@ type OpenStore<'a> = &'a dyn Fn(usize) -> Result<Arc<dyn EventStore>, String>;
 
 fn compare(name: &str, events: u64, o: &IntegrationOptions, open: OpenStore<'_>) -> Result<Vec<Row>, String> {
     println!(
-        "{name}: {events} events over {} streams, {} runs",
+        "{name}: {events} events over {} streams, {} runs; the integration's engine has {} workers",
         o.streams,
-        o.runs.max(1)
+        o.runs.max(1),
+        o.effect_workers
     );
     let mut plain = Vec::new();
     let mut effects = Vec::new();
+    let mut ceiling = Vec::new();
     for run in 0..o.runs.max(1) {
         let store = open(run)?;
         let last = preload(&*store, events, o.streams)?;
         if run % 2 == 0 {
             plain.push(plain_path(&store, last)?);
-            effects.push(effect_path(&store, last)?);
+            effects.push(effect_path(&store, last, o.effect_workers)?);
         } else {
-            effects.push(effect_path(&store, last)?);
+            effects.push(effect_path(&store, last, o.effect_workers)?);
             plain.push(plain_path(&store, last)?);
         }
+        ceiling.push(claim_ceiling(&store, events, o.effect_workers.max(2), run)?);
     }
     let mut rows = Vec::new();
     for (system, samples) in [
         ("humpyard-durable-path", &mut plain),
         ("humpyard-integration", &mut effects),
+        ("store-claim-complete", &mut ceiling),
     ] {
         samples.sort_by(f64::total_cmp);
         let seconds = samples[samples.len() / 2];
@@ -104,6 +110,10 @@ fn compare(name: &str, events: u64, o: &IntegrationOptions, open: OpenStore<'_>)
     println!(
         "  integration / durable path: {:.0}% (one effect per event, its key claimed and completed)",
         100.0 * rows[1].events_per_sec / rows[0].events_per_sec
+    );
+    println!(
+        "  integration / the store's own claim + complete rate: {:.0}%",
+        100.0 * rows[1].events_per_sec / rows[2].events_per_sec
     );
     Ok(rows)
 }
@@ -183,7 +193,7 @@ impl Reactor for OneEach {
 }
 
 /// Seconds for an integration to take its watermark to `last`, every effect run once.
-fn effect_path(store: &Arc<dyn EventStore>, last: u64) -> Result<f64, String> {
+fn effect_path(store: &Arc<dyn EventStore>, last: u64, workers: usize) -> Result<f64, String> {
     let ran = Arc::new(AtomicU64::new(0));
     let r = Arc::clone(&ran);
     let routes = Routes::new()
@@ -198,9 +208,10 @@ fn effect_path(store: &Arc<dyn EventStore>, last: u64) -> Result<f64, String> {
         .map_err(|e| e.to_string())?;
     let began = Instant::now();
     let integration = Integration::builder(Arc::clone(store), "effects", OneEach, routes)
-        .pipeline(|p| {
+        .pipeline(move |p| {
             p.checkpoint_interval(Duration::from_millis(20))
                 .subscription(subscription())
+                .engine(EngineConfig::default().workers(workers))
         })
         .start()
         .map_err(|e| e.to_string())?;
@@ -215,4 +226,31 @@ fn effect_path(store: &Arc<dyn EventStore>, last: u64) -> Result<f64, String> {
         ));
     }
     Ok(seconds)
+}
+
+/// Seconds for `threads` threads to claim and complete `events` fresh keys straight on the
+/// store: the ceiling of the two store calls each effect makes.
+fn claim_ceiling(store: &Arc<dyn EventStore>, events: u64, threads: usize, run: usize) -> Result<f64, String> {
+    let began = Instant::now();
+    let per = events / threads as u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || -> Result<(), String> {
+                for i in 0..per {
+                    let key = IdempotencyKey::new(format!("ceiling:{run}:{t}:{i}")).map_err(|e| e.to_string())?;
+                    match store.claim(&key, Duration::from_secs(60)).map_err(|e| e.to_string())? {
+                        Claim::Claimed(token) => store.complete(&token, Value::Null).map_err(|e| e.to_string())?,
+                        other => return Err(format!("a fresh key answered {other:?}")),
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().map_err(|_| "a claimer panicked".to_owned())??;
+    }
+    // Scaled to `events`, as the other rows are.
+    Ok(began.elapsed().as_secs_f64() * events as f64 / (per * threads as u64) as f64)
 }

@@ -63,7 +63,8 @@ integration      the cost of exactly-once effects: the same stored events throug
                  durable path and through an integration whose reactions emit one command
                  each (idempotency key claimed and completed per effect), per store
     --stores memory,postgres   --memory-events 200000   --pg-events 20000   --streams 10000
-    --runs 3
+    --runs 3   --effect-workers <cores> (effects that wait on a store or a service scale with
+    more workers than cores)
 
 Every subcommand takes --json FILE (machine + results) and --svg FILE (a chart).";
 
@@ -173,6 +174,7 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
                 streams: flags.take("streams", 10_000u64)?.max(1),
                 runs: flags.take("runs", 3usize)?,
                 stores: flags.take_list("stores", &["memory".to_owned(), "postgres".to_owned()])?,
+                effect_workers: flags.take("effect-workers", cores())?.max(1),
             };
             take_leftovers(flags)?;
             let rows = integration::run(&options)?;

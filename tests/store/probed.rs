@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use humpyard::store::{
-    AppendWatch, Appended, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkedEvent, RecordedEvent, StoreError,
+    AppendWatch, Appended, Claim, ClaimToken, EventStore, ExpectedVersion, IdempotencyKey, InMemoryStore, NewEvent,
+    ParkedEvent, RecordedEvent, StoreError,
 };
 use humpyard::StreamId;
 
@@ -18,6 +19,8 @@ pub struct ProbedStore {
     pub hold: AtomicBool,
     pub held: AtomicU64,
     pub drains: Arc<AtomicU64>,
+    /// How many `complete` calls still fail (a store that went away after the effect ran).
+    pub fail_completes: AtomicU64,
 }
 
 impl ProbedStore {
@@ -28,6 +31,7 @@ impl ProbedStore {
             hold: AtomicBool::new(false),
             held: AtomicU64::new(0),
             drains: Arc::new(AtomicU64::new(0)),
+            fail_completes: AtomicU64::new(0),
         }
     }
 }
@@ -105,6 +109,24 @@ impl EventStore for ProbedStore {
 
     fn unpark(&self, subscriber: &str, position: u64) -> Result<bool, StoreError> {
         self.inner.unpark(subscriber, position)
+    }
+
+    fn claim(&self, key: &IdempotencyKey, ttl: Duration) -> Result<Claim, StoreError> {
+        self.inner.claim(key, ttl)
+    }
+
+    fn complete(&self, token: &ClaimToken, outcome: serde_json::Value) -> Result<(), StoreError> {
+        let failing = self
+            .fail_completes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Unsupported("fault injection: complete"));
+        }
+        self.inner.complete(token, outcome)
+    }
+
+    fn fail(&self, token: &ClaimToken) -> Result<(), StoreError> {
+        self.inner.fail(token)
     }
 
     fn watch(&self) -> Box<dyn AppendWatch> {
