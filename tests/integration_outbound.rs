@@ -543,3 +543,75 @@ fn a_completion_the_store_refused_is_stored_later_without_running_again() {
     ));
     integration.shutdown(WAIT);
 }
+
+/// Panics in its reaction to a `boom` event once, and sleeps in its reaction to a `slow` one.
+struct Moody {
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl Reactor for Moody {
+    type State = ();
+
+    fn init(&self, _stream: &StreamId) {}
+
+    fn apply(&self, _state: &mut (), _event: &RecordedEvent) {}
+
+    fn react(&self, _state: &(), event: &RecordedEvent) -> Vec<Command> {
+        match event.event_type.as_str() {
+            "boom" if !self.panicked.swap(true, Ordering::SeqCst) => panic!("planned panic in a reaction"),
+            "slow" => std::thread::sleep(Duration::from_millis(150)),
+            _ => {}
+        }
+        Vec::new()
+    }
+}
+
+// proves R-OBS-1 and R-FT-3 (outbound): a reaction's panic (a failed attempt, retried) and a
+// slow reaction reach the integration's one observer
+#[test]
+fn the_engines_panics_and_slow_reactions_reach_the_observer() {
+    common::quiet_planned_panics();
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&heard);
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "reactor",
+        Moody {
+            panicked: std::sync::atomic::AtomicBool::new(false),
+        },
+        Routes::new(),
+    )
+    .observer(move |o: &Observed<'_>| match o {
+        Observed::EffectFailed { error } => h.lock().unwrap().push(format!("failed: {error}")),
+        Observed::SlowHandler { .. } => h.lock().unwrap().push("slow".to_owned()),
+        _ => {}
+    })
+    .pipeline(|b| {
+        b.engine(
+            EngineConfig::default()
+                .workers(2)
+                .retry_backoff(Duration::from_millis(1))
+                .slow_handler_threshold(Duration::from_millis(20)),
+        )
+        .max_attempts(3)
+    })
+    .start()
+    .unwrap();
+    store
+        .append(&sid("a"), ExpectedVersion::Any, vec![NewEvent::new("boom", json!({}))])
+        .unwrap();
+    let at = store
+        .append(&sid("b"), ExpectedVersion::Any, vec![NewEvent::new("slow", json!({}))])
+        .unwrap()
+        .last_position;
+    assert!(integration.pipeline().wait_for(at, WAIT));
+    wait_until("both heard", || heard.lock().unwrap().len() >= 2);
+    let heard = heard.lock().unwrap().clone();
+    assert!(
+        heard.iter().any(|h| h.contains("planned panic in a reaction")),
+        "{heard:?}"
+    );
+    assert!(heard.iter().any(|h| h == "slow"), "{heard:?}");
+    integration.shutdown(WAIT);
+}

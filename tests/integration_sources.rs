@@ -341,7 +341,7 @@ fn inbound_commands_that_cannot_happen_come_back_typed() {
                     Ok(()) => "sent".to_owned(),
                     Err(SendError::Unrouted(back)) => format!("unrouted {}", (back == command)),
                     Err(SendError::Failed { command: back, error }) => {
-                        format!("failed {} {}", back == command, error.route())
+                        format!("failed {} {}", back == command, error.route().unwrap())
                     }
                     Err(e) => format!("other {e}"),
                 };

@@ -70,6 +70,7 @@ pub use builder::EngineBuilder;
 pub use config::ConfigError;
 pub(crate) use containment::panic_message;
 pub use dead_letter::{DeadLetter, Failure};
+pub(crate) use hooks::{PanicHook, SlowHandlerHook};
 pub use hooks::{PanicReport, PanicSite, Removal, SlowHandler};
 pub use metrics::Metrics;
 pub use report::ShutdownReport;

@@ -56,6 +56,13 @@ pub enum EffectError {
         /// The handler's error.
         source: BoxError,
     },
+    /// The reaction to the event panicked (no command was performed): a failed attempt.
+    ReactionPanicked {
+        /// The event's position.
+        position: u64,
+        /// The panic's message.
+        message: String,
+    },
     /// The command handler panicked: a failed attempt.
     Panicked {
         /// The route.
@@ -79,13 +86,16 @@ impl EffectError {
             | EffectError::BulkheadFull { .. }
             | EffectError::ClaimedElsewhere { .. }
             | EffectError::Store { .. } => ErrorKind::Wait,
-            EffectError::Failed { .. } | EffectError::Panicked { .. } => ErrorKind::Attempt,
+            EffectError::Failed { .. } | EffectError::Panicked { .. } | EffectError::ReactionPanicked { .. } => {
+                ErrorKind::Attempt
+            }
         }
     }
 
-    /// The route it concerns.
-    pub fn route(&self) -> &RouteName {
-        match self {
+    /// The route it concerns (none for a reaction that panicked).
+    pub fn route(&self) -> Option<&RouteName> {
+        Some(match self {
+            EffectError::ReactionPanicked { .. } => return None,
             EffectError::Unrouted { command } => command.route(),
             EffectError::BreakerOpen { route }
             | EffectError::BulkheadFull { route }
@@ -93,7 +103,7 @@ impl EffectError {
             | EffectError::Store { route, .. }
             | EffectError::Failed { route, .. }
             | EffectError::Panicked { route, .. } => route,
-        }
+        })
     }
 }
 
@@ -118,6 +128,12 @@ impl fmt::Display for EffectError {
             // The handler's error is user code: its Display is called where the error is
             // described (contained), not here.
             EffectError::Failed { route, key, source } => write!(f, "route {route}: the effect {key} failed: {source}"),
+            EffectError::ReactionPanicked { position, message } => {
+                write!(
+                    f,
+                    "the reaction to the event at position {position} panicked: {message}"
+                )
+            }
             EffectError::Panicked { route, key, message } => {
                 write!(f, "route {route}: the effect {key} panicked: {message}")
             }

@@ -17,6 +17,7 @@ use crate::pipeline::contain;
 use crate::resilience::BreakerState;
 use crate::store::{ParkedEvent, StoreError};
 use crate::sync::{AtomicU64, Ordering};
+use crate::{PanicReport, SlowHandler};
 
 /// Something an integration did, as its [`Observer`] hears of it.
 #[derive(Debug)]
@@ -34,7 +35,8 @@ pub enum Observed<'a> {
     /// An effect failed an attempt (it is retried after a backoff, or its event parked once
     /// the attempts are spent: see [`DeadLetter`](Self::DeadLetter)).
     EffectFailed {
-        /// The error ([`EffectError::Failed`] or [`EffectError::Panicked`]).
+        /// The error ([`EffectError::Failed`], [`EffectError::Panicked`] or
+        /// [`EffectError::ReactionPanicked`]).
         error: &'a EffectError,
     },
     /// An effect could not run now and waits, using no attempt (an open breaker, a full
@@ -81,6 +83,18 @@ pub enum Observed<'a> {
     StoreError {
         /// The error.
         error: &'a StoreError,
+    },
+    /// The pipeline's engine caught a panic outside the reaction (a hook, a `Drop`; a reaction
+    /// that panics is an [`EffectFailed`](Self::EffectFailed)).
+    Panic {
+        /// Where, and its message.
+        report: &'a PanicReport,
+    },
+    /// A reaction (with its effects) has run longer than the engine's slow-handler threshold;
+    /// only its shard waits on it.
+    SlowHandler {
+        /// Which worker and shard, and for how long.
+        report: &'a SlowHandler,
     },
 }
 

@@ -20,7 +20,7 @@ use super::command::Command;
 use super::effect_error::EffectError;
 use super::effect_key::effect_key;
 use super::routes::Router;
-use crate::pipeline::{ErrorKind, StreamHandler};
+use crate::pipeline::{contain, ErrorKind, StreamHandler};
 use crate::store::RecordedEvent;
 use crate::StreamId;
 
@@ -102,7 +102,10 @@ impl<R: Reactor> StreamHandler for Outbound<R> {
     }
 
     fn handle(&self, state: &R::State, event: &RecordedEvent) -> Result<(), EffectError> {
-        let commands = self.reactor.react(state, event);
+        let commands = match contain(|| self.reactor.react(state, event)) {
+            Ok(commands) => commands,
+            Err(message) => return Err(self.router.reaction_panicked(event.position, message)),
+        };
         if let Some(unrouted) = commands.iter().find(|c| !self.router.has_route(c.route())) {
             return Err(self.router.unrouted(unrouted, Some(event.position)));
         }

@@ -305,6 +305,15 @@ impl Router {
         }
     }
 
+    /// Counts and reports a reaction that panicked (a failed attempt).
+    pub(crate) fn reaction_panicked(&self, position: u64, message: String) -> EffectError {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        log::error!(position = position, message:? = message; "humpyard integration: a reaction panicked");
+        let error = EffectError::ReactionPanicked { position, message };
+        self.hooks.emit(&Observed::EffectFailed { error: &error });
+        error
+    }
+
     /// Performs `command`'s effect (see the module docs). `claim`: whether `key` is claimed
     /// (else the effect runs unguarded by the store, with `key` handed to the handler).
     /// `wait_for_place`: how long to wait for a bulkhead place (zero: not at all).

@@ -142,6 +142,21 @@ impl<R: Reactor> IntegrationBuilder<R> {
         if let Some(configure) = self.configure {
             builder = configure(builder);
         }
+        let (own_panic, own_slow) = builder.take_engine_hooks();
+        let panics = Arc::clone(&hooks);
+        builder = builder.on_panic(move |report| {
+            if let Some(own) = &own_panic {
+                own(report);
+            }
+            panics.emit(&Observed::Panic { report });
+        });
+        let slow = Arc::clone(&hooks);
+        builder = builder.on_slow_handler(move |report| {
+            if let Some(own) = &own_slow {
+                own(report);
+            }
+            slow.emit(&Observed::SlowHandler { report });
+        });
         let own = builder.take_on_parked();
         let dead_letters = Arc::clone(&hooks);
         builder = builder.on_parked(move |parked| {

@@ -46,7 +46,8 @@ pub struct IntegrationStats {
     /// Effects not run because their key was completed already (a retry, a replay, another
     /// process).
     pub skipped: u64,
-    /// Command handler calls that returned `Err` or panicked (failed attempts).
+    /// Command handler calls that returned `Err` or panicked, and reactions that panicked
+    /// (failed attempts).
     pub failures: u64,
     /// Effects that could not run now and waited without using an attempt (open breaker, full
     /// bulkhead, a claim held elsewhere, a store error).

@@ -11,11 +11,12 @@ use super::stats::Counters;
 use super::tracked::{Context, ParkHook, Tracked};
 use super::watermark::Watermark;
 use super::{Lifecycle, Pipeline, ReaderThread};
+use crate::engine::{PanicHook, SlowHandlerHook};
 use crate::store::{
     check_subscriber, EventFilter, EventStore, ParkedEvent, StoreError, Subscription, SubscriptionConfig,
 };
 use crate::sync::{AtomicBool, Mutex, Ordering};
-use crate::{ConfigError, Engine, EngineConfig};
+use crate::{ConfigError, Engine, EngineConfig, PanicReport, SlowHandler};
 
 /// The shortest checkpoint interval: shorter would have the reader poll the store in a loop.
 const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1);
@@ -42,6 +43,8 @@ pub struct PipelineBuilder<H: StreamHandler> {
     snapshot_every: u64,
     state_version: u32,
     on_parked: Option<ParkHook>,
+    on_panic: Option<PanicHook>,
+    on_slow_handler: Option<SlowHandlerHook>,
     drop_deadline: Duration,
 }
 
@@ -130,6 +133,8 @@ impl<H: StreamHandler> PipelineBuilder<H> {
             snapshot_every: 0,
             state_version: 0,
             on_parked: None,
+            on_panic: None,
+            on_slow_handler: None,
             drop_deadline: Duration::from_secs(5),
         }
     }
@@ -208,6 +213,28 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         self
     }
 
+    /// Called with each panic the pipeline's engine catches (as
+    /// [`EngineBuilder::on_panic`](crate::EngineBuilder::on_panic)). Default: none (logged and
+    /// counted either way).
+    pub fn on_panic(mut self, hook: impl Fn(&PanicReport) + Send + Sync + 'static) -> Self {
+        self.on_panic = Some(Box::new(hook));
+        self
+    }
+
+    /// Called once for each handler call that runs past the engine's slow-handler threshold (as
+    /// [`EngineBuilder::on_slow_handler`](crate::EngineBuilder::on_slow_handler)). Default: none
+    /// (logged either way).
+    pub fn on_slow_handler(mut self, hook: impl Fn(&SlowHandler) + Send + Sync + 'static) -> Self {
+        self.on_slow_handler = Some(Box::new(hook));
+        self
+    }
+
+    /// Takes the engine's panic and slow-handler hooks set so far (an integration calls them
+    /// beside its observer).
+    pub(crate) fn take_engine_hooks(&mut self) -> (Option<PanicHook>, Option<SlowHandlerHook>) {
+        (self.on_panic.take(), self.on_slow_handler.take())
+    }
+
     /// Takes the parked-event hook set so far (an integration calls it beside its observer).
     pub(crate) fn take_on_parked(&mut self) -> Option<ParkHook> {
         self.on_parked.take()
@@ -262,11 +289,14 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         // with no pause (a worker would loop on the store, and shutdown would wait for it).
         let mut engine_config = self.engine;
         engine_config.config.retry_backoff = engine_config.config.retry_backoff.max(MIN_RETRY_BACKOFF);
-        let engine = Engine::builder(tracked)
-            .config(engine_config)
-            .max_attempts(u32::MAX)
-            .start()
-            .map_err(PipelineError::Engine)?;
+        let mut engine = Engine::builder(tracked).config(engine_config).max_attempts(u32::MAX);
+        if let Some(hook) = self.on_panic {
+            engine = engine.on_panic(hook);
+        }
+        if let Some(hook) = self.on_slow_handler {
+            engine = engine.on_slow_handler(hook);
+        }
+        let engine = engine.start().map_err(PipelineError::Engine)?;
         let engine = Arc::new(engine);
         let watermark = Arc::new(Watermark::new(checkpoint));
         let stop = Arc::new(AtomicBool::new(false));
