@@ -615,3 +615,43 @@ fn the_engines_panics_and_slow_reactions_reach_the_observer() {
     assert!(heard.iter().any(|h| h == "slow"), "{heard:?}");
     integration.shutdown(WAIT);
 }
+
+// proves R-INT-2: a follow-up append the store refused uses no id, so the retry's stored
+// append derives the same ids as the first try's stored one and writes nothing twice
+#[test]
+fn a_refused_follow_up_append_uses_no_id() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "reactor",
+        Listed,
+        Routes::new()
+            .route("reserve", move |_: &Command, effect: &Effect<'_>| {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                let stock = StreamId::new("stock").unwrap();
+                if n == 0 {
+                    // A stale expected version: refused, nothing stored.
+                    let stale = effect.append(&stock, ExpectedVersion::Exact(99), vec![NewEvent::new("x", json!(0))]);
+                    assert!(stale.is_err());
+                }
+                effect
+                    .append(&stock, ExpectedVersion::Any, vec![NewEvent::new("reserved", json!(1))])
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("the reply was lost".to_owned());
+                }
+                Ok(json!("reserved"))
+            })
+            .unwrap(),
+    )
+    .pipeline(|b| fast(b).max_attempts(3))
+    .start()
+    .unwrap();
+    let at = append(&*store, "order-1", vec![event(json!([["reserve", {}]]))]);
+    assert!(integration.pipeline().wait_for(at, WAIT));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(store.read_stream(&sid("stock"), 0, 10).unwrap().len(), 1);
+    integration.shutdown(WAIT);
+}

@@ -116,15 +116,21 @@ impl Effect<'_> {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
+        // Ids are used up only by an append that was stored: a refused one (a stale expected
+        // version) leaves them for the next, so a retry derives the same ids for what it stores.
+        let first = self.appended.get();
+        let mut next = first;
         let events = events
             .into_iter()
             .map(|event| {
-                let index = self.appended.get();
-                self.appended.set(index.wrapping_add(1));
-                event.with_id(follow_up_id(self.key, index))
+                let id = follow_up_id(self.key, next);
+                next = next.wrapping_add(1);
+                event.with_id(id)
             })
             .collect();
-        self.store.append(stream, expected, events)
+        let appended = self.store.append(stream, expected, events)?;
+        self.appended.set(next);
+        Ok(appended)
     }
 }
 

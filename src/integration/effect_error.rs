@@ -40,7 +40,9 @@ pub enum EffectError {
         /// How long until that claim expires.
         expires_in: Duration,
     },
-    /// The store failed while claiming or completing the key: tried later, no attempt used.
+    /// The store failed while claiming or completing the key: tried later, no attempt used;
+    /// but a store without idempotency keys ([`StoreError::Unsupported`]) or one refusing the
+    /// input parks the event at once.
     Store {
         /// The route.
         route: RouteName,
@@ -82,6 +84,11 @@ impl EffectError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EffectError::Unrouted { .. } => ErrorKind::Park,
+            // A store without idempotency keys, or input it refuses: no wait mends it.
+            EffectError::Store {
+                source: StoreError::Unsupported("claim" | "complete" | "fail") | StoreError::InvalidInput(_),
+                ..
+            } => ErrorKind::Park,
             EffectError::BreakerOpen { .. }
             | EffectError::BulkheadFull { .. }
             | EffectError::ClaimedElsewhere { .. }

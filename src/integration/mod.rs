@@ -20,7 +20,10 @@
 //!
 //! An outbound effect is claimed under its [`effect_key`] before it runs and completed with its
 //! outcome after; a retry, a replay after a crash, a parked event's replay, or another process
-//! replaying the same position finds it completed and skips it (R-INT-2). A full bulkhead, an
+//! replaying the same position finds it completed and skips it (R-INT-2), for as long as the
+//! store retains completed keys (7 days by default: `PgStoreConfig::idempotency_retention`,
+//! `InMemoryStore::with_idempotency_retention`); replay parked events and rewind checkpoints
+//! within it. A full bulkhead, an
 //! open breaker or a claim held elsewhere is a wait on the engine's timer that uses no attempt;
 //! a failed effect uses an attempt, and the last one parks its event (a dead letter). A command
 //! with no route parks its event at once (R-INT-1).

@@ -296,13 +296,13 @@ impl<R: Reactor> Integration<R> {
 
 /// Asks every source to stop, then waits for each until `deadline` has passed.
 fn stop_sources(threads: &mut [SourceThread], deadline: Duration) {
-    let until = Instant::now() + deadline;
+    let until = Instant::now().checked_add(deadline);
     for thread in threads.iter() {
         thread.stop.stop();
     }
     for thread in threads.iter_mut() {
         let Some(handle) = thread.thread.take() else { continue };
-        let left = until.saturating_duration_since(Instant::now());
+        let left = until.map_or(Duration::MAX, |until| until.saturating_duration_since(Instant::now()));
         match thread.finished.recv_timeout(left) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = handle.join();

@@ -377,6 +377,12 @@ fn supervise(source: &mut dyn Source, ctx: &SourceContext, restart: &Backoff, lo
                 };
                 return;
             }
+            Ok(Err(error)) if ctx.stopping() => {
+                // Ended by the stop (a `SendError::Stopped` passed on): not a failure.
+                dispose(error);
+                ctx.shared.lock().state = SourceState::Stopped;
+                return;
+            }
             Ok(Err(error)) => error,
             Err(message) => SourceError::Panicked(message),
         };

@@ -73,8 +73,10 @@ pub enum ErrorKind {
     /// Not an attempt: the event could not be tried now (a dependency asks to be called later:
     /// a full bulkhead, an open circuit breaker, a claim held elsewhere). Tried again after the
     /// backoff, on a timer (the worker moves on meanwhile), as often as it takes; no attempt is
-    /// used. The stream's later events wait behind it. In a [replay](super::Pipeline::replay)
-    /// it ends the replay with the event still parked, its attempts unchanged.
+    /// used. Its shard waits with it (the stream's later events, and the other streams that
+    /// hash to the same shard, as for any retry); more shards narrow that. In a
+    /// [replay](super::Pipeline::replay) it ends the replay with the event still parked, its
+    /// record untouched (the report's `still_parked` says so).
     Wait,
     /// No retry can mend it (a command with no route): parked at once, whatever attempts are
     /// left.

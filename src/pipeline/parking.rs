@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::handler::StreamHandler;
-use super::tracked::{describe, Entity, Failure, Tracked, TrackedError};
+use super::tracked::{describe, dispose, Entity, Failure, Tracked, TrackedError};
 use crate::store::{ParkKind, ParkedEvent, StoreError};
 use crate::sync::{AtomicBool, Mutex, Ordering};
 use crate::StreamId;
@@ -279,15 +279,24 @@ fn run<H: StreamHandler>(
                     progress.handled = None;
                 }
                 Err(Failure::Store(e)) => return Err(e),
+                Err(Failure::Wait(e)) => {
+                    // Not an attempt and not a new failure: the event stays parked as it was
+                    // (its record untouched, nobody notified), and the replay ends; replay it
+                    // again once the dependency is back.
+                    dispose(e);
+                    ctx.counters.waits.fetch_add(1, Ordering::Relaxed);
+                    tracked.drop_state(entity, stream);
+                    progress.report.still_parked = count(tracked, stream)?;
+                    return Ok(progress.report.clone());
+                }
                 Err(failure) => {
                     // A wait is no attempt: the event stays parked with its attempts, and the
                     // replay ends (replay it again later).
                     let (kind, message, attempts) = match failure {
                         Failure::Handler(e) => (ParkKind::Handler, describe(e), parked.attempts.saturating_add(1)),
                         Failure::Refused(e) => (ParkKind::Refused, describe(e), parked.attempts.saturating_add(1)),
-                        Failure::Wait(e) => (parked.kind, format!("waiting: {}", describe(e)), parked.attempts),
                         Failure::Panic(kind, message) => (kind, message, parked.attempts.saturating_add(1)),
-                        Failure::Store(_) => unreachable!("returned above"),
+                        Failure::Store(_) | Failure::Wait(_) => unreachable!("returned above"),
                     };
                     tracked.drop_state(entity, stream);
                     let again = ctx.parked_event(&event, attempts, kind, message);
