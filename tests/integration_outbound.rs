@@ -222,10 +222,13 @@ fn completed_effects_are_never_repeated(store: Arc<dyn EventStore>) {
     for run in [&second, &third] {
         assert!(run.pipeline().wait_for(last, WAIT));
     }
-    for run in [&second, &third] {
-        let stats = run.stats();
-        assert_eq!((stats.effects, stats.skipped), (0, 40), "{stats:?}");
-    }
+    // The second run read from 0 and skipped all 40; the third started from 0 too, unless the
+    // second had saved a later checkpoint by then: it skips what it reads, and runs nothing.
+    let stats = second.stats();
+    assert_eq!((stats.effects, stats.skipped), (0, 40), "{stats:?}");
+    let stats = third.stats();
+    assert_eq!(stats.effects, 0, "{stats:?}");
+    assert!(stats.skipped <= 40, "{stats:?}");
     second.shutdown(WAIT);
     third.shutdown(WAIT);
     assert_eq!(
