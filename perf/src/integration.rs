@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use humpyard::integration::{Command, Effect, Integration, Reactor, RoutePolicy, Routes};
-use humpyard::pipeline::{Pipeline, StreamHandler};
+use humpyard::pipeline::Pipeline;
 use humpyard::store::{
     Claim, EventStore, ExpectedVersion, IdempotencyKey, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig,
     RecordedEvent, SubscriptionConfig,
 };
-use humpyard::testing::ThrowawayPostgres;
 use humpyard::{EngineConfig, StreamId};
 use serde_json::{json, Value};
 
+use crate::postgres::Count;
 use crate::report::Row;
 
 /// Options of `integration`.
@@ -43,15 +43,7 @@ pub fn run(o: &IntegrationOptions) -> Result<Vec<Row>, String> {
                 Ok(Arc::new(InMemoryStore::new()) as Arc<dyn EventStore>)
             })?),
             "postgres" => {
-                let (_server, url) = match std::env::var("DATABASE_URL") {
-                    Ok(url) => (None, url),
-                    Err(_) => {
-                        let server = ThrowawayPostgres::start().map_err(|e| format!("throwaway server: {e}"))?;
-                        let url = server.url();
-                        println!("throwaway PostgreSQL server on port {}", server.port());
-                        (Some(server), url)
-                    }
-                };
+                let (_server, url) = crate::postgres::server()?;
                 rows.extend(compare("postgres", o.pg_events, o, &|run| {
                     let mut config = PgStoreConfig::default();
                     config.schema = format!("perf_fx_{}_{run}", std::process::id());
@@ -144,23 +136,6 @@ fn subscription() -> SubscriptionConfig {
     let mut subscription = SubscriptionConfig::default();
     subscription.batch_size = 2000;
     subscription
-}
-
-/// Counts what the pipeline hands it.
-struct Count(AtomicU64);
-
-impl StreamHandler for Count {
-    type State = ();
-    type Error = String;
-
-    fn init(&self, _: &StreamId) {}
-
-    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
-
-    fn handle(&self, _: &(), _: &RecordedEvent) -> Result<(), String> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
 }
 
 /// Seconds for a plain pipeline to take its watermark to `last`.

@@ -36,17 +36,22 @@ pub struct PgOptions {
     pub runs: usize,
 }
 
-/// Runs the comparison on `DATABASE_URL` or a throwaway server.
-pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
-    let (_server, url) = match std::env::var("DATABASE_URL") {
-        Ok(url) => (None, url),
+/// `DATABASE_URL`, or a throwaway server (kept alive by the first element) and its URL.
+pub(crate) fn server() -> Result<(Option<ThrowawayPostgres>, String), String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) => Ok((None, url)),
         Err(_) => {
             let server = ThrowawayPostgres::start().map_err(|e| format!("throwaway server: {e}"))?;
             let url = server.url();
             println!("throwaway PostgreSQL server on port {}", server.port());
-            (Some(server), url)
+            Ok((Some(server), url))
         }
-    };
+    }
+}
+
+/// Runs the comparison on `DATABASE_URL` or a throwaway server.
+pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
+    let (_server, url) = server()?;
     let ids: Arc<Vec<StreamId>> = Arc::new(
         (0..o.streams)
             .map(|i| StreamId::new(&format!("s-{i}")).expect("valid id"))
@@ -178,7 +183,7 @@ fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) 
 }
 
 /// Counts what the pipeline hands it.
-struct Count(AtomicU64);
+pub(crate) struct Count(pub(crate) AtomicU64);
 
 impl StreamHandler for Count {
     type State = ();
@@ -188,8 +193,8 @@ impl StreamHandler for Count {
 
     fn apply(&self, _: &mut (), _: &RecordedEvent) {}
 
-    fn handle(&self, _: &(), event: &RecordedEvent) -> Result<(), String> {
-        self.0.fetch_add(event.version.min(1), Ordering::Relaxed);
+    fn handle(&self, _: &(), _: &RecordedEvent) -> Result<(), String> {
+        self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
