@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{wait_until, Gate, OpenOnDrop};
 use humpyard::integration::{Command, Effect, EffectError, Integration, Observed, Reactor, RoutePolicy, Routes};
-use humpyard::resilience::{BreakerConfig, BreakerState};
+use humpyard::resilience::{BreakerConfig, BreakerState, TransitionHook};
 use humpyard::store::{
     EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkKind, PgEventStore, PgStoreConfig, RecordedEvent,
 };
@@ -656,5 +656,258 @@ fn a_refused_follow_up_append_uses_no_id() {
     assert!(integration.pipeline().wait_for(at, WAIT));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(store.read_stream(&sid("stock"), 0, 10).unwrap().len(), 1);
+    integration.shutdown(WAIT);
+}
+
+/// An integration whose one route's effect runs once and whose completion the probed store
+/// refuses `refusals` times, with the pipeline's retry pushed far off (so only shutdown can
+/// store the completion). Returns the integration, the store, the service, and the effect's key.
+fn refused_completion(
+    refusals: u64,
+) -> (
+    Integration<Listed>,
+    Arc<store::probed::ProbedStore>,
+    Arc<Service>,
+    humpyard::store::IdempotencyKey,
+) {
+    let probed = Arc::new(store::probed::ProbedStore::new());
+    probed.fail_completes.store(refusals, Ordering::SeqCst);
+    let store: Arc<dyn EventStore> = probed.clone();
+    let service = Arc::new(Service::default());
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "reactor",
+        Listed,
+        Routes::new()
+            .route_with(
+                "svc",
+                handler(&service),
+                RoutePolicy::default().with_claim_ttl(Duration::from_millis(1)),
+            )
+            .unwrap(),
+    )
+    .pipeline(|b| {
+        b.engine(
+            EngineConfig::default()
+                .workers(2)
+                .retry_backoff(Duration::from_secs(60))
+                .retry_backoff_max(Duration::from_secs(60)),
+        )
+    })
+    .start()
+    .unwrap();
+    let at = append(&*store, "order-1", vec![event(json!([["svc", {}]]))]);
+    wait_until("the effect ran and its completion was refused", || {
+        integration.stats().store_errors >= 1
+    });
+    let key = humpyard::integration::effect_key(&sid("reactor"), at, 0);
+    (integration, probed, service, key)
+}
+
+// proves R-INT-2: an effect that ran but whose completion the store refused, still pending when
+// the integration shuts down (its retry far off), is completed by the shutdown: the key is
+// found done afterwards, not claimable again once its lease has passed
+#[test]
+fn a_completion_still_pending_at_shutdown_is_stored_by_the_shutdown() {
+    let (integration, probed, service, key) = refused_completion(1);
+    let report = integration.shutdown(Duration::from_secs(1));
+    assert_eq!(service.total.load(Ordering::SeqCst), 1);
+    assert!(report.unsaved_completions.is_empty(), "{report:?}");
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(
+        matches!(
+            probed.claim(&key, Duration::from_secs(1)).unwrap(),
+            humpyard::store::Claim::Completed(_)
+        ),
+        "the completion is stored: a replay skips the effect"
+    );
+}
+
+// proves R-INT-2 and R-OBS-1: a completion the store still refuses through the shutdown is
+// named in the report (its effect ran; a replay after its lease would run it again)
+#[test]
+fn a_completion_the_store_refuses_through_shutdown_is_reported_unsaved() {
+    let (integration, _probed, _service, key) = refused_completion(u64::MAX);
+    let report = integration.shutdown(Duration::from_millis(300));
+    assert_eq!(report.unsaved_completions, vec![key]);
+    assert_eq!(
+        integration
+            .shutdown(Duration::from_millis(300))
+            .unsaved_completions
+            .len(),
+        1,
+        "a later call tries again; the store still refuses"
+    );
+}
+
+/// Panics when dropped (user code the integration must contain).
+struct LoudDrop(&'static AtomicU32);
+
+impl Drop for LoudDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("planned panic in a user Drop");
+    }
+}
+
+// proves the containment of user code (R-FT-3): the command handlers', the observer's and the
+// breaker hook's Drop run contained when an integration is dropped, and when a start fails
+#[test]
+fn user_values_with_panicking_drops_are_dropped_contained() {
+    common::quiet_planned_panics();
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let build = |subscriber: &str| {
+        let handler_drop = LoudDrop(&DROPS);
+        let observer_drop = LoudDrop(&DROPS);
+        let hook_drop = LoudDrop(&DROPS);
+        let mut breaker = BreakerConfig::default();
+        breaker.on_transition = Some(TransitionHook::new(move |_| {
+            let _ = &hook_drop;
+        }));
+        Integration::builder(
+            Arc::new(InMemoryStore::new()),
+            subscriber,
+            Listed,
+            Routes::new()
+                .route_with(
+                    "svc",
+                    move |_: &Command, _: &Effect<'_>| {
+                        let _ = &handler_drop;
+                        Ok::<Value, String>(json!(null))
+                    },
+                    RoutePolicy::default().with_breaker(breaker),
+                )
+                .unwrap(),
+        )
+        .observer(move |_: &Observed<'_>| {
+            let _ = &observer_drop;
+        })
+    };
+    let integration = build("reactor").start().unwrap();
+    drop(integration);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 3, "each dropped once, contained");
+    let refused = build("").start();
+    assert!(refused.is_err());
+    assert_eq!(DROPS.load(Ordering::SeqCst), 6);
+}
+
+// proves R-OBS-1: the user's own hooks passed through beside the observer (a breaker's
+// on_transition, the pipeline's on_parked and on_slow_handler) run contained: each panics, is
+// counted, and the observer still hears of every event
+#[test]
+fn panicking_own_hooks_do_not_keep_the_observer_from_hearing() {
+    common::quiet_planned_panics();
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let service = Service::failing_first(u32::MAX);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&heard);
+    let mut breaker = BreakerConfig::default();
+    breaker.failure_threshold = 1;
+    breaker.on_transition = Some(TransitionHook::new(|_| panic!("planned panic in a breaker hook")));
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "reactor",
+        Listed,
+        Routes::new()
+            .route_with("svc", handler(&service), RoutePolicy::default().with_breaker(breaker))
+            .unwrap()
+            .route("slow", |_: &Command, _: &Effect<'_>| {
+                std::thread::sleep(Duration::from_millis(150));
+                Ok::<Value, String>(json!(null))
+            })
+            .unwrap(),
+    )
+    .observer(move |o: &Observed<'_>| {
+        let what = match o {
+            Observed::BreakerTransition { .. } => "transition",
+            Observed::DeadLetter { .. } => "dead letter",
+            Observed::SlowHandler { .. } => "slow",
+            _ => return,
+        };
+        h.lock().unwrap().push(what);
+    })
+    .pipeline(|b| {
+        b.engine(
+            EngineConfig::default()
+                .workers(2)
+                .retry_backoff(Duration::from_millis(1))
+                .slow_handler_threshold(Duration::from_millis(20)),
+        )
+        .max_attempts(1)
+        .on_parked(|_| panic!("planned panic in an on_parked hook"))
+        .on_slow_handler(|_| panic!("planned panic in an on_slow_handler hook"))
+    })
+    .start()
+    .unwrap();
+    append(&*store, "a", vec![event(json!([["svc", {}]]))]);
+    let last = append(&*store, "b", vec![event(json!([["slow", {}]]))]);
+    assert!(integration.pipeline().wait_for(last, WAIT));
+    wait_until("the observer heard all three", || {
+        let heard = heard.lock().unwrap();
+        ["transition", "dead letter", "slow"].iter().all(|w| heard.contains(w))
+    });
+    assert!(integration.stats().hook_panics >= 3, "{:?}", integration.stats());
+    integration.shutdown(WAIT);
+}
+
+/// Panics in `init` for the stream `bad`.
+struct BadInit;
+
+impl Reactor for BadInit {
+    type State = ();
+
+    fn init(&self, stream: &StreamId) {
+        assert!(stream.as_str() != "bad", "planned panic in a reactor's init");
+    }
+
+    fn apply(&self, _state: &mut (), _event: &RecordedEvent) {}
+
+    fn react(&self, _state: &(), _event: &RecordedEvent) -> Vec<Command> {
+        Vec::new()
+    }
+}
+
+// proves R-OBS-1 and R-FT-3: a reactor method's panic outside `react` (here `init`) reaches
+// the observer, named, and the pipeline handles it as before: the event is parked
+#[test]
+fn a_reactor_methods_panic_reaches_the_observer() {
+    common::quiet_planned_panics();
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&heard);
+    let integration = Integration::builder(Arc::clone(&store), "reactor", BadInit, Routes::new())
+        .observer(move |o: &Observed<'_>| {
+            if let Observed::ReactorPanicked {
+                method,
+                stream,
+                message,
+            } = o
+            {
+                h.lock().unwrap().push(format!("{method:?} {stream:?} {message}"));
+            }
+        })
+        .pipeline(|b| {
+            b.engine(
+                EngineConfig::default()
+                    .workers(2)
+                    .retry_backoff(Duration::from_millis(1)),
+            )
+            .max_attempts(2)
+        })
+        .start()
+        .unwrap();
+    let at = store
+        .append(&sid("bad"), ExpectedVersion::Any, vec![NewEvent::new("x", json!({}))])
+        .unwrap()
+        .last_position;
+    assert!(integration.pipeline().wait_for(at, WAIT));
+    let parked = integration.pipeline().parked(0, 10).unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let heard = heard.lock().unwrap().clone();
+    assert!(!heard.is_empty(), "the observer heard of the panic");
+    assert!(
+        heard[0].starts_with("Init Some(") && heard[0].contains("planned panic in a reactor's init"),
+        "{heard:?}"
+    );
     integration.shutdown(WAIT);
 }

@@ -6,6 +6,7 @@
 //! R-API-2).
 
 mod common;
+mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -466,5 +467,165 @@ fn fixtures_are_keyed_by_hash_and_never_leave_their_directory() {
         (handler.count(&a), handler.count(&sneaky), handler.received().len()),
         (1, 1, 3)
     );
+    integration.shutdown(WAIT);
+}
+
+// proves R-INT-3 and the test kit: nothing injected is lost: a command `send` handed back
+// (unrouted), the one cut short by shutdown, and those still queued when the source stopped
+// all come back through `take_unsent`, and `inject` refuses once the source is gone
+#[test]
+fn a_manual_source_hands_back_every_command_it_did_not_get_performed() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let (source, injector) = ManualSource::new(8);
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "notifier",
+        Notify,
+        Routes::new()
+            .route("down", |_: &Command, _: &Effect<'_>| {
+                Err::<Value, String>("down".to_owned())
+            })
+            .unwrap(),
+    )
+    .source("feed", source)
+    // The failing command waits out a long backoff between attempts: it is in flight at
+    // shutdown.
+    .source_retries(100, Backoff::new(Duration::from_secs(30), Duration::from_secs(30)))
+    .pipeline(engine)
+    .start()
+    .unwrap();
+    injector.inject(Command::new("nowhere", json!(0)).unwrap()).unwrap();
+    injector.inject(Command::new("down", json!(1)).unwrap()).unwrap();
+    wait_until("the failing command is in flight", || integration.stats().failures == 1);
+    injector.inject(Command::new("down", json!(2)).unwrap()).unwrap();
+    injector.inject(Command::new("down", json!(3)).unwrap()).unwrap();
+    integration.shutdown(WAIT);
+    let unsent = injector.take_unsent();
+    let described: Vec<(String, Value)> = unsent
+        .iter()
+        .map(|(_, e)| {
+            let why = match e {
+                SendError::Unrouted(_) => "unrouted",
+                SendError::Stopped(_) => "stopped",
+                _ => "other",
+            };
+            (why.to_owned(), e_command(e).payload().clone())
+        })
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            ("unrouted".to_owned(), json!(0)),
+            ("stopped".to_owned(), json!(1)),
+            ("stopped".to_owned(), json!(2)),
+            ("stopped".to_owned(), json!(3)),
+        ]
+    );
+    assert!(injector.inject(Command::new("down", json!(4)).unwrap()).is_err());
+}
+
+fn e_command(error: &SendError) -> &Command {
+    match error {
+        SendError::Unrouted(c) | SendError::Stopped(c) | SendError::Failed { command: c, .. } => c,
+        _ => unreachable!("no other kinds"),
+    }
+}
+
+// proves R-INT-2 and R-INT-3: a keyed inbound effect that ran but whose completion the store
+// refused is not reported as cut short by shutdown: `send` returns `Ok` (the effect
+// happened), and the shutdown stores the completion
+#[test]
+fn an_inbound_effect_that_ran_is_not_handed_back_at_shutdown() {
+    let probed = Arc::new(store::probed::ProbedStore::new());
+    probed.fail_completes.store(u64::MAX, Ordering::SeqCst);
+    let store: Arc<dyn EventStore> = probed.clone();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let (source, injector) = ManualSource::new(2);
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "notifier",
+        Notify,
+        Routes::new()
+            .route("mail", move |_: &Command, _: &Effect<'_>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok::<Value, String>(json!("sent"))
+            })
+            .unwrap(),
+    )
+    .source("feed", source)
+    // After the refusal, `send` waits a long backoff before it tries the completion again:
+    // the shutdown comes first.
+    .source_retries(3, Backoff::new(Duration::from_secs(30), Duration::from_secs(30)))
+    .pipeline(engine)
+    .start()
+    .unwrap();
+    let key = humpyard::store::IdempotencyKey::new("feed:message-1").unwrap();
+    injector
+        .inject_keyed(key.clone(), Command::new("mail", json!({})).unwrap())
+        .unwrap();
+    wait_until("the completion was refused", || integration.stats().store_errors >= 1);
+    // The store comes back just as the integration shuts down.
+    probed.fail_completes.store(0, Ordering::SeqCst);
+    let report = integration.shutdown(WAIT);
+    assert!(
+        injector.take_unsent().is_empty(),
+        "the effect happened: not handed back"
+    );
+    assert_eq!(report.sources[0].sent, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(report.unsaved_completions.is_empty(), "{report:?}");
+    assert!(matches!(
+        store.claim(&key, Duration::from_secs(1)).unwrap(),
+        humpyard::store::Claim::Completed(_)
+    ));
+}
+
+// proves R-API-2: a source's name that cannot name its thread (empty, or holding a NUL) is a
+// typed error at start, not a panic
+#[test]
+fn a_source_name_that_cannot_name_a_thread_is_refused() {
+    for name in ["", "feed\0"] {
+        let (source, _injector) = ManualSource::new(1);
+        let started = Integration::builder(Arc::new(InMemoryStore::new()), "notifier", Notify, Routes::new())
+            .source(name, source)
+            .start();
+        assert!(
+            matches!(started, Err(humpyard::integration::IntegrationError::InvalidSourceName(ref n)) if n == name),
+            "{name:?}"
+        );
+    }
+}
+
+// proves R-API-1: an unkeyed inbound command's handler is told which attempt it is
+#[test]
+fn an_unkeyed_inbound_retry_is_told_its_attempt() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let a = Arc::clone(&attempts);
+    let (source, injector) = ManualSource::new(2);
+    let integration = Integration::builder(
+        Arc::clone(&store),
+        "notifier",
+        Notify,
+        Routes::new()
+            .route("flaky", move |_: &Command, effect: &Effect<'_>| {
+                let mut attempts = a.lock().unwrap();
+                attempts.push(effect.attempt());
+                if attempts.len() < 3 {
+                    return Err("not yet".to_owned());
+                }
+                Ok::<Value, String>(json!(null))
+            })
+            .unwrap(),
+    )
+    .source("feed", source)
+    .source_retries(5, Backoff::new(Duration::from_millis(1), Duration::from_millis(5)))
+    .pipeline(engine)
+    .start()
+    .unwrap();
+    injector.inject(Command::new("flaky", json!({})).unwrap()).unwrap();
+    wait_until("the command went through", || integration.stats().inbound == 1);
+    assert_eq!(*attempts.lock().unwrap(), vec![1, 2, 3]);
     integration.shutdown(WAIT);
 }

@@ -114,6 +114,11 @@ pub(crate) fn on_engine_thread(engine: usize) -> bool {
     ENGINE_OF_THIS_THREAD.with(|cell| cell.get() == engine)
 }
 
+/// Whether the calling thread is any engine's own (where a shutdown must not wait).
+pub(crate) fn on_some_engine_thread() -> bool {
+    ENGINE_OF_THIS_THREAD.with(|cell| cell.get() != 0)
+}
+
 /// Marks the calling thread as one of an engine's own until dropped, then restores the mark it
 /// had (it may be a worker of another engine).
 #[derive(Debug)]

@@ -72,6 +72,7 @@ pub(crate) use containment::panic_message;
 pub use dead_letter::{DeadLetter, Failure};
 pub(crate) use hooks::{PanicHook, SlowHandlerHook};
 pub use hooks::{PanicReport, PanicSite, Removal, SlowHandler};
+pub(crate) use lifecycle::on_some_engine_thread;
 pub use metrics::Metrics;
 pub use report::ShutdownReport;
 pub use settings::EngineConfig;

@@ -45,7 +45,7 @@ pub use command::{Command, CommandProblem, DecodeCommandError, EncodeCommandErro
 pub use command_handler::{BoxError, CommandHandler, Effect};
 pub use effect_error::EffectError;
 pub use effect_key::effect_key;
-pub use observer::{Observed, Observer};
+pub use observer::{Observed, Observer, ReactorMethod};
 pub use outbound::{Outbound, Reactor};
 pub use routes::{RouteError, RoutePolicy, RouteStats, Routes};
 pub use runtime::{Integration, IntegrationBuilder, IntegrationError, IntegrationReport};

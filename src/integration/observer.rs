@@ -1,6 +1,6 @@
 //! [`Observer`]: one hook for what an integration does that an operator wants to hear of
 //! ([`Observed`]): breaker transitions, effect failures and waits, unrouted commands, dead
-//! letters (parked events), source restarts, store errors.
+//! letters (parked events), source restarts, store errors, the reactor's panics.
 //!
 //! Every call is contained: a panicking observer is logged and counted
 //! ([`IntegrationStats::observer_panics`](super::IntegrationStats::observer_panics)) and called
@@ -13,11 +13,11 @@ use std::time::Duration;
 use super::command::{Command, RouteName};
 use super::effect_error::EffectError;
 use super::source::SourceError;
-use crate::pipeline::contain;
+use crate::pipeline::{contain, Disposing};
 use crate::resilience::BreakerState;
 use crate::store::{ParkedEvent, StoreError};
 use crate::sync::{AtomicU64, Ordering};
-use crate::{PanicReport, SlowHandler};
+use crate::{PanicReport, SlowHandler, StreamId};
 
 /// Something an integration did, as its [`Observer`] hears of it.
 #[derive(Debug)]
@@ -90,6 +90,22 @@ pub enum Observed<'a> {
         /// Where, and its message.
         report: &'a PanicReport,
     },
+    /// A [`Reactor`](super::Reactor) method other than `react` panicked (a panicking `react`
+    /// is an [`EffectFailed`](Self::EffectFailed)). The pipeline handles it as any stream
+    /// handler's panic: one while the state is rebuilt (`init`, `apply`) parks the event
+    /// ([`DeadLetter`](Self::DeadLetter) follows); one in `apply` after a handled event drops
+    /// the state, rebuilt for the next event; one in `decode_state` is a snapshot that does
+    /// not decode (the state is rebuilt without it); one in `encode_state` skips the snapshot;
+    /// one in `cleanup` is counted (and, when the engine reaps the stream, reported as a
+    /// [`Panic`](Self::Panic) too).
+    ReactorPanicked {
+        /// Which method.
+        method: ReactorMethod,
+        /// The stream it ran for (`None` for `encode_state`, which is not told).
+        stream: Option<&'a StreamId>,
+        /// The panic's message.
+        message: &'a str,
+    },
     /// A reaction (with its effects) has run longer than the engine's slow-handler threshold;
     /// only its shard waits on it.
     SlowHandler {
@@ -98,8 +114,25 @@ pub enum Observed<'a> {
     },
 }
 
+/// A [`Reactor`](super::Reactor) method, as [`Observed::ReactorPanicked`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReactorMethod {
+    /// [`Reactor::init`](super::Reactor::init).
+    Init,
+    /// [`Reactor::apply`](super::Reactor::apply).
+    Apply,
+    /// [`Reactor::encode_state`](super::Reactor::encode_state).
+    EncodeState,
+    /// [`Reactor::decode_state`](super::Reactor::decode_state).
+    DecodeState,
+    /// [`Reactor::cleanup`](super::Reactor::cleanup).
+    Cleanup,
+}
+
 /// The hook an integration calls with each [`Observed`] event, on the thread where it happened
-/// (a worker, a source's thread). Keep it short; it must not block.
+/// (a worker, a source's thread, or the thread that shuts the integration down, for the store
+/// errors of its last completions). Keep it short; it must not block.
 ///
 /// Closures `Fn(&Observed<'_>)` are observers.
 pub trait Observer: Send + Sync + 'static {
@@ -115,15 +148,20 @@ impl<F: Fn(&Observed<'_>) + Send + Sync + 'static> Observer for F {
 
 /// The observer, if any, and the count of its panics.
 pub(crate) struct Hooks {
-    observer: Option<Box<dyn Observer>>,
+    observer: Option<Disposing<Box<dyn Observer>>>,
+    /// Observer calls that panicked.
     pub(crate) panics: AtomicU64,
+    /// The user's own hooks passed through beside the observer (a breaker's `on_transition`,
+    /// the pipeline's `on_panic`, `on_slow_handler`, `on_parked`) that panicked.
+    pub(crate) hook_panics: AtomicU64,
 }
 
 impl Hooks {
     pub(crate) fn new(observer: Option<Box<dyn Observer>>) -> Hooks {
         Hooks {
-            observer,
+            observer: observer.map(Disposing::new),
             panics: AtomicU64::new(0),
+            hook_panics: AtomicU64::new(0),
         }
     }
 
@@ -135,6 +173,12 @@ impl Hooks {
             log::error!(message:? = message; "humpyard integration: the observer panicked; it is called again for the next event");
         }
     }
+
+    /// Counts and logs a panic of the user's own hook at `site` (caught by the caller).
+    pub(crate) fn hook_panicked(&self, site: &str) {
+        self.hook_panics.fetch_add(1, Ordering::Relaxed);
+        log::error!(site = site; "humpyard integration: a user hook panicked; the observer still hears of the event");
+    }
 }
 
 impl fmt::Debug for Hooks {
@@ -142,6 +186,7 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("observer", &self.observer.is_some())
             .field("panics", &self.panics.load(Ordering::Relaxed))
+            .field("hook_panics", &self.hook_panics.load(Ordering::Relaxed))
             .finish()
     }
 }

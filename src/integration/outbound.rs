@@ -19,8 +19,9 @@ use std::time::Duration;
 use super::command::Command;
 use super::effect_error::EffectError;
 use super::effect_key::effect_key;
+use super::observer::ReactorMethod;
 use super::routes::Router;
-use crate::pipeline::{contain, ErrorKind, StreamHandler};
+use crate::pipeline::{contain, Disposing, ErrorKind, StreamHandler};
 use crate::store::RecordedEvent;
 use crate::StreamId;
 
@@ -61,7 +62,9 @@ pub trait Reactor: Send + Sync + 'static {
 /// commands performed through the routes. Its errors are [`EffectError`]s, classified by
 /// [`EffectError::kind`].
 pub struct Outbound<R> {
-    reactor: R,
+    // User code: dropped contained wherever the pipeline's handler is dropped (a worker, or
+    // the caller of a start that failed).
+    reactor: Disposing<R>,
     router: Arc<Router>,
     subscriber: StreamId,
 }
@@ -69,7 +72,7 @@ pub struct Outbound<R> {
 impl<R> Outbound<R> {
     pub(crate) fn new(reactor: R, router: Arc<Router>, subscriber: StreamId) -> Outbound<R> {
         Outbound {
-            reactor,
+            reactor: Disposing::new(reactor),
             router,
             subscriber,
         }
@@ -78,6 +81,22 @@ impl<R> Outbound<R> {
     /// The reactor.
     pub fn reactor(&self) -> &R {
         &self.reactor
+    }
+}
+
+impl<R: Reactor> Outbound<R> {
+    /// Runs the reactor's `method`; a panic is reported to the observer, then passed on to
+    /// the pipeline, which handles it as any stream handler's (a panic while the state is
+    /// rebuilt parks the event; one in `apply` after a handled event rebuilds the state).
+    fn watched<T>(&self, method: ReactorMethod, stream: Option<&StreamId>, f: impl FnOnce() -> T) -> T {
+        match contain(f) {
+            Ok(value) => value,
+            Err(message) => {
+                self.router.reactor_method_panicked(method, stream, &message);
+                // No panic hook runs again: the pipeline catches this as the same panic.
+                std::panic::resume_unwind(Box::new(message))
+            }
+        }
     }
 }
 
@@ -94,11 +113,13 @@ impl<R: Reactor> StreamHandler for Outbound<R> {
     type Error = EffectError;
 
     fn init(&self, stream: &StreamId) -> R::State {
-        self.reactor.init(stream)
+        self.watched(ReactorMethod::Init, Some(stream), || self.reactor.init(stream))
     }
 
     fn apply(&self, state: &mut R::State, event: &RecordedEvent) {
-        self.reactor.apply(state, event);
+        self.watched(ReactorMethod::Apply, Some(&event.stream), || {
+            self.reactor.apply(state, event)
+        });
     }
 
     fn handle(&self, state: &R::State, event: &RecordedEvent) -> Result<(), EffectError> {
@@ -113,7 +134,7 @@ impl<R: Reactor> StreamHandler for Outbound<R> {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let key = effect_key(&self.subscriber, event.position, index);
             self.router
-                .perform(command, &key, true, Some(event.position), Duration::ZERO)?;
+                .perform(command, &key, true, Some(event.position), Duration::ZERO, 1)?;
         }
         Ok(())
     }
@@ -123,14 +144,18 @@ impl<R: Reactor> StreamHandler for Outbound<R> {
     }
 
     fn encode_state(&self, state: &R::State) -> Option<serde_json::Value> {
-        self.reactor.encode_state(state)
+        self.watched(ReactorMethod::EncodeState, None, || self.reactor.encode_state(state))
     }
 
     fn decode_state(&self, stream: &StreamId, data: &serde_json::Value) -> Option<R::State> {
-        self.reactor.decode_state(stream, data)
+        self.watched(ReactorMethod::DecodeState, Some(stream), || {
+            self.reactor.decode_state(stream, data)
+        })
     }
 
     fn cleanup(&self, stream: &StreamId, state: R::State) {
-        self.reactor.cleanup(stream, state);
+        self.watched(ReactorMethod::Cleanup, Some(stream), || {
+            self.reactor.cleanup(stream, state)
+        });
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! 1. The route is looked up: none is [`EffectError::Unrouted`] (counted, reported).
 //! 2. A completion an earlier try could not store (the store failed after the effect ran) is
-//!    stored first; the effect is done.
+//!    stored first; the effect is done. Shutdown stores those still pending once no effect
+//!    runs (`Router::flush_pending`).
 //! 3. An open breaker ([`CircuitBreaker::rejects_now`]) or a full bulkhead is a wait: nothing
 //!    was claimed, no attempt is used.
 //! 4. The effect's key is claimed (outbound, and inbound with a key): `Completed` means it ran
@@ -20,18 +21,18 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::command::{Command, RouteName};
 use super::command_handler::{CommandHandler, Effect, ErasedHandler};
 use super::effect_error::EffectError;
-use super::observer::{Hooks, Observed};
+use super::observer::{Hooks, Observed, ReactorMethod};
 use super::stats::IntegrationCounters;
-use crate::pipeline::contain;
+use crate::pipeline::{contain, Disposing};
 use crate::resilience::{BreakerConfig, BreakerStats, Bulkhead, CallError, CircuitBreaker, Transition, TransitionHook};
 use crate::store::{Claim, ClaimToken, EventStore, IdempotencyKey, StoreError};
 use crate::sync::{Mutex, Ordering};
-use crate::InvalidStreamId;
+use crate::{InvalidStreamId, StreamId};
 
 /// How one route's effects are guarded. `#[non_exhaustive]`: start from
 /// [`RoutePolicy::default()`].
@@ -135,7 +136,18 @@ impl std::error::Error for RouteError {
 /// ```
 #[derive(Default)]
 pub struct Routes {
-    entries: Vec<(RouteName, Box<dyn ErasedHandler>, RoutePolicy)>,
+    entries: Vec<Entry>,
+}
+
+/// A route as added. Each user value (the handler, the breaker's transition hook) is held
+/// apart, so each `Drop` is contained on its own (one panicking while another unwinds would
+/// abort).
+struct Entry {
+    name: RouteName,
+    handler: Disposing<Box<dyn ErasedHandler>>,
+    /// The policy, its breaker's hook taken out into `own_hook`.
+    policy: RoutePolicy,
+    own_hook: Option<Disposing<TransitionHook>>,
 }
 
 impl Routes {
@@ -168,13 +180,20 @@ impl Routes {
             name: name.to_owned(),
             problem,
         })?;
-        if self.entries.iter().any(|(r, ..)| *r == route) {
+        if self.entries.iter().any(|entry| entry.name == route) {
             return Err(RouteError::Duplicate(route));
         }
         if policy.max_concurrent == 0 {
             return Err(RouteError::ZeroConcurrency(route));
         }
-        self.entries.push((route, Box::new(handler), policy));
+        let mut policy = policy;
+        let own_hook = policy.breaker.on_transition.take().map(Disposing::new);
+        self.entries.push(Entry {
+            name: route,
+            handler: Disposing::new(Box::new(handler)),
+            policy,
+            own_hook,
+        });
         Ok(self)
     }
 
@@ -191,7 +210,9 @@ impl Routes {
 
 impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|(r, ..)| r)).finish()
+        f.debug_list()
+            .entries(self.entries.iter().map(|entry| &entry.name))
+            .finish()
     }
 }
 
@@ -208,7 +229,7 @@ pub struct RouteStats {
 
 /// A route, ready: its handler, breaker, bulkhead and lease.
 struct Route {
-    handler: Box<dyn ErasedHandler>,
+    handler: Disposing<Box<dyn ErasedHandler>>,
     breaker: CircuitBreaker,
     bulkhead: Bulkhead,
     claim_ttl: Duration,
@@ -216,6 +237,7 @@ struct Route {
 
 /// A completion the store failed to take: the effect ran; its outcome waits to be stored.
 struct PendingCompletion {
+    route: RouteName,
     token: ClaimToken,
     outcome: serde_json::Value,
 }
@@ -249,13 +271,22 @@ impl Router {
         let routes = routes
             .entries
             .into_iter()
-            .map(|(name, handler, policy)| {
+            .map(|entry| {
+                let Entry {
+                    name,
+                    handler,
+                    policy,
+                    own_hook: own,
+                } = entry;
                 let mut breaker = policy.breaker;
-                let own = breaker.on_transition.take();
                 let (hooks, route) = (Arc::clone(&hooks), name.clone());
                 breaker.on_transition = Some(TransitionHook::new(move |t: Transition| {
                     if let Some(own) = &own {
-                        own.call(t);
+                        // The user's own hook, contained: a panic there does not keep the
+                        // observer from hearing of the transition.
+                        if contain(|| own.call(t)).is_err() {
+                            hooks.hook_panicked("a breaker's on_transition");
+                        }
                     }
                     log::info!(route = route.as_str(), from:? = t.from, to:? = t.to; "humpyard integration: circuit breaker");
                     hooks.emit(&Observed::BreakerTransition {
@@ -314,9 +345,21 @@ impl Router {
         error
     }
 
+    /// Logs and reports a [`Reactor`](super::Reactor) method's panic (the pipeline counts
+    /// it and handles it).
+    pub(crate) fn reactor_method_panicked(&self, method: ReactorMethod, stream: Option<&StreamId>, message: &str) {
+        log::error!(method:? = method, stream:? = stream.map(StreamId::as_str), message = message; "humpyard integration: a reactor method panicked");
+        self.hooks.emit(&Observed::ReactorPanicked {
+            method,
+            stream,
+            message,
+        });
+    }
+
     /// Performs `command`'s effect (see the module docs). `claim`: whether `key` is claimed
-    /// (else the effect runs unguarded by the store, with `key` handed to the handler).
-    /// `wait_for_place`: how long to wait for a bulkhead place (zero: not at all).
+    /// (else the effect runs unguarded by the store, with `key` and `attempt` handed to the
+    /// handler; a claimed key's attempt is the claim's). `wait_for_place`: how long to wait for
+    /// a bulkhead place (zero: not at all).
     pub(crate) fn perform(
         &self,
         command: &Command,
@@ -324,6 +367,7 @@ impl Router {
         claim: bool,
         position: Option<u64>,
         wait_for_place: Duration,
+        attempt: u32,
     ) -> Result<Performed, EffectError> {
         let Some(route) = self.routes.get(command.route()) else {
             return Err(self.unrouted(command, position));
@@ -365,7 +409,7 @@ impl Router {
         let effect = Effect {
             route: name,
             key,
-            attempt: token.as_ref().map_or(1, ClaimToken::attempt),
+            attempt: token.as_ref().map_or(attempt, ClaimToken::attempt),
             position,
             store: &*self.store,
             appended: std::cell::Cell::new(0),
@@ -438,9 +482,62 @@ impl Router {
             }
             Err(source) => {
                 let key = token.key().clone();
-                self.pending.lock().insert(key, PendingCompletion { token, outcome });
+                let pending = PendingCompletion {
+                    route: route.clone(),
+                    token,
+                    outcome,
+                };
+                self.pending.lock().insert(key, pending);
                 Err(self.store_failed(route, source))
             }
+        }
+    }
+
+    /// Whether `key`'s effect ran and its completion waits to be stored.
+    pub(crate) fn is_pending(&self, key: &IdempotencyKey) -> bool {
+        self.pending.lock().contains_key(key)
+    }
+
+    /// Stores the completions still pending (the store refused them after their effect ran),
+    /// trying again until `until` (`None`: until stored). Called by shutdown once the sources
+    /// and the pipeline have stopped; safe beside a worker or source still performing (each
+    /// key is taken by one party). Returns the keys whose completion is still not stored; they
+    /// stay pending (a later try, or a later flush, stores them). Their claims expire after
+    /// the route's `claim_ttl`, and a replay of them after that would run their effects again.
+    pub(crate) fn flush_pending(&self, until: Option<Instant>) -> Vec<IdempotencyKey> {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let pending: Vec<_> = self.pending.lock().drain().collect();
+            let mut left = Vec::new();
+            for (key, p) in pending {
+                match self.store.complete(&p.token, p.outcome.clone()) {
+                    Ok(()) => {}
+                    Err(StoreError::ClaimLost { .. }) => {
+                        self.counters.claims_lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        self.hooks.emit(&Observed::StoreError { error: &error });
+                        left.push((key, p));
+                    }
+                }
+            }
+            let out_of_time = until.is_some_and(|until| Instant::now() + pause > until);
+            if left.is_empty() || out_of_time {
+                let keys = left
+                    .iter()
+                    .map(|(key, p)| {
+                        log::error!(route = p.route.as_str(), key = key.as_str(); "humpyard integration: an effect ran but the store never took its completion by the shutdown's deadline; a replay after its claim expires would run it again");
+                        key.clone()
+                    })
+                    .collect();
+                // Still pending: a source's late `send` sees the effect happened.
+                self.pending.lock().extend(left);
+                return keys;
+            }
+            self.pending.lock().extend(left);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 

@@ -3,7 +3,12 @@
 //! stopped together.
 //!
 //! Shutdown order: the sources stop first (nothing new is appended by them), then the pipeline
-//! drains and saves its checkpoint; the report says what each source was doing.
+//! drains and saves its checkpoint, then the completions the store refused after their effects
+//! ran are stored (no effect runs any more, so these are all of them); the report says what
+//! each source was doing and which completions, if any, the store never took.
+//!
+//! Every user value an integration holds (reactor, command handlers, observer, sources, hooks)
+//! is dropped contained, on whichever thread drops it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,26 +22,29 @@ use super::routes::{RouteStats, Router, Routes};
 use super::source::{self, Source, SourceContext, SourceReport, SourceState, SourceThread, Stop};
 use super::stats::{IntegrationCounters, IntegrationStats};
 use super::RouteName;
-use crate::pipeline::{Pipeline, PipelineBuilder, PipelineError, PipelineReport};
+use crate::pipeline::{contain, Disposing, Pipeline, PipelineBuilder, PipelineError, PipelineReport};
 use crate::resilience::Backoff;
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventStore, IdempotencyKey, StoreError};
 use crate::sync::{Mutex, Ordering};
 use crate::StreamId;
 
 type Configure<R> = Box<dyn FnOnce(PipelineBuilder<Outbound<R>>) -> PipelineBuilder<Outbound<R>>>;
 
 /// Settings of an [`Integration`]; every default is documented on its method.
+///
+/// Every user value it holds (the reactor, handlers, observer, sources, hooks) is dropped
+/// contained, wherever it is dropped: a panicking `Drop` is logged and goes no further.
 pub struct IntegrationBuilder<R: Reactor> {
     store: Arc<dyn EventStore>,
     subscriber: String,
-    reactor: R,
+    reactor: Disposing<R>,
     routes: Routes,
-    observer: Option<Box<dyn Observer>>,
-    sources: Vec<(String, Box<dyn Source>)>,
+    observer: Option<Disposing<Box<dyn Observer>>>,
+    sources: Vec<(String, Disposing<Box<dyn Source>>)>,
     source_restart: Backoff,
     source_attempts: u32,
     source_retry: Backoff,
-    configure: Option<Configure<R>>,
+    configure: Option<Disposing<Configure<R>>>,
 }
 
 /// Why an integration did not start.
@@ -47,6 +55,8 @@ pub enum IntegrationError {
     Subscriber(StoreError),
     /// Two sources have this name.
     DuplicateSource(String),
+    /// A source's name is empty or holds a NUL character (it names the source's thread).
+    InvalidSourceName(String),
     /// The pipeline did not start.
     Pipeline(PipelineError),
     /// A source's thread could not be started.
@@ -58,6 +68,9 @@ impl fmt::Display for IntegrationError {
         match self {
             IntegrationError::Subscriber(e) => write!(f, "the integration's subscriber: {e}"),
             IntegrationError::DuplicateSource(name) => write!(f, "two sources are named {name:?}"),
+            IntegrationError::InvalidSourceName(name) => {
+                write!(f, "source name {name:?} is empty or holds a NUL character")
+            }
             IntegrationError::Pipeline(e) => write!(f, "the integration's pipeline: {e}"),
             IntegrationError::Spawn(e) => write!(f, "a source's thread: {e}"),
         }
@@ -70,7 +83,7 @@ impl std::error::Error for IntegrationError {
             IntegrationError::Subscriber(e) => Some(e),
             IntegrationError::Pipeline(e) => Some(e),
             IntegrationError::Spawn(e) => Some(e),
-            IntegrationError::DuplicateSource(_) => None,
+            IntegrationError::DuplicateSource(_) | IntegrationError::InvalidSourceName(_) => None,
         }
     }
 }
@@ -79,13 +92,14 @@ impl<R: Reactor> IntegrationBuilder<R> {
     /// The observer that hears of every [`Observed`] event. Default: none (everything is still
     /// counted and logged).
     pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.observer = Some(Box::new(observer));
+        self.observer = Some(Disposing::new(Box::new(observer)));
         self
     }
 
-    /// Adds an inbound source, run on its own thread under supervision. Names must differ.
+    /// Adds an inbound source, run on its own thread under supervision. Names must differ, and
+    /// be neither empty nor hold a NUL character (checked by [`start`](Self::start)).
     pub fn source(mut self, name: &str, source: impl Source) -> Self {
-        self.sources.push((name.to_owned(), Box::new(source)));
+        self.sources.push((name.to_owned(), Disposing::new(Box::new(source))));
         self
     }
 
@@ -112,7 +126,7 @@ impl<R: Reactor> IntegrationBuilder<R> {
         mut self,
         f: impl FnOnce(PipelineBuilder<Outbound<R>>) -> PipelineBuilder<Outbound<R>> + 'static,
     ) -> Self {
-        self.configure = Some(Box::new(f));
+        self.configure = Some(Disposing::new(Box::new(f)));
         self
     }
 
@@ -125,11 +139,14 @@ impl<R: Reactor> IntegrationBuilder<R> {
         crate::store::check_subscriber(&self.subscriber).map_err(IntegrationError::Subscriber)?;
         let subscriber = StreamId::new(&self.subscriber).expect("checked above");
         for (i, (name, _)) in self.sources.iter().enumerate() {
+            if name.is_empty() || name.contains('\0') {
+                return Err(IntegrationError::InvalidSourceName(name.clone()));
+            }
             if self.sources[..i].iter().any(|(other, _)| other == name) {
                 return Err(IntegrationError::DuplicateSource(name.clone()));
             }
         }
-        let hooks = Arc::new(Hooks::new(self.observer));
+        let hooks = Arc::new(Hooks::new(self.observer.map(Disposing::into_inner)));
         let counters = Arc::new(IntegrationCounters::default());
         let router = Arc::new(Router::new(
             self.routes,
@@ -137,31 +154,40 @@ impl<R: Reactor> IntegrationBuilder<R> {
             Arc::clone(&hooks),
             Arc::clone(&counters),
         ));
-        let outbound = Outbound::new(self.reactor, Arc::clone(&router), subscriber);
+        let outbound = Outbound::new(self.reactor.into_inner(), Arc::clone(&router), subscriber);
         let mut builder = Pipeline::builder(Arc::clone(&self.store), &self.subscriber, outbound);
         if let Some(configure) = self.configure {
-            builder = configure(builder);
+            builder = (configure.into_inner())(builder);
         }
+        // The user's own hooks run first, each contained: a panic there is counted and does
+        // not keep the observer from hearing of the event.
         let (own_panic, own_slow) = builder.take_engine_hooks();
+        let (own_panic, own_slow) = (own_panic.map(Disposing::new), own_slow.map(Disposing::new));
         let panics = Arc::clone(&hooks);
         builder = builder.on_panic(move |report| {
             if let Some(own) = &own_panic {
-                own(report);
+                if contain(|| own(report)).is_err() {
+                    panics.hook_panicked("the pipeline's on_panic");
+                }
             }
             panics.emit(&Observed::Panic { report });
         });
         let slow = Arc::clone(&hooks);
         builder = builder.on_slow_handler(move |report| {
             if let Some(own) = &own_slow {
-                own(report);
+                if contain(|| own(report)).is_err() {
+                    slow.hook_panicked("the pipeline's on_slow_handler");
+                }
             }
             slow.emit(&Observed::SlowHandler { report });
         });
-        let own = builder.take_on_parked();
+        let own = builder.take_on_parked().map(Disposing::new);
         let dead_letters = Arc::clone(&hooks);
         builder = builder.on_parked(move |parked| {
             if let Some(own) = &own {
-                own(parked);
+                if contain(|| own(parked)).is_err() {
+                    dead_letters.hook_panicked("the pipeline's on_parked");
+                }
             }
             dead_letters.emit(&Observed::DeadLetter { parked });
         });
@@ -186,11 +212,15 @@ impl<R: Reactor> IntegrationBuilder<R> {
                 backoff: self.source_retry,
             };
             let longest = self.source_restart.delay(u32::MAX);
-            match source::spawn(source, ctx, self.source_restart, longest) {
+            let thread = std::thread::Builder::new().name(format!("humpyard-source-{}", ctx.name));
+            match source::spawn(source, ctx, self.source_restart, longest, thread) {
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
                     stop_sources(&mut threads, Duration::from_secs(5));
                     pipeline.shutdown(Duration::from_secs(5));
+                    // Effects may have run meanwhile: their refused completions are stored
+                    // (or logged) as at shutdown.
+                    router.flush_pending(Instant::now().checked_add(Duration::from_secs(5)));
                     return Err(IntegrationError::Spawn(e));
                 }
             }
@@ -234,6 +264,11 @@ pub struct IntegrationReport {
     pub pipeline: PipelineReport,
     /// The counters at the end.
     pub stats: IntegrationStats,
+    /// Effects that ran but whose completion the store refused, and still refused when
+    /// shutdown tried again (once the pipeline had stopped, until the deadline). Each key's
+    /// claim expires after its route's `claim_ttl`; a replay of its event after that would
+    /// run the effect again. Empty unless the store failed through the shutdown.
+    pub unsaved_completions: Vec<IdempotencyKey>,
 }
 
 impl<R: Reactor> Integration<R> {
@@ -243,7 +278,7 @@ impl<R: Reactor> Integration<R> {
         IntegrationBuilder {
             store,
             subscriber: subscriber.to_owned(),
-            reactor,
+            reactor: Disposing::new(reactor),
             routes,
             observer: None,
             sources: Vec::new(),
@@ -261,7 +296,10 @@ impl<R: Reactor> Integration<R> {
 
     /// A snapshot of the integration's counters.
     pub fn stats(&self) -> IntegrationStats {
-        self.counters.snapshot(self.hooks.panics.load(Ordering::Relaxed))
+        self.counters.snapshot(
+            self.hooks.panics.load(Ordering::Relaxed),
+            self.hooks.hook_panics.load(Ordering::Relaxed),
+        )
     }
 
     /// A route's breaker and bulkhead now; `None` for an unknown route.
@@ -275,21 +313,34 @@ impl<R: Reactor> Integration<R> {
     }
 
     /// Stops the sources (each asked at once, then waited for until `deadline`), then shuts
-    /// the pipeline down with what is left of `deadline` (at least a tenth of it). A later call
-    /// returns the pipeline's first report and the sources as they ended.
+    /// the pipeline down with what is left of `deadline` (at least a tenth of it), then stores
+    /// the completions the store refused earlier (effects that ran), trying again until what
+    /// is left of `deadline` (at least a tenth of it) has passed; called from one of the
+    /// engine's own threads (a reaction, a hook), it tries once and does not wait. A later
+    /// call returns the pipeline's first report and the sources as they ended, and tries the
+    /// completions still unsaved again.
     pub fn shutdown(&self, deadline: Duration) -> IntegrationReport {
         let started = Instant::now();
+        let left = |started: Instant| deadline.saturating_sub(started.elapsed()).max(deadline / 10);
         let sources = {
             let mut threads = self.sources.lock();
             stop_sources(&mut threads, deadline);
             threads.iter().map(|s| s.shared.lock().clone()).collect()
         };
-        let left = deadline.saturating_sub(started.elapsed()).max(deadline / 10);
-        let pipeline = self.pipeline.shutdown(left);
+        let pipeline = self.pipeline.shutdown(left(started));
+        // The workers and sources have stopped (unless one outlived the deadline, or this is
+        // an engine thread, whose shutdown does not wait): the pending completions are all.
+        let until = if crate::engine::on_some_engine_thread() {
+            Some(Instant::now())
+        } else {
+            Instant::now().checked_add(left(started))
+        };
+        let unsaved_completions = self.router.flush_pending(until);
         IntegrationReport {
             sources,
             pipeline,
             stats: self.stats(),
+            unsaved_completions,
         }
     }
 }
@@ -317,10 +368,11 @@ fn stop_sources(threads: &mut [SourceThread], deadline: Duration) {
 }
 
 impl<R: Reactor> Drop for Integration<R> {
+    /// Shuts down as [`Integration::shutdown`] with the pipeline's
+    /// [`drop_deadline`](PipelineBuilder::drop_deadline) (5 s by default), if it was not shut
+    /// down.
     fn drop(&mut self) {
-        let mut threads = self.sources.lock();
-        stop_sources(&mut threads, Duration::from_secs(5));
-        // The pipeline's own Drop shuts it down after this.
+        self.shutdown(self.pipeline.drop_deadline());
     }
 }
 

@@ -31,7 +31,7 @@ use super::command_handler::BoxError;
 use super::effect_error::EffectError;
 use super::observer::Observed;
 use super::routes::Router;
-use crate::pipeline::{contain, dispose, ErrorKind};
+use crate::pipeline::{contain, dispose, Disposing, ErrorKind};
 use crate::resilience::Backoff;
 use crate::store::IdempotencyKey;
 use crate::sync::Ordering;
@@ -272,9 +272,17 @@ impl SourceContext {
         let mut waits = 0u32;
         loop {
             if self.stopping() {
+                if claim && self.router.is_pending(key) {
+                    // The effect ran; only its completion waits to be stored (shutdown stores
+                    // it). It happened: not handed back.
+                    counters.inbound.fetch_add(1, Ordering::Relaxed);
+                    self.shared.lock().sent += 1;
+                    return Ok(());
+                }
                 return Err(SendError::Stopped(command));
             }
-            let error = match self.router.perform(&command, key, claim, None, PLACE_WAIT) {
+            let attempt = failed.saturating_add(1);
+            let error = match self.router.perform(&command, key, claim, None, PLACE_WAIT, attempt) {
                 Ok(_) => {
                     counters.inbound.fetch_add(1, Ordering::Relaxed);
                     self.shared.lock().sent += 1;
@@ -332,25 +340,24 @@ pub(crate) struct SourceThread {
     pub(crate) thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Starts `source` on a thread of its own under supervision with `restart` (see the module
-/// docs).
+/// Starts `source` on a thread of its own, made by `thread`, under supervision with `restart`
+/// (see the module docs). If the thread cannot start, the source is dropped contained.
 pub(crate) fn spawn(
-    mut source: Box<dyn Source>,
+    mut source: Disposing<Box<dyn Source>>,
     ctx: SourceContext,
     restart: Backoff,
     longest: Duration,
+    thread: std::thread::Builder,
 ) -> std::io::Result<SourceThread> {
     let stop = Arc::clone(&ctx.stop);
     let shared = Arc::clone(&ctx.shared);
     let (finished_tx, finished) = std::sync::mpsc::sync_channel::<()>(1);
-    let thread = std::thread::Builder::new()
-        .name(format!("humpyard-source-{}", ctx.name))
-        .spawn(move || {
-            supervise(&mut *source, &ctx, &restart, longest);
-            // The source's own Drop is user code.
-            dispose(source);
-            let _ = finished_tx.send(());
-        })?;
+    let thread = thread.spawn(move || {
+        supervise(&mut **source, &ctx, &restart, longest);
+        // The source's own Drop is user code (contained by its holder).
+        drop(source);
+        let _ = finished_tx.send(());
+    })?;
     Ok(SourceThread {
         stop,
         shared,
@@ -412,5 +419,69 @@ fn supervise(source: &mut dyn Source, ctx: &SourceContext, restart: &Backoff, lo
             ctx.shared.lock().state = SourceState::Stopped;
             return;
         }
+    }
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use super::*;
+    use crate::integration::observer::Hooks;
+    use crate::integration::stats::IntegrationCounters;
+    use crate::integration::Routes;
+    use crate::store::InMemoryStore;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+
+    /// A source whose `Drop` panics.
+    struct Loud;
+
+    impl Source for Loud {
+        fn run(&mut self, _ctx: &SourceContext) -> Result<(), SourceError> {
+            Ok(())
+        }
+    }
+
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            panic!("planned panic in a source's Drop");
+        }
+    }
+
+    #[test]
+    fn a_source_whose_thread_cannot_start_is_dropped_contained() {
+        let router = Arc::new(Router::new(
+            Routes::new(),
+            Arc::new(InMemoryStore::new()),
+            Arc::new(Hooks::new(None)),
+            Arc::new(IntegrationCounters::default()),
+        ));
+        let ctx = SourceContext {
+            name: "loud".to_owned(),
+            router,
+            stop: Arc::new(Stop::default()),
+            shared: Arc::new(Mutex::new(SourceReport {
+                name: "loud".to_owned(),
+                state: SourceState::Running,
+                status: String::new(),
+                restarts: 0,
+                sent: 0,
+                last_error: None,
+                joined: false,
+            })),
+            max_attempts: 1,
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
+        };
+        // No thread can have a stack this large: the spawn fails.
+        let thread = std::thread::Builder::new().stack_size(usize::MAX / 2);
+        let restart = Backoff::new(Duration::from_millis(1), Duration::from_millis(1));
+        let spawned = spawn(Disposing::new(Box::new(Loud)), ctx, restart, Duration::ZERO, thread);
+        assert!(spawned.is_err());
+        assert_eq!(
+            DROPS.load(Ordering::SeqCst),
+            1,
+            "dropped once, and its panic went no further"
+        );
     }
 }

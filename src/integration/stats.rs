@@ -19,7 +19,7 @@ pub(crate) struct IntegrationCounters {
 }
 
 impl IntegrationCounters {
-    pub(crate) fn snapshot(&self, observer_panics: u64) -> IntegrationStats {
+    pub(crate) fn snapshot(&self, observer_panics: u64, hook_panics: u64) -> IntegrationStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         IntegrationStats {
             effects: get(&self.effects),
@@ -33,6 +33,7 @@ impl IntegrationCounters {
             inbound_dead_letters: get(&self.inbound_dead_letters),
             source_restarts: get(&self.source_restarts),
             observer_panics,
+            hook_panics,
         }
     }
 }
@@ -66,4 +67,8 @@ pub struct IntegrationStats {
     pub source_restarts: u64,
     /// Observer calls that panicked.
     pub observer_panics: u64,
+    /// Calls of the user's own hooks passed through beside the observer that panicked (a
+    /// route breaker's `on_transition`; the pipeline's `on_panic`, `on_slow_handler`,
+    /// `on_parked`). The observer still heard of each event.
+    pub hook_panics: u64,
 }

@@ -8,10 +8,13 @@
 //!   command can name a path outside the directory; [`FixtureHandler::fixtures`] lists only
 //!   names of that form.
 //! - [`ManualSource`] and its [`Injector`]: an inbound source a test feeds by hand; `inject`
-//!   blocks while the source's queue is full (the same backpressure as production).
+//!   blocks while the source's queue is full (the same backpressure as production), and every
+//!   command not performed (handed back by `send`, or still queued at shutdown) comes back
+//!   through [`Injector::take_unsent`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,34 +211,63 @@ impl CommandHandler for FixtureHandler {
 /// A command waiting in a [`ManualSource`]'s queue, with its key if it has one.
 type Queued = (Option<IdempotencyKey>, Command);
 
-/// An inbound source fed by hand through its [`Injector`].
+/// A command a [`ManualSource`] did not get performed, with its key if it had one, and why:
+/// [`SendError::Unrouted`] or [`SendError::Failed`] (handed back by `send`), or
+/// [`SendError::Stopped`] (cut short by shutdown, or still queued when the source stopped).
+pub type Unsent = (Option<IdempotencyKey>, SendError);
+
+/// What a [`ManualSource`] and its injectors share.
+#[derive(Debug, Default)]
+struct Returns {
+    /// Set once the source is gone: `inject` refuses, and the queue's rest is unsent.
+    stopped: AtomicBool,
+    handed_back: Mutex<Vec<Unsent>>,
+}
+
+/// An inbound source fed by hand through its [`Injector`]. Nothing injected is lost: a command
+/// not performed comes back through [`Injector::take_unsent`].
 #[derive(Debug)]
 pub struct ManualSource {
     queue: flume::Receiver<Queued>,
+    returns: Arc<Returns>,
 }
 
 /// Feeds a [`ManualSource`]. Cloning makes another producer.
 #[derive(Debug, Clone)]
 pub struct Injector {
     queue: flume::Sender<Queued>,
+    /// The same queue's other end: what the source left in it once it stopped is unsent.
+    rest: flume::Receiver<Queued>,
+    returns: Arc<Returns>,
 }
 
 impl ManualSource {
     /// A source with a queue of `capacity` commands (at least 1), and its injector.
     pub fn new(capacity: usize) -> (ManualSource, Injector) {
         let (tx, rx) = flume::bounded(capacity.max(1));
-        (ManualSource { queue: rx }, Injector { queue: tx })
+        let returns = Arc::new(Returns::default());
+        let injector = Injector {
+            queue: tx,
+            rest: rx.clone(),
+            returns: Arc::clone(&returns),
+        };
+        (ManualSource { queue: rx, returns }, injector)
     }
 }
+
+/// How often a blocked `inject` looks whether the source has stopped.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 impl Injector {
     /// Queues `command` for the source to send, blocking while the queue is full.
     ///
     /// # Errors
     ///
-    /// The command, handed back, once the source is gone (the integration stopped).
+    /// The command, handed back, once the source is gone (the integration stopped). One that
+    /// races the source's end may be queued instead: it then comes back through
+    /// [`take_unsent`](Self::take_unsent).
     pub fn inject(&self, command: Command) -> Result<(), Command> {
-        self.queue.send((None, command)).map_err(|e| e.into_inner().1)
+        self.push((None, command))
     }
 
     /// As [`inject`](Self::inject), sent with [`SourceContext::send_keyed`] under `key`.
@@ -244,19 +276,54 @@ impl Injector {
     ///
     /// The command, handed back, once the source is gone.
     pub fn inject_keyed(&self, key: IdempotencyKey, command: Command) -> Result<(), Command> {
-        self.queue.send((Some(key), command)).map_err(|e| e.into_inner().1)
+        self.push((Some(key), command))
+    }
+
+    fn push(&self, mut queued: Queued) -> Result<(), Command> {
+        loop {
+            if self.returns.stopped.load(Ordering::SeqCst) {
+                return Err(queued.1);
+            }
+            match self.queue.send_timeout(queued, STOP_POLL) {
+                Ok(()) => return Ok(()),
+                Err(flume::SendTimeoutError::Timeout(back)) => queued = back,
+                Err(flume::SendTimeoutError::Disconnected(back)) => return Err(back.1),
+            }
+        }
     }
 
     /// Commands queued and not yet taken by the source.
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
+
+    /// Takes the commands not performed so far: those `send` handed back, and, once the
+    /// source is gone (the integration shut down and its thread ended), those still queued. A
+    /// source still running past the shutdown's deadline is not gone yet: call again later.
+    pub fn take_unsent(&self) -> Vec<Unsent> {
+        let mut unsent = std::mem::take(&mut *self.returns.handed_back.lock());
+        if self.returns.stopped.load(Ordering::SeqCst) {
+            unsent.extend(
+                self.rest
+                    .try_iter()
+                    .map(|(key, command)| (key, SendError::Stopped(command))),
+            );
+        }
+        unsent
+    }
+}
+
+impl Drop for ManualSource {
+    fn drop(&mut self) {
+        // After this, `inject` refuses; what is queued stays for `take_unsent`.
+        self.returns.stopped.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Source for ManualSource {
     fn run(&mut self, ctx: &SourceContext) -> Result<(), SourceError> {
         while !ctx.stopping() {
-            let (key, command) = match self.queue.recv_timeout(Duration::from_millis(50)) {
+            let (key, command) = match self.queue.recv_timeout(STOP_POLL) {
                 Ok(queued) => queued,
                 Err(flume::RecvTimeoutError::Timeout) => continue,
                 // Every injector is gone: nothing more will come.
@@ -267,9 +334,12 @@ impl Source for ManualSource {
                 Some(key) => ctx.send_keyed(key, command),
                 None => ctx.send(command),
             };
-            match sent {
-                Ok(()) | Err(SendError::Unrouted(_) | SendError::Failed { .. }) => {}
-                Err(SendError::Stopped(_)) => break,
+            if let Err(error) = sent {
+                let stopped = matches!(error, SendError::Stopped(_));
+                self.returns.handed_back.lock().push((key, error));
+                if stopped {
+                    break;
+                }
             }
             ctx.set_status("waiting for a command");
         }

@@ -71,7 +71,7 @@ pub use stats::PipelineStats;
 use parking::ResumeRequest;
 use reader::Reader;
 use stats::Counters;
-pub(crate) use tracked::{contain, dispose};
+pub(crate) use tracked::{contain, dispose, Disposing};
 use tracked::{Context, Delivery, Tracked};
 use watermark::Watermark;
 
@@ -320,6 +320,13 @@ impl<H: StreamHandler> Pipeline<H> {
             }
         }
         report
+    }
+}
+
+impl<H: StreamHandler> Pipeline<H> {
+    /// The deadline its `Drop` shuts down with ([`PipelineBuilder::drop_deadline`]).
+    pub(crate) fn drop_deadline(&self) -> Duration {
+        self.drop_deadline
     }
 }
 

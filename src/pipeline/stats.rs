@@ -78,7 +78,9 @@ pub struct PipelineStats {
     /// a backoff without using an attempt.
     pub waits: u64,
     /// Panics the pipeline caught in user code outside `handle` (`apply` after a handled
-    /// event, `encode_state`, `cleanup`, the parked-event hook).
+    /// event, `encode_state`, `cleanup`, the parked-event hook). An
+    /// [`Integration`](crate::integration::Integration) contains the hooks it passes through
+    /// itself and counts their panics in its own stats (`hook_panics`).
     pub panics: u64,
     /// Reads from the store that failed (each retried after a backoff).
     pub read_errors: u64,

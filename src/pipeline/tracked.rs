@@ -443,3 +443,73 @@ pub(crate) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 pub(crate) fn dispose<T>(value: T) {
     let _ = contain(move || drop(value));
 }
+
+/// A user value whose `Drop` (user code) runs contained wherever its holder is dropped: on a
+/// worker, a source's thread, or a caller's thread after a failed start. A panicking `Drop` is
+/// logged and goes no further.
+pub(crate) struct Disposing<T>(Option<T>);
+
+impl<T> Disposing<T> {
+    pub(crate) fn new(value: T) -> Disposing<T> {
+        Disposing(Some(value))
+    }
+
+    /// The value, no longer disposed of by this holder.
+    pub(crate) fn into_inner(mut self) -> T {
+        self.0.take().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::Deref for Disposing<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Disposing<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T> Drop for Disposing<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            if let Err(message) = contain(move || drop(value)) {
+                log::error!(message:? = message; "humpyard: a user value's Drop panicked; contained");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use super::Disposing;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+
+    struct Loud;
+
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            panic!("planned panic in a user Drop");
+        }
+    }
+
+    #[test]
+    fn a_disposing_holder_contains_its_values_drop() {
+        let before = DROPS.load(Ordering::SeqCst);
+        drop(Disposing::new(Loud));
+        assert_eq!(
+            DROPS.load(Ordering::SeqCst),
+            before + 1,
+            "dropped once, and the panic went no further"
+        );
+        let kept = Disposing::new(vec![1, 2]).into_inner();
+        assert_eq!(kept, vec![1, 2]);
+    }
+}
