@@ -14,7 +14,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +24,7 @@ use super::command::Command;
 use super::command_handler::{CommandHandler, Effect};
 use super::source::{SendError, Source, SourceContext, SourceError};
 use crate::store::IdempotencyKey;
+use crate::sync::{AtomicBool, Ordering};
 
 /// Why a [`FixtureHandler`] could not answer; returned as the effect's error.
 #[derive(Debug)]
