@@ -35,6 +35,13 @@ impl<T> Ring<T> {
         })
     }
 
+    /// Appends as many of `values` as fit, with one claim; how many it took, or `Err(())` if
+    /// the ring is closed (nothing taken).
+    #[allow(clippy::result_unit_err)]
+    pub fn push_many(&self, values: &mut impl ExactSizeIterator<Item = T>) -> Result<usize, ()> {
+        self.0.push_many(values).map_err(|_| ())
+    }
+
     /// Single-consumer pop.
     ///
     /// # Safety
@@ -43,6 +50,17 @@ impl<T> Ring<T> {
     pub unsafe fn pop_exclusive(&self) -> Option<T> {
         // SAFETY: forwarded to the caller.
         unsafe { self.0.pop_exclusive() }
+    }
+
+    /// Single-consumer pop of a closed ring, waiting for a claimed position's producer to
+    /// publish; `None` once every claimed position is taken.
+    ///
+    /// # Safety
+    ///
+    /// As `engine::ring::Ring::pop_claimed`: no concurrent consumer; the ring is closed.
+    pub unsafe fn pop_claimed(&self) -> Option<T> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.0.pop_claimed() }
     }
 
     /// Multi-consumer pop.

@@ -67,7 +67,7 @@ pub mod loom_api;
 
 pub use engine::{
     ConfigError, DeadLetter, Engine, EngineBuilder, EngineConfig, Failure, Metrics, PanicReport, PanicSite, Removal,
-    ShutdownReport, SlowHandler, SubmitError,
+    ShutdownReport, SlowHandler, SubmitError, SubmitManyError,
 };
 pub use event::Event;
 pub use handler::Handler;

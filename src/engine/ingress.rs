@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use super::ring::PushError;
+use super::ring::{Closed, PushError};
 use super::shared::Shared;
-use super::submit_error::SubmitError;
+use super::submit_error::{SubmitError, SubmitManyError};
 use crate::pause::{self, PausePoint};
 use crate::sync::thread;
 use crate::sync::time::Instant;
@@ -38,6 +38,146 @@ pub(crate) fn try_submit<H: Handler>(
             Err(SubmitError::Closed(event))
         }
     }
+}
+
+/// Submits a batch without ever blocking: each shard's events with one claim, one fence for
+/// the batch, each shard that took some scheduled once. Returns how many were taken, or the
+/// events handed back in their order (see [`SubmitManyError`]).
+pub(crate) fn try_submit_many<H: Handler>(
+    shared: &Shared<H>,
+    events: Vec<Event<H::Payload>>,
+) -> Result<usize, SubmitManyError<H::Payload>> {
+    let total = events.len();
+    let rejected = push_batch(shared, events);
+    finish(shared, total, rejected)
+}
+
+/// Submits a batch, waiting up to `timeout` for room for what did not fit: while some events
+/// are handed back full, the producer parks on the waiter list of the first one's shard (one
+/// wake-up, as [`submit_timeout`]), then offers them all again.
+pub(crate) fn submit_many_timeout<H: Handler>(
+    shared: &Shared<H>,
+    events: Vec<Event<H::Payload>>,
+    timeout: Duration,
+) -> Result<usize, SubmitManyError<H::Payload>> {
+    let deadline = Instant::now().checked_add(timeout);
+    let total = events.len();
+    let mut rest = push_batch(shared, events);
+    loop {
+        if rest.is_empty() {
+            return Ok(total);
+        }
+        if rest.iter().any(SubmitError::is_closed) {
+            // Nothing more will be taken: whatever waited for room is closed out too.
+            let closed = rest.into_iter().map(|e| SubmitError::Closed(e.into_event())).collect();
+            return finish(shared, total, closed);
+        }
+        // Every one left met a full shard: wait for room in the first one's.
+        let waited = shared.shard_of(rest[0].event().stream());
+        let waiters = shared.shards()[waited].waiters();
+        let in_waited = |rest: &[SubmitError<H::Payload>]| {
+            rest.iter()
+                .filter(|e| shared.shard_of(e.event().stream()) == waited)
+                .count()
+        };
+        let before = in_waited(&rest);
+        let waiter = waiters.register();
+        // Pairs with the consumer's fence after freeing room (see `waiters`).
+        fence(Ordering::SeqCst);
+        rest = push_batch(shared, rest.into_iter().map(SubmitError::into_event).collect());
+        if in_waited(&rest) < before {
+            waiters.done(&waiter);
+            continue;
+        }
+        if rest.iter().any(SubmitError::is_closed) {
+            waiters.leave(&waiter);
+            continue;
+        }
+        while !waiter.is_notified() {
+            let now = Instant::now();
+            let left = match deadline {
+                Some(deadline) if now >= deadline => {
+                    pause::point(PausePoint::WaiterLeaving);
+                    waiters.leave(&waiter);
+                    let timed_out = rest.into_iter().map(|e| SubmitError::Timeout(e.into_event())).collect();
+                    return finish(shared, total, timed_out);
+                }
+                Some(deadline) => deadline - now,
+                None => Duration::from_secs(3600),
+            };
+            pause::point(PausePoint::BeforeWaiterPark);
+            thread::park_timeout(left);
+        }
+        // Woken for room (or for shutdown): offer them all again.
+    }
+}
+
+/// Counts the events of a batch handed back (each in its shard's `rejected`) and says what the
+/// batch of `total` came to.
+fn finish<H: Handler>(
+    shared: &Shared<H>,
+    total: usize,
+    rejected: Vec<SubmitError<H::Payload>>,
+) -> Result<usize, SubmitManyError<H::Payload>> {
+    if rejected.is_empty() {
+        return Ok(total);
+    }
+    for e in &rejected {
+        shared.shards()[shared.shard_of(e.event().stream())].rejected().incr();
+    }
+    Err(SubmitManyError {
+        accepted: total - rejected.len(),
+        rejected,
+    })
+}
+
+/// Pushes `events` into their shards' rings, each shard's events (in their order) with one
+/// claim ([`Ring::push_many`](super::ring::Ring::push_many)); then, after one `SeqCst` fence,
+/// schedules each shard that took some if it was idle (the no-lost-wake-up protocol of
+/// `shard`, its fence shared by the batch). Returns the events not taken, in their order, each
+/// with its reason (not counted yet). A shard takes a prefix of its events: what it hands back
+/// is the rest of them, so a stream's later events never overtake one handed back.
+fn push_batch<H: Handler>(shared: &Shared<H>, events: Vec<Event<H::Payload>>) -> Vec<SubmitError<H::Payload>> {
+    let shards = shared.shards();
+    // (shard, index in the batch), sorted: each shard's events together, in their order.
+    let mut order: Vec<(u32, u32)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (shared.shard_of(e.stream()) as u32, i as u32))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Event<H::Payload>>> = events.into_iter().map(Some).collect();
+    let mut rejected: Vec<(u32, SubmitError<H::Payload>)> = Vec::new();
+    let mut took: Vec<u32> = Vec::new();
+    for group in order.chunk_by(|a, b| a.0 == b.0) {
+        let shard = &shards[group[0].0 as usize];
+        let mut values = group
+            .iter()
+            .map(|&(_, i)| slots[i as usize].take().expect("each event is taken once"));
+        let (taken, closed) = match shard.push_many(&mut values) {
+            Ok(n) => (n, false),
+            Err(Closed) => (0, true),
+        };
+        if taken > 0 {
+            took.push(group[0].0);
+        }
+        for (&(_, i), event) in group[taken..].iter().zip(values) {
+            let error = if closed {
+                SubmitError::Closed(event)
+            } else {
+                SubmitError::Full(event)
+            };
+            rejected.push((i, error));
+        }
+    }
+    if !took.is_empty() {
+        fence(Ordering::SeqCst);
+        for index in took {
+            shared.scheduler().after_fenced_push(&shards[index as usize]);
+        }
+    }
+    rejected.sort_unstable_by_key(|&(i, _)| i);
+    rejected.into_iter().map(|(_, e)| e).collect()
 }
 
 /// Submits `event`, waiting up to `timeout` for room in its shard.

@@ -76,7 +76,7 @@ pub(crate) use lifecycle::on_some_engine_thread;
 pub use metrics::Metrics;
 pub use report::ShutdownReport;
 pub use settings::EngineConfig;
-pub use submit_error::SubmitError;
+pub use submit_error::{SubmitError, SubmitManyError};
 
 use crate::resilience::Backoff;
 use crate::sync::Arc as StdArc;
@@ -151,6 +151,36 @@ impl<H: Handler> Engine<H> {
     /// shutdown began; the event is inside the error, and the rejection is counted.
     pub fn submit_timeout(&self, event: Event<H::Payload>, timeout: Duration) -> Result<(), SubmitError<H::Payload>> {
         ingress::submit_timeout(&self.shared, event, timeout)
+    }
+
+    /// Submits a batch of events without ever blocking, amortising the ring claim, the fence
+    /// and the wake-up over each shard's events in it. Each shard takes what fits of its
+    /// events, in their order; per-stream order holds within and across batches.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitManyError`] when some were not taken: the count taken, and the others handed
+    /// back in the order given, each with its reason (`Full` or `Closed`), all counted in
+    /// `rejected`. Once a shard hands an event back, it hands back every later event of the
+    /// batch for it too, so resubmitting them in order keeps each stream's order.
+    pub fn try_submit_many(&self, events: Vec<Event<H::Payload>>) -> Result<usize, SubmitManyError<H::Payload>> {
+        ingress::try_submit_many(&self.shared, events)
+    }
+
+    /// Submits a batch of events, waiting up to `timeout` for room for those that do not fit at
+    /// once: the producer parks on a full shard's waiter list and is woken by the worker that
+    /// frees room (or shutdown), then offers the rest again; no retry loop.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitManyError`] as for [`try_submit_many`](Self::try_submit_many); the reasons are
+    /// `Timeout` (time ran out) or `Closed` (shutdown began: every event not yet taken).
+    pub fn submit_many_timeout(
+        &self,
+        events: Vec<Event<H::Payload>>,
+        timeout: Duration,
+    ) -> Result<usize, SubmitManyError<H::Payload>> {
+        ingress::submit_many_timeout(&self.shared, events, timeout)
     }
 
     /// The index of the shard that `stream`'s events go to (`0..shards`), as in

@@ -56,6 +56,10 @@ pub(crate) enum PushError<T> {
     Closed(T),
 }
 
+/// [`Ring::push_many`] found the ring closed and took nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
 struct Slot<T> {
     /// See the module docs: `2p` free, `2p + 1` full, `2(p + capacity)` consumed.
     stamp: AtomicU64,
@@ -168,6 +172,64 @@ impl<T> Ring<T> {
                 tail = self.tail.load(Ordering::Relaxed);
             }
         }
+    }
+
+    /// Appends the next elements of `values`, as many as there is room for (at most
+    /// `values.len()`), claiming all their positions with one compare-and-swap; returns how
+    /// many it took (0: the ring is full). A closed ring takes none. The elements left in
+    /// `values` were not taken, and come after those that were.
+    ///
+    /// The claim is bounded by the consumer's `head` (loaded `Acquire`): with the shard's
+    /// consumer (`pop_exclusive`, which publishes `head` after each slot's stamp), every
+    /// claimed slot is free then. Each slot's stamp is still checked before its write, so a
+    /// ring consumed by racing `pop_shared` calls (which move `head` before the stamp) is
+    /// written only once its slot is free too. The claimed positions are published in order,
+    /// as single pushes are.
+    pub(crate) fn push_many(&self, values: &mut impl ExactSizeIterator<Item = T>) -> Result<usize, Closed> {
+        let want = values.len() as u64;
+        if want == 0 {
+            return Ok(0);
+        }
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        let (start, n) = loop {
+            if tail & CLOSED != 0 {
+                return Err(Closed);
+            }
+            // A stale (older) head only makes the room look smaller; a stale tail fails the CAS.
+            let head = self.head.load(Ordering::Acquire);
+            let room = self.capacity.saturating_sub(tail.saturating_sub(head));
+            let n = want.min(room);
+            if n == 0 {
+                let current = self.tail.load(Ordering::Relaxed);
+                if current == tail {
+                    return Ok(0);
+                }
+                tail = current;
+                continue;
+            }
+            match self
+                .tail
+                .compare_exchange_weak(tail, tail + n, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break (tail, n),
+                Err(current) => tail = current,
+            }
+        };
+        crate::pause::point(crate::pause::PausePoint::AfterTailClaim);
+        for position in start..start + n {
+            let value = values.next().expect("an exact-size iterator yields its len()");
+            let slot = self.slot(position);
+            while slot.stamp.load(Ordering::Acquire) != 2 * position {
+                // Only a racing `pop_shared` between its head CAS and its stamp store.
+                spin_hint();
+            }
+            // SAFETY: the CAS made this thread the only producer of `position`, and the Acquire
+            // load of `stamp == 2 * position` shows the previous lap's consumer has finished
+            // reading the slot.
+            slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
+            slot.stamp.store(2 * position + 1, Ordering::Release);
+        }
+        Ok(n as usize)
     }
 
     /// Takes the oldest element, if one is published.
@@ -336,6 +398,25 @@ mod tests {
         assert_eq!(rest, vec![1, 2, 3]);
         assert_eq!(ring.accepted(), 4);
         assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn push_many_takes_what_fits_in_order_and_leaves_the_rest() {
+        let ring = Ring::new(4);
+        assert!(ring.push(0).is_ok());
+        let mut values = vec![1, 2, 3, 4, 5].into_iter();
+        assert_eq!(ring.push_many(&mut values), Ok(3));
+        assert_eq!(values.as_slice(), &[4, 5], "the rest, in order");
+        assert_eq!(ring.push_many(&mut values), Ok(0), "full");
+        // SAFETY: single-threaded test, one consumer.
+        assert_eq!(unsafe { ring.pop_exclusive() }, Some(0));
+        assert_eq!(ring.push_many(&mut values), Ok(1));
+        ring.close();
+        assert_eq!(ring.push_many(&mut values), Err(Closed));
+        assert_eq!(values.as_slice(), &[5]);
+        let all: Vec<_> = std::iter::from_fn(|| ring.pop_shared()).collect();
+        assert_eq!(all, vec![1, 2, 3, 4]);
+        assert_eq!(ring.accepted(), 5);
     }
 
     #[test]

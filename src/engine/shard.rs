@@ -47,7 +47,7 @@ use crossbeam_utils::CachePadded;
 use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
 use super::retry::PendingRetry;
-use super::ring::{AllocError, PushError, Ring};
+use super::ring::{AllocError, Closed, PushError, Ring};
 use crate::resilience::Backoff;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::waiters::Waiters;
@@ -147,6 +147,18 @@ impl<H: Handler> Shard<H> {
         self.ring.push(event)
     }
 
+    /// Pushes as many of `values` as fit with one claim (see [`Ring::push_many`]); the caller
+    /// must then fence and schedule the shard ([`Scheduler::after_fenced_push`]).
+    ///
+    /// [`Scheduler::after_fenced_push`]: super::scheduler::Scheduler::after_fenced_push
+    #[inline]
+    pub(crate) fn push_many(
+        &self,
+        values: &mut impl ExactSizeIterator<Item = Event<H::Payload>>,
+    ) -> Result<usize, Closed> {
+        self.ring.push_many(values)
+    }
+
     /// Closes the ring: every later push fails with `Closed`; its tail is frozen.
     pub(crate) fn close(&self) {
         self.ring.close();
@@ -216,8 +228,8 @@ impl<H: Handler> Shard<H> {
             && self.transition(ShardState::Idle, ShardState::Scheduled)
     }
 
-    /// `Idle -> Scheduled` (maintenance: reaping a quiet shard); whether it happened (the
-    /// caller must then queue it).
+    /// `Idle -> Scheduled` (maintenance: reaping a quiet shard; or a batch's producer, after
+    /// its one fence); whether it happened (the caller must then queue it).
     pub(crate) fn schedule_if_idle(&self) -> bool {
         self.state.load(Ordering::Relaxed) == ShardState::Idle as u8
             && self.transition(ShardState::Idle, ShardState::Scheduled)

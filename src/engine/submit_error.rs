@@ -1,4 +1,5 @@
-//! [`SubmitError`]: why the engine handed an event back.
+//! [`SubmitError`]: why the engine handed an event back; [`SubmitManyError`]: what a batch
+//! submit took and what it handed back.
 
 use std::fmt;
 
@@ -69,3 +70,51 @@ impl<P> fmt::Display for SubmitError<P> {
 }
 
 impl<P> std::error::Error for SubmitError<P> {}
+
+/// What [`Engine::try_submit_many`](crate::Engine::try_submit_many) or
+/// [`Engine::submit_many_timeout`](crate::Engine::submit_many_timeout) did when it did not take
+/// every event of the batch: how many it took, and each event it handed back, untouched, with
+/// its reason. Every event handed back is counted in [`Metrics::rejected`](crate::Metrics::rejected).
+#[non_exhaustive]
+pub struct SubmitManyError<P> {
+    /// Events taken into the rings.
+    pub accepted: usize,
+    /// The events not taken, in the order they were given, each inside its [`SubmitError`].
+    /// A shard takes a prefix of the batch's events for it: once one is handed back, every
+    /// later event of its shard is too, so submitting them again in this order keeps each
+    /// stream's order.
+    pub rejected: Vec<SubmitError<P>>,
+}
+
+impl<P> SubmitManyError<P> {
+    /// The events not taken, in the order they were given.
+    pub fn into_events(self) -> Vec<Event<P>> {
+        self.rejected.into_iter().map(SubmitError::into_event).collect()
+    }
+}
+
+impl<P> fmt::Debug for SubmitManyError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitManyError")
+            .field("accepted", &self.accepted)
+            .field("rejected", &self.rejected)
+            .finish()
+    }
+}
+
+impl<P> fmt::Display for SubmitManyError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} events of the batch taken, {} handed back",
+            self.accepted,
+            self.rejected.len()
+        )?;
+        if let Some(first) = self.rejected.first() {
+            write!(f, " (the first: {first})")?;
+        }
+        Ok(())
+    }
+}
+
+impl<P> std::error::Error for SubmitManyError<P> {}

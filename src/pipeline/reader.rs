@@ -59,10 +59,8 @@ impl<H: StreamHandler> Reader<H> {
             }
             match self.subscription.next_batch(self.batch_size, wait) {
                 Ok(events) => {
-                    for event in events {
-                        if !self.submit(event) {
-                            break 'reading;
-                        }
+                    if !self.submit_batch(events) {
+                        break 'reading;
                     }
                     // Positions the filter left out are passed like gaps.
                     if !self.pass_to(self.subscription.position() + 1) {
@@ -94,32 +92,53 @@ impl<H: StreamHandler> Reader<H> {
         self
     }
 
-    /// Submits one event, waiting for room in the window and in the engine. False if the
-    /// pipeline is stopping (the event is not submitted and not marked: the checkpoint stays
-    /// below it).
-    fn submit(&mut self, event: RecordedEvent) -> bool {
-        let position = event.position;
-        if !self.pass_to(position) {
-            return false;
+    /// Submits a batch read from the store through the engine's batch submit (one claim, fence
+    /// and wake-up per shard and chunk), waiting for room in the window and in the engine.
+    /// Each position is reserved in the window as it joins the chunk (its flag stays not done
+    /// until it is handled, so the checkpoint cannot pass it); when the window is full, the
+    /// chunk so far is submitted first, so it can move. False if the pipeline is stopping: what
+    /// was not submitted is not marked, and the checkpoint stays below it.
+    fn submit_batch(&mut self, events: Vec<RecordedEvent>) -> bool {
+        let mut chunk = Vec::with_capacity(events.len());
+        for event in events {
+            let position = event.position;
+            let ready = self.window.try_pass_to(position) == Pass::Ready
+                || (self.submit_chunk(&mut chunk) && self.pass_to(position));
+            if !ready {
+                return false;
+            }
+            self.window.submitted(position);
+            chunk.push(Event::new(event.stream.clone(), Delivery::Event(event)));
         }
-        let mut pending = Event::new(event.stream.clone(), Delivery::Event(event));
-        loop {
-            match self.engine.submit_timeout(pending, SUBMIT_WAIT) {
-                Ok(()) => break,
-                Err(SubmitError::Closed(_)) => return false,
-                Err(rejected) => {
-                    if self.stop.load(Ordering::Acquire) {
+        self.submit_chunk(&mut chunk)
+    }
+
+    /// Submits `chunk` (emptying it), waiting for room in the engine; each stream's events stay
+    /// in order (what a shard hands back is the rest of its events, offered again in order).
+    /// False if the pipeline is stopping or the engine closed.
+    fn submit_chunk(&mut self, chunk: &mut Vec<Event<Delivery>>) -> bool {
+        let mut rest = std::mem::take(chunk);
+        while !rest.is_empty() {
+            let offered = rest.len();
+            match self.engine.submit_many_timeout(rest, SUBMIT_WAIT) {
+                Ok(_) => {
+                    self.counters.submitted.fetch_add(offered as u64, Ordering::Relaxed);
+                    return true;
+                }
+                Err(error) => {
+                    self.counters
+                        .submitted
+                        .fetch_add(error.accepted as u64, Ordering::Relaxed);
+                    if error.rejected.iter().any(SubmitError::is_closed) || self.stop.load(Ordering::Acquire) {
                         return false;
                     }
                     // Waiting for room can last: the checkpoint keeps its cadence meanwhile.
                     self.save_when_due();
                     self.publish_watermark();
-                    pending = rejected.into_event();
+                    rest = error.into_events();
                 }
             }
         }
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        self.window.submitted(position);
         true
     }
 

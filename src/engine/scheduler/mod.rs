@@ -88,6 +88,15 @@ impl Scheduler {
         }
     }
 
+    /// After pushes to `shard` and one `SeqCst` fence made after them all (a batch): schedules
+    /// it if it was idle. The fence is the producer's half of the no-lost-wake-up protocol.
+    #[inline]
+    pub(crate) fn after_fenced_push<H: Handler>(&self, shard: &Shard<H>) {
+        if shard.schedule_if_idle() {
+            self.enqueue(shard.index());
+        }
+    }
+
     /// Schedules `shard` if it is idle (maintenance: reaping a quiet shard).
     pub(crate) fn schedule_if_idle<H: Handler>(&self, shard: &Shard<H>) {
         if shard.schedule_if_idle() {
