@@ -162,11 +162,21 @@ fn a_batch_after_shutdown_is_handed_back_closed() {
 // (waiting for room) get every stream's events handled once, in order; accounting holds
 #[test]
 fn batches_from_many_producers_keep_each_streams_order() {
+    many_producers_in_batches(8);
+}
+
+// as above, with more shards than the counting sort groups a batch for (the keys are sorted)
+#[test]
+fn batches_keep_each_streams_order_with_many_shards() {
+    many_producers_in_batches(512);
+}
+
+fn many_producers_in_batches(shards: usize) {
     let probe = Probe::recording();
     let engine = Arc::new(
         Engine::builder(ProbeHandler(probe.clone()))
             .workers(2)
-            .shards(8)
+            .shards(shards)
             .shard_capacity(16)
             .start()
             .unwrap(),

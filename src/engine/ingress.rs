@@ -139,29 +139,25 @@ fn finish<H: Handler>(
 /// is the rest of them, so a stream's later events never overtake one handed back.
 fn push_batch<H: Handler>(shared: &Shared<H>, events: Vec<Event<H::Payload>>) -> Vec<SubmitError<H::Payload>> {
     let shards = shared.shards();
-    // (shard, index in the batch), sorted: each shard's events together, in their order.
-    let mut order: Vec<(u32, u32)> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (shared.shard_of(e.stream()) as u32, i as u32))
-        .collect();
-    order.sort_unstable();
+    let order = group_by_shard(shared, &events);
     let mut slots: Vec<Option<Event<H::Payload>>> = events.into_iter().map(Some).collect();
     let mut rejected: Vec<(u32, SubmitError<H::Payload>)> = Vec::new();
     let mut took: Vec<u32> = Vec::new();
-    for group in order.chunk_by(|a, b| a.0 == b.0) {
-        let shard = &shards[group[0].0 as usize];
+    for group in order.chunk_by(|a, b| a >> 32 == b >> 32) {
+        let shard_index = (group[0] >> 32) as u32;
+        let shard = &shards[shard_index as usize];
         let mut values = group
             .iter()
-            .map(|&(_, i)| slots[i as usize].take().expect("each event is taken once"));
+            .map(|&key| slots[key as u32 as usize].take().expect("each event is taken once"));
         let (taken, closed) = match shard.push_many(&mut values) {
             Ok(n) => (n, false),
             Err(Closed) => (0, true),
         };
         if taken > 0 {
-            took.push(group[0].0);
+            took.push(shard_index);
         }
-        for (&(_, i), event) in group[taken..].iter().zip(values) {
+        for (&key, event) in group[taken..].iter().zip(values) {
+            let i = key as u32;
             let error = if closed {
                 SubmitError::Closed(event)
             } else {
@@ -179,6 +175,36 @@ fn push_batch<H: Handler>(shared: &Shared<H>, events: Vec<Event<H::Payload>>) ->
     rejected.sort_unstable_by_key(|&(i, _)| i);
     rejected.into_iter().map(|(_, e)| e).collect()
 }
+
+/// The batch's events as keys `shard << 32 | index`, in shard order and, within a shard, in
+/// the batch's order. A counting sort (no comparisons) when the engine has at most
+/// [`COUNTED_SHARDS`] shards, its counts on the stack; a sort of the keys otherwise.
+fn group_by_shard<H: Handler>(shared: &Shared<H>, events: &[Event<H::Payload>]) -> Vec<u64> {
+    let key = |i: usize, e: &Event<H::Payload>| ((shared.shard_of(e.stream()) as u64) << 32) | i as u64;
+    let shards = shared.shards().len();
+    if shards > COUNTED_SHARDS {
+        let mut keys: Vec<u64> = events.iter().enumerate().map(|(i, e)| key(i, e)).collect();
+        keys.sort_unstable();
+        return keys;
+    }
+    let mut next = [0usize; COUNTED_SHARDS + 1];
+    for e in events {
+        next[shared.shard_of(e.stream()) + 1] += 1;
+    }
+    for s in 1..=shards {
+        next[s] += next[s - 1];
+    }
+    let mut keys = vec![0u64; events.len()];
+    for (i, e) in events.iter().enumerate() {
+        let s = shared.shard_of(e.stream());
+        keys[next[s]] = key(i, e);
+        next[s] += 1;
+    }
+    keys
+}
+
+/// Engines with at most this many shards group a batch by a counting sort.
+const COUNTED_SHARDS: usize = 256;
 
 /// Submits `event`, waiting up to `timeout` for room in its shard.
 pub(crate) fn submit_timeout<H: Handler>(
