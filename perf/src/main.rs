@@ -43,10 +43,13 @@ throughput       humpyard at saturation over streams x keys x handler cost x pro
     400000 costly)   --runs 3   --systems humpyard[,peer...]
 
 compare          the scenarios of the performance bars on humpyard and every peer, one run:
-                 uniform-10k, zipf-10k, mixed-cost-10k (2 producers, <cores> workers) and
+                 uniform-10k, zipf-10k, mixed-cost-10k (2 producers, <cores> workers),
+                 uniform-10k-batched (as uniform-10k, humpyard submitting batches of 64 with
+                 submit_many_timeout; the peers, which have no batch send, one at a time) and
                  one-to-one-10k (1 producer, 1 worker, against the raw ring ceiling)
     --runs 3   --events N   --scenarios NAME,...   --systems humpyard,crossbeam-pool,flume-pool,
-    mpsc-pool,tokio-tasks,ring-ceiling
+    mpsc-pool,crossbeam-pool-str,flume-pool-str,mpsc-pool-str,tokio-tasks,ring-ceiling
+    (the -str pools carry humpyard's string stream ids; the others bare integer keys)
 
 latency          open-loop load at a fixed rate, humpyard and the crossbeam pool interleaved;
                  latency from each event's intended send time to the end of its handler
@@ -243,6 +246,7 @@ fn throughput_plan(flags: &mut Flags) -> Result<Plan, String> {
                         producers,
                         workers,
                         events: events.unwrap_or(default_events),
+                        batch: 1,
                     });
                 }
             }
@@ -259,7 +263,14 @@ fn compare_plan(flags: &mut Flags) -> Result<Plan, String> {
         .transpose()?;
     let names = flags.take_list(
         "scenarios",
-        &["uniform-10k", "zipf-10k", "mixed-cost-10k", "one-to-one-10k"].map(str::to_owned),
+        &[
+            "uniform-10k",
+            "zipf-10k",
+            "mixed-cost-10k",
+            "uniform-10k-batched",
+            "one-to-one-10k",
+        ]
+        .map(str::to_owned),
     )?;
     let systems = match flags.take_opt("systems") {
         Some(names) => systems::by_names(&names)?,
@@ -274,6 +285,7 @@ fn compare_plan(flags: &mut Flags) -> Result<Plan, String> {
         producers,
         workers,
         events,
+        batch: 1,
     };
     let mixed = Cost::Mixed {
         one_in: 100,
@@ -306,6 +318,17 @@ fn compare_plan(flags: &mut Flags) -> Result<Plan, String> {
                 workers,
                 events.unwrap_or(600_000),
             )),
+            "uniform-10k-batched" => Ok(Scenario {
+                batch: 64,
+                ..scenario(
+                    name,
+                    Keys::Uniform,
+                    Cost::Trivial,
+                    2,
+                    workers,
+                    events.unwrap_or(4_000_000),
+                )
+            }),
             "one-to-one-10k" => Ok(scenario(
                 name,
                 Keys::Uniform,

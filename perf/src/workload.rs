@@ -64,6 +64,9 @@ pub struct Scenario {
     pub workers: usize,
     /// Events in all, split evenly over the producers.
     pub events: u64,
+    /// Events per submit for systems that take batches (humpyard's `submit_many_timeout`);
+    /// 1: one at a time. Peers, which have no batch send, send one at a time whatever it is.
+    pub batch: usize,
 }
 
 impl fmt::Display for Scenario {
@@ -81,7 +84,11 @@ impl fmt::Display for Scenario {
             f,
             "{}: {} streams, {keys}, {cost}, {} producers -> {} workers, {} events",
             self.name, self.streams, self.producers, self.workers, self.events
-        )
+        )?;
+        if self.batch > 1 {
+            write!(f, ", humpyard in batches of {}", self.batch)?;
+        }
+        Ok(())
     }
 }
 
@@ -198,6 +205,7 @@ mod tests {
             producers: 1,
             workers: 1,
             events: 100_000,
+            batch: 1,
         };
         let hottest = |keys| {
             let load = Load::draw(&scenario(keys));

@@ -57,8 +57,22 @@ impl System for Humpyard {
         std::thread::scope(|scope| {
             for keys in &load.per_producer {
                 let (engine, ids, start) = (&engine, &ids, &start);
+                let batch = scenario.batch;
                 scope.spawn(move || {
                     start.wait();
+                    if batch > 1 {
+                        for (chunk, keys) in keys.chunks(batch).enumerate() {
+                            let events = keys
+                                .iter()
+                                .enumerate()
+                                .map(|(i, &key)| Event::new(ids[key as usize].clone(), (chunk * batch + i) as u64))
+                                .collect();
+                            engine
+                                .submit_many_timeout(events, Duration::from_secs(30))
+                                .expect("room within 30 s");
+                        }
+                        return;
+                    }
                     for (seq, &key) in keys.iter().enumerate() {
                         let event = Event::new(ids[key as usize].clone(), seq as u64);
                         if let Err(SubmitError::Full(event)) = engine.try_submit(event) {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::workload::{Load, Scenario};
 
 pub use self::humpyard::{stream_ids, Humpyard};
-pub use self::pool::{lane_capacity, CrossbeamPool, FlumePool, MpscPool, StateMap};
+pub use self::pool::{lane_capacity, CrossbeamPool, FlumePool, MpscPool, StateMap, StrPool};
 pub use self::ring::RingCeiling;
 pub use self::tokio_tasks::TokioTasks;
 
@@ -52,6 +52,9 @@ pub fn all() -> Vec<Box<dyn System>> {
         Box::new(CrossbeamPool),
         Box::new(FlumePool),
         Box::new(MpscPool),
+        Box::new(StrPool::<CrossbeamPool>::new()),
+        Box::new(StrPool::<FlumePool>::new()),
+        Box::new(StrPool::<MpscPool>::new()),
         Box::new(TokioTasks),
         Box::new(RingCeiling),
     ]
