@@ -54,6 +54,11 @@ impl Flags {
         }
     }
 
+    /// Whether `--name` was given (not taken: a `take` still reads it).
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
     /// Takes `--name` as an optional string.
     pub fn take_opt(&mut self, name: &str) -> Option<String> {
         self.0.remove(name)

@@ -8,6 +8,7 @@
 //! write its results as JSON (`--json FILE`) and as an SVG chart (`--svg FILE`).
 
 mod args;
+mod at_scale;
 mod demo;
 mod durable_demo;
 mod integration;
@@ -61,6 +62,9 @@ entities         memory per live entity
 postgres         the store's batched appends against the raw multi-row insert ceiling of the
                  same server (DATABASE_URL, else a throwaway server)
     --events 200000   --batch 500   --threads 2   --streams 10000   --runs 3
+    --rows N: the table grown to N rows in steps (--step N/10), each step followed by a probe
+    pair (--probe 50000 appends to the big table, then to a fresh small one); then a new
+    subscriber's catch-up over all of it beside a raw keyset read of the same rows
 
 integration      the cost of exactly-once effects: the same stored events through the plain
                  durable path and through an integration whose reactions emit one command
@@ -156,6 +160,21 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
             let rows = vec![memory::run(streams, workers)];
             let chart = svg::throughput_chart("entities", &rows);
             ("entities", rows, chart)
+        }
+        "postgres" if flags.has("rows") => {
+            let rows: u64 = flags.take("rows", 0u64)?.max(1);
+            let options = at_scale::ScaleOptions {
+                rows,
+                step: flags.take("step", (rows / 10).max(100_000))?.max(1),
+                probe: flags.take("probe", 50_000u64)?.max(1),
+                batch: flags.take("batch", 500usize)?.max(1),
+                threads: flags.take("threads", 2usize)?.max(1),
+                streams: flags.take("streams", 10_000u64)?.max(1),
+            };
+            take_leftovers(flags)?;
+            let rows = at_scale::run(&options)?;
+            let chart = svg::throughput_chart("PostgreSQL: appends as the table grows", &rows);
+            ("postgres at scale", rows, chart)
         }
         "postgres" => {
             let options = postgres::PgOptions {

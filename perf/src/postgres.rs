@@ -103,7 +103,7 @@ pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
 }
 
 /// Seconds to append `o.events` through the store.
-fn append_store(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> f64 {
+pub(crate) fn append_store(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> f64 {
     let per_thread = o.events / o.threads as u64;
     let start = Arc::new(Barrier::new(o.threads + 1));
     let threads: Vec<_> = (0..o.threads)
