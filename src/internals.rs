@@ -38,8 +38,8 @@ impl<T> Ring<T> {
     /// Appends as many of `values` as fit, with one claim; how many it took, or `Err(())` if
     /// the ring is closed (nothing taken).
     #[allow(clippy::result_unit_err)]
-    pub fn push_many(&self, values: &mut impl ExactSizeIterator<Item = T>) -> Result<usize, ()> {
-        self.0.push_many(values).map_err(|_| ())
+    pub fn push_many(&self, values: &mut std::vec::IntoIter<T>) -> Result<usize, ()> {
+        self.0.push_many(values, usize::MAX).map_err(|_| ())
     }
 
     /// Single-consumer pop.

@@ -6,7 +6,9 @@
 //! claimed element to the collector exactly once, in order, and takes nothing once closed;
 //! a batch beside a single push and a consumer loses, duplicates and reorders nothing; a batch
 //! submit racing a shutdown whose deadline has run out is accounted exactly
-//! (`accepted == processed + unprocessed`), each stream's events in order.
+//! (`accepted == processed + unprocessed`), each stream's events in order; a batch racing a
+//! worker going idle is run. (The batch's waiter path and a batch over two shards: model 16,
+//! `batch_waiting`.)
 //! Bound: LOOM_MAX_PREEMPTIONS=3.
 #![cfg(humpyard_loom)]
 

@@ -48,13 +48,15 @@ pub(crate) fn try_submit_many<H: Handler>(
     events: Vec<Event<H::Payload>>,
 ) -> Result<usize, SubmitManyError<H::Payload>> {
     let total = events.len();
-    let rejected = push_batch(shared, events);
+    let rejected = push_all(shared, events);
     finish(shared, total, rejected)
 }
 
 /// Submits a batch, waiting up to `timeout` for room for what did not fit: while some events
 /// are handed back full, the producer parks on the waiter list of the first one's shard (one
-/// wake-up, as [`submit_timeout`]), then offers them all again.
+/// wake-up, as [`submit_timeout`]), then offers them all again. Events of other full shards
+/// wait with it: a shard that frees room while the first stays full is offered to only when
+/// the first wakes the producer (or the deadline does).
 pub(crate) fn submit_many_timeout<H: Handler>(
     shared: &Shared<H>,
     events: Vec<Event<H::Payload>>,
@@ -62,7 +64,7 @@ pub(crate) fn submit_many_timeout<H: Handler>(
 ) -> Result<usize, SubmitManyError<H::Payload>> {
     let deadline = Instant::now().checked_add(timeout);
     let total = events.len();
-    let mut rest = push_batch(shared, events);
+    let mut rest = push_all(shared, events);
     loop {
         if rest.is_empty() {
             return Ok(total);
@@ -84,7 +86,7 @@ pub(crate) fn submit_many_timeout<H: Handler>(
         let waiter = waiters.register();
         // Pairs with the consumer's fence after freeing room (see `waiters`).
         fence(Ordering::SeqCst);
-        rest = push_batch(shared, rest.into_iter().map(SubmitError::into_event).collect());
+        rest = push_all(shared, rest.into_iter().map(SubmitError::into_event).collect());
         if in_waited(&rest) < before {
             waiters.done(&waiter);
             continue;
@@ -131,39 +133,73 @@ fn finish<H: Handler>(
     })
 }
 
-/// Pushes `events` into their shards' rings, each shard's events (in their order) with one
-/// claim ([`Ring::push_many`](super::ring::Ring::push_many)); then, after one `SeqCst` fence,
-/// schedules each shard that took some if it was idle (the no-lost-wake-up protocol of
-/// `shard`, its fence shared by the batch). Returns the events not taken, in their order, each
-/// with its reason (not counted yet). A shard takes a prefix of its events: what it hands back
-/// is the rest of them, so a stream's later events never overtake one handed back.
+/// The most events [`push_batch`] groups at once: its grouping keys hold a 32-bit index. (3
+/// in the unit tests, which prove the chunking.)
+const MAX_BATCH: usize = if cfg!(test) { 3 } else { u32::MAX as usize };
+
+/// [`push_batch`] over a batch of any size, in chunks of at most [`MAX_BATCH`] events. Once a
+/// chunk hands some back, every later chunk is handed back whole, with the reason of the first
+/// one handed back: no stream's event overtakes one of its events handed back.
+fn push_all<H: Handler>(shared: &Shared<H>, mut events: Vec<Event<H::Payload>>) -> Vec<SubmitError<H::Payload>> {
+    if events.len() <= MAX_BATCH {
+        return push_batch(shared, events);
+    }
+    let mut rejected: Vec<SubmitError<H::Payload>> = Vec::new();
+    while !events.is_empty() {
+        let rest = events.split_off(events.len().min(MAX_BATCH));
+        match rejected.first().map(SubmitError::is_closed) {
+            None => rejected = push_batch(shared, events),
+            Some(closed) => rejected.extend(events.into_iter().map(|e| {
+                if closed {
+                    SubmitError::Closed(e)
+                } else {
+                    SubmitError::Full(e)
+                }
+            })),
+        }
+        events = rest;
+    }
+    rejected
+}
+
+/// Pushes `events` (at most [`MAX_BATCH`]) into their shards' rings, each shard's events (in
+/// their order) with one claim ([`Ring::push_many`](super::ring::Ring::push_many)); then,
+/// after one `SeqCst` fence, schedules each shard that took some if it was idle (the
+/// no-lost-wake-up protocol of `shard`, its fence shared by the batch). Returns the events not
+/// taken, in their order, each with its reason (not counted yet). A shard takes a prefix of its
+/// events: what it hands back is the rest of them, so a stream's later events never overtake
+/// one handed back. The events are put in shard order before any claim: nothing between a
+/// claim and its publishes can fail.
 fn push_batch<H: Handler>(shared: &Shared<H>, events: Vec<Event<H::Payload>>) -> Vec<SubmitError<H::Payload>> {
+    debug_assert!(events.len() <= MAX_BATCH);
     let shards = shared.shards();
     let order = group_by_shard(shared, &events);
     let mut slots: Vec<Option<Event<H::Payload>>> = events.into_iter().map(Some).collect();
+    let ordered: Vec<Event<H::Payload>> = order
+        .iter()
+        .map(|&key| slots[key as u32 as usize].take().expect("each event is taken once"))
+        .collect();
+    drop(slots);
+    let mut values = ordered.into_iter();
     let mut rejected: Vec<(u32, SubmitError<H::Payload>)> = Vec::new();
     let mut took: Vec<u32> = Vec::new();
     for group in order.chunk_by(|a, b| a >> 32 == b >> 32) {
         let shard_index = (group[0] >> 32) as u32;
-        let shard = &shards[shard_index as usize];
-        let mut values = group
-            .iter()
-            .map(|&key| slots[key as u32 as usize].take().expect("each event is taken once"));
-        let (taken, closed) = match shard.push_many(&mut values) {
+        let (taken, closed) = match shards[shard_index as usize].push_many(&mut values, group.len()) {
             Ok(n) => (n, false),
             Err(Closed) => (0, true),
         };
         if taken > 0 {
             took.push(shard_index);
         }
-        for (&key, event) in group[taken..].iter().zip(values) {
-            let i = key as u32;
+        for &key in &group[taken..] {
+            let event = values.next().expect("the rest of the group comes next");
             let error = if closed {
                 SubmitError::Closed(event)
             } else {
                 SubmitError::Full(event)
             };
-            rejected.push((i, error));
+            rejected.push((key as u32, error));
         }
     }
     if !took.is_empty() {
@@ -260,5 +296,60 @@ pub(crate) fn submit_timeout<H: Handler>(
         }
         // Woken for room (or for shutdown): try once more; another producer may have taken
         // the room first, and then we wait for the next wake-up.
+    }
+}
+
+#[cfg(all(test, not(humpyard_loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use crate::{Engine, Event, Handler, StreamId, SubmitError};
+
+    static HOLD: AtomicBool = AtomicBool::new(true);
+
+    /// Holds the worker in its first event until `HOLD` is cleared.
+    struct Held;
+
+    impl Handler for Held {
+        type Payload = u64;
+        type State = ();
+        type Error = String;
+        fn init(&self, _: &StreamId) -> Result<(), String> {
+            Ok(())
+        }
+        fn handle(&self, _: &mut (), _: &Event<u64>) -> Result<(), String> {
+            while HOLD.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        }
+    }
+
+    // In unit tests a chunk is 3 events (`MAX_BATCH`).
+    #[test]
+    fn a_batch_over_a_chunk_hands_back_every_later_chunk_whole_after_a_refusal() {
+        let engine = Engine::builder(Held)
+            .workers(1)
+            .shards(1)
+            .shard_capacity(4)
+            .start()
+            .unwrap();
+        let id = StreamId::new("a").unwrap();
+        engine.try_submit(Event::new(id.clone(), 0)).unwrap();
+        while engine.metrics().queued != 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Chunks [1 2 3] (all fit), [4 5 6] (4 fits), [7 8 9] and [10]: handed back whole.
+        let batch = (1..=10).map(|i| Event::new(id.clone(), i)).collect();
+        let error = engine.try_submit_many(batch).expect_err("room for 4");
+        assert_eq!(error.accepted, 4);
+        assert!(error.rejected.iter().all(|e| matches!(e, SubmitError::Full(_))));
+        let back: Vec<u64> = error.into_events().iter().map(|e| *e.payload()).collect();
+        assert_eq!(back, vec![5, 6, 7, 8, 9, 10]);
+        HOLD.store(false, Ordering::SeqCst);
+        let report = engine.shutdown(Duration::from_secs(10));
+        assert!(report.unprocessed.is_empty());
+        assert_eq!(engine.metrics().processed, 5);
     }
 }

@@ -174,10 +174,14 @@ impl<T> Ring<T> {
         }
     }
 
-    /// Appends the next elements of `values`, as many as there is room for (at most
-    /// `values.len()`), claiming all their positions with one compare-and-swap; returns how
-    /// many it took (0: the ring is full). A closed ring takes none. The elements left in
-    /// `values` were not taken, and come after those that were.
+    /// Appends the next elements of `values`, at most `limit` of them and as many as there is
+    /// room for, claiming all their positions with one compare-and-swap; returns how many it
+    /// took (0: the ring is full). A closed ring takes none. The elements left in `values`
+    /// were not taken, and come after those that were.
+    ///
+    /// `values` is a `Vec`'s own iterator: nothing between the claim and the last publish can
+    /// panic or come up short (a claimed position left unpublished would wedge the ring: its
+    /// consumer, the next lap's producers and shutdown's collection would all wait on it).
     ///
     /// The claim is bounded by the consumer's `head` (loaded `Acquire`): with the shard's
     /// consumer (`pop_exclusive`, which publishes `head` after each slot's stamp), every
@@ -185,8 +189,8 @@ impl<T> Ring<T> {
     /// ring consumed by racing `pop_shared` calls (which move `head` before the stamp) is
     /// written only once its slot is free too. The claimed positions are published in order,
     /// as single pushes are.
-    pub(crate) fn push_many(&self, values: &mut impl ExactSizeIterator<Item = T>) -> Result<usize, Closed> {
-        let want = values.len() as u64;
+    pub(crate) fn push_many(&self, values: &mut std::vec::IntoIter<T>, limit: usize) -> Result<usize, Closed> {
+        let want = values.len().min(limit) as u64;
         if want == 0 {
             return Ok(0);
         }
@@ -216,12 +220,17 @@ impl<T> Ring<T> {
             }
         };
         crate::pause::point(crate::pause::PausePoint::AfterTailClaim);
-        for position in start..start + n {
-            let value = values.next().expect("an exact-size iterator yields its len()");
+        for (position, value) in (start..start + n).zip(values.by_ref()) {
             let slot = self.slot(position);
+            let mut spins = 0u32;
             while slot.stamp.load(Ordering::Acquire) != 2 * position {
                 // Only a racing `pop_shared` between its head CAS and its stamp store.
-                spin_hint();
+                if spins < 64 {
+                    spins += 1;
+                    spin_hint();
+                } else {
+                    thread::yield_now();
+                }
             }
             // SAFETY: the CAS made this thread the only producer of `position`, and the Acquire
             // load of `stamp == 2 * position` shows the previous lap's consumer has finished
@@ -405,14 +414,15 @@ mod tests {
         let ring = Ring::new(4);
         assert!(ring.push(0).is_ok());
         let mut values = vec![1, 2, 3, 4, 5].into_iter();
-        assert_eq!(ring.push_many(&mut values), Ok(3));
+        assert_eq!(ring.push_many(&mut values, 2), Ok(2), "at most the limit");
+        assert_eq!(ring.push_many(&mut values, usize::MAX), Ok(1), "what fits");
         assert_eq!(values.as_slice(), &[4, 5], "the rest, in order");
-        assert_eq!(ring.push_many(&mut values), Ok(0), "full");
+        assert_eq!(ring.push_many(&mut values, usize::MAX), Ok(0), "full");
         // SAFETY: single-threaded test, one consumer.
         assert_eq!(unsafe { ring.pop_exclusive() }, Some(0));
-        assert_eq!(ring.push_many(&mut values), Ok(1));
+        assert_eq!(ring.push_many(&mut values, usize::MAX), Ok(1));
         ring.close();
-        assert_eq!(ring.push_many(&mut values), Err(Closed));
+        assert_eq!(ring.push_many(&mut values, usize::MAX), Err(Closed));
         assert_eq!(values.as_slice(), &[5]);
         let all: Vec<_> = std::iter::from_fn(|| ring.pop_shared()).collect();
         assert_eq!(all, vec![1, 2, 3, 4]);

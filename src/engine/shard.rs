@@ -154,9 +154,10 @@ impl<H: Handler> Shard<H> {
     #[inline]
     pub(crate) fn push_many(
         &self,
-        values: &mut impl ExactSizeIterator<Item = Event<H::Payload>>,
+        values: &mut std::vec::IntoIter<Event<H::Payload>>,
+        limit: usize,
     ) -> Result<usize, Closed> {
-        self.ring.push_many(values)
+        self.ring.push_many(values, limit)
     }
 
     /// Closes the ring: every later push fails with `Closed`; its tail is frozen.
