@@ -14,7 +14,8 @@ use super::submit_error::{SubmitError, SubmitManyError};
 use crate::pause::{self, PausePoint};
 use crate::sync::thread;
 use crate::sync::time::Instant;
-use crate::sync::{fence, Ordering};
+use crate::sync::{fence, Arc, Ordering};
+use crate::waiters::{Waiter, Waiters};
 use crate::{Event, Handler};
 
 /// Submits `event` without ever blocking.
@@ -95,20 +96,9 @@ pub(crate) fn submit_many_timeout<H: Handler>(
             waiters.leave(&waiter);
             continue;
         }
-        while !waiter.is_notified() {
-            let now = Instant::now();
-            let left = match deadline {
-                Some(deadline) if now >= deadline => {
-                    pause::point(PausePoint::WaiterLeaving);
-                    waiters.leave(&waiter);
-                    let timed_out = rest.into_iter().map(|e| SubmitError::Timeout(e.into_event())).collect();
-                    return finish(shared, total, timed_out);
-                }
-                Some(deadline) => deadline - now,
-                None => Duration::from_secs(3600),
-            };
-            pause::point(PausePoint::BeforeWaiterPark);
-            thread::park_timeout(left);
+        if !park_until_notified(waiters, &waiter, deadline) {
+            let timed_out = rest.into_iter().map(|e| SubmitError::Timeout(e.into_event())).collect();
+            return finish(shared, total, timed_out);
         }
         // Woken for room (or for shutdown): offer them all again.
     }
@@ -279,24 +269,33 @@ pub(crate) fn submit_timeout<H: Handler>(
             }
             Err(PushError::Full(e)) => event = e,
         }
-        while !waiter.is_notified() {
-            let now = Instant::now();
-            let left = match deadline {
-                Some(deadline) if now >= deadline => {
-                    pause::point(PausePoint::WaiterLeaving);
-                    waiters.leave(&waiter);
-                    shard.rejected().incr();
-                    return Err(SubmitError::Timeout(event));
-                }
-                Some(deadline) => deadline - now,
-                None => Duration::from_secs(3600),
-            };
-            pause::point(PausePoint::BeforeWaiterPark);
-            thread::park_timeout(left);
+        if !park_until_notified(waiters, &waiter, deadline) {
+            shard.rejected().incr();
+            return Err(SubmitError::Timeout(event));
         }
         // Woken for room (or for shutdown): try once more; another producer may have taken
         // the room first, and then we wait for the next wake-up.
     }
+}
+
+/// Parks the registered `waiter` until a freer notifies it (`true`) or `deadline` passes
+/// (`false`: it has left the list, passing on a wake-up it got meanwhile).
+fn park_until_notified(waiters: &Waiters, waiter: &Arc<Waiter>, deadline: Option<Instant>) -> bool {
+    while !waiter.is_notified() {
+        let now = Instant::now();
+        let left = match deadline {
+            Some(deadline) if now >= deadline => {
+                pause::point(PausePoint::WaiterLeaving);
+                waiters.leave(waiter);
+                return false;
+            }
+            Some(deadline) => deadline - now,
+            None => Duration::from_secs(3600),
+        };
+        pause::point(PausePoint::BeforeWaiterPark);
+        thread::park_timeout(left);
+    }
+    true
 }
 
 #[cfg(all(test, not(humpyard_loom)))]
@@ -326,7 +325,8 @@ mod tests {
         }
     }
 
-    // In unit tests a chunk is 3 events (`MAX_BATCH`).
+    // proves R-BP-1 and R-CONC-3 for batches over a chunk (in unit tests a chunk is 3 events,
+    // `MAX_BATCH`): after a refusal every later chunk comes back whole, in order
     #[test]
     fn a_batch_over_a_chunk_hands_back_every_later_chunk_whole_after_a_refusal() {
         let engine = Engine::builder(Held)

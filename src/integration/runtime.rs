@@ -19,7 +19,7 @@ use parking_lot::Mutex as PlMutex;
 use super::observer::{Hooks, Observed, Observer};
 use super::outbound::{Outbound, Reactor};
 use super::routes::{RouteStats, Router, Routes};
-use super::source::{self, Source, SourceContext, SourceReport, SourceState, SourceThread, Stop};
+use super::source::{self, Source, SourceContext, SourceReport, SourceThread, Stop};
 use super::stats::{IntegrationCounters, IntegrationStats};
 use super::RouteName;
 use crate::pipeline::{contain, Disposing, Pipeline, PipelineBuilder, PipelineError, PipelineReport};
@@ -194,15 +194,7 @@ impl<R: Reactor> IntegrationBuilder<R> {
         let pipeline = builder.start().map_err(IntegrationError::Pipeline)?;
         let mut threads = Vec::with_capacity(self.sources.len());
         for (name, source) in self.sources {
-            let shared = Arc::new(PlMutex::new(SourceReport {
-                name: name.clone(),
-                state: SourceState::Running,
-                status: String::new(),
-                restarts: 0,
-                sent: 0,
-                last_error: None,
-                joined: false,
-            }));
+            let shared = Arc::new(PlMutex::new(SourceReport::starting(&name)));
             let ctx = SourceContext {
                 name,
                 router: Arc::clone(&router),

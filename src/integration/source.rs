@@ -173,6 +173,21 @@ pub struct SourceReport {
     pub joined: bool,
 }
 
+impl SourceReport {
+    /// A source about to run for the first time.
+    pub(crate) fn starting(name: &str) -> SourceReport {
+        SourceReport {
+            name: name.to_owned(),
+            state: SourceState::Running,
+            status: String::new(),
+            restarts: 0,
+            sent: 0,
+            last_error: None,
+            joined: false,
+        }
+    }
+}
+
 /// The stop signal shared by a source's thread and shutdown.
 #[derive(Debug, Default)]
 pub(crate) struct Stop {
@@ -449,6 +464,7 @@ mod tests {
         }
     }
 
+    // proves R-INT-3 and R-FT-3: a source whose thread cannot start is dropped contained
     #[test]
     fn a_source_whose_thread_cannot_start_is_dropped_contained() {
         let router = Arc::new(Router::new(
@@ -461,15 +477,7 @@ mod tests {
             name: "loud".to_owned(),
             router,
             stop: Arc::new(Stop::default()),
-            shared: Arc::new(Mutex::new(SourceReport {
-                name: "loud".to_owned(),
-                state: SourceState::Running,
-                status: String::new(),
-                restarts: 0,
-                sent: 0,
-                last_error: None,
-                joined: false,
-            })),
+            shared: Arc::new(Mutex::new(SourceReport::starting("loud"))),
             max_attempts: 1,
             backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
         };

@@ -500,6 +500,7 @@ mod tests {
         }
     }
 
+    // proves R-FT-3 (user code contained): a user value's panicking Drop goes no further
     #[test]
     fn a_disposing_holder_contains_its_values_drop() {
         let before = DROPS.load(Ordering::SeqCst);
