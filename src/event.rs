@@ -8,22 +8,25 @@ use crate::StreamId;
 /// ([`SubmitError`](crate::SubmitError)), when shutdown leaves it unprocessed
 /// ([`ShutdownReport`](crate::ShutdownReport)) or when it fails for good
 /// ([`DeadLetter`](crate::DeadLetter)): an event is never dropped silently.
+///
+/// `K` names the stream: a [`StreamId`] unless the handler is a
+/// [`KeyedHandler`](crate::KeyedHandler) with another [`StreamKey`](crate::StreamKey).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event<P> {
-    stream: StreamId,
+pub struct Event<P, K = StreamId> {
+    stream: K,
     payload: P,
 }
 
-impl<P> Event<P> {
+impl<P, K> Event<P, K> {
     /// An event for `stream` carrying `payload`.
     #[inline]
-    pub fn new(stream: StreamId, payload: P) -> Event<P> {
+    pub fn new(stream: K, payload: P) -> Event<P, K> {
         Event { stream, payload }
     }
 
     /// The stream this event belongs to.
     #[inline]
-    pub fn stream(&self) -> &StreamId {
+    pub fn stream(&self) -> &K {
         &self.stream
     }
 
@@ -35,7 +38,7 @@ impl<P> Event<P> {
 
     /// Takes the event apart.
     #[inline]
-    pub fn into_parts(self) -> (StreamId, P) {
+    pub fn into_parts(self) -> (K, P) {
         (self.stream, self.payload)
     }
 }

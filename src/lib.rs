@@ -25,6 +25,7 @@ mod sync;
 // The vocabulary.
 mod event;
 mod handler;
+mod key;
 mod stream_id;
 
 // Threads parked until a place frees (the engine's producers, the bulkhead's callers).
@@ -70,7 +71,8 @@ pub use engine::{
     ShutdownReport, SlowHandler, SubmitError, SubmitManyError,
 };
 pub use event::Event;
-pub use handler::Handler;
+pub use handler::{Handler, KeyedHandler};
+pub use key::StreamKey;
 pub use stream_id::{InvalidStreamId, StreamId};
 
 /// The `uuid` crate humpyard's event ids are made with, for [`store::NewEvent::with_id`] and

@@ -48,9 +48,10 @@ compare          the scenarios of the performance bars on humpyard and every pee
                  uniform-10k-batched (as uniform-10k, humpyard submitting batches of 64 with
                  submit_many_timeout; the peers, which have no batch send, one at a time) and
                  one-to-one-10k (1 producer, 1 worker, against the raw ring ceiling)
-    --runs 3   --events N   --scenarios NAME,...   --systems humpyard,crossbeam-pool,flume-pool,
-    mpsc-pool,crossbeam-pool-str,flume-pool-str,mpsc-pool-str,tokio-tasks,ring-ceiling
-    (the -str pools carry humpyard's string stream ids; the others bare integer keys)
+    --runs 3   --events N   --scenarios NAME,...   --systems humpyard,humpyard-int,crossbeam-pool,
+    flume-pool,mpsc-pool,crossbeam-pool-str,flume-pool-str,mpsc-pool-str,tokio-tasks,ring-ceiling
+    (humpyard and the -str pools carry string stream ids; humpyard-int, a KeyedHandler with u64
+    keys, and the other pools bare integer keys)
 
 latency          open-loop load at a fixed rate, humpyard and the crossbeam pool interleaved;
                  latency from each event's intended send time to the end of its handler

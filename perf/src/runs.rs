@@ -55,26 +55,38 @@ pub fn measure(scenarios: &[Scenario], systems: &[Box<dyn System>], runs: usize)
     rows
 }
 
-/// humpyard against the best peer and against the ring ceiling, when they ran.
+/// Each humpyard variant against the best peer of its kind (`humpyard`, with `StreamId`s,
+/// against the pools carrying the same ids, `-str`; `humpyard-int`, with `u64` keys, against
+/// the pools routing bare integers) and against every peer; `humpyard` against the ring
+/// ceiling, when they ran.
 fn print_ratios(group: &[Row]) {
-    let Some(ours) = group.iter().find(|r| r.system == "humpyard") else {
-        return;
-    };
-    let best_peer = group
-        .iter()
-        .filter(|r| r.system != "humpyard" && r.system != "ring-ceiling")
-        .max_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
-    if let Some(peer) = best_peer {
-        println!(
-            "  humpyard / best peer ({}): {:.2}x",
-            peer.system,
-            ours.events_per_sec / peer.events_per_sec
-        );
+    let is_ours = |r: &&Row| r.system.starts_with("humpyard");
+    let peers = || group.iter().filter(|r| !is_ours(r) && r.system != "ring-ceiling");
+    for ours in group.iter().filter(is_ours) {
+        let string_keyed = ours.system == "humpyard";
+        let same_kind = best(peers().filter(|r| r.system.ends_with("-str") == string_keyed));
+        let any = best(peers());
+        for (what, peer) in [("of its kind", same_kind), ("of any kind", any)] {
+            if let Some(peer) = peer {
+                println!(
+                    "  {} / best peer {what} ({}): {:.2}x",
+                    ours.system,
+                    peer.system,
+                    ours.events_per_sec / peer.events_per_sec
+                );
+            }
+        }
     }
-    if let Some(ring) = group.iter().find(|r| r.system == "ring-ceiling") {
+    let ours = group.iter().find(|r| r.system == "humpyard");
+    if let (Some(ours), Some(ring)) = (ours, group.iter().find(|r| r.system == "ring-ceiling")) {
         println!(
             "  humpyard / ring ceiling: {:.0}%",
             100.0 * ours.events_per_sec / ring.events_per_sec
         );
     }
+}
+
+/// The fastest of `rows`.
+fn best<'a>(rows: impl Iterator<Item = &'a Row>) -> Option<&'a Row> {
+    rows.max_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec))
 }

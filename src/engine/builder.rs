@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::config::{Config, ConfigError};
 use super::dead_letter::{DeadLetter, DeadLetterHook};
 use super::hooks::{PanicHook, PanicReport, Removal, RemovalHook, SlowHandler, SlowHandlerHook};
-use crate::{Handler, StreamId};
+use crate::KeyedHandler;
 
 /// Configures and starts an [`Engine`](crate::Engine). Made by
 /// [`Engine::builder`](crate::Engine::builder); [`start`](Self::start) is with the engine (in
@@ -34,13 +34,13 @@ use crate::{Handler, StreamId};
 /// [`Engine::submit_timeout`](crate::Engine::submit_timeout) parks the producer until the shard
 /// has room, with one wake-up from the worker that frees it, or until the timeout. No submit
 /// ever retries in a loop, spins, or drops an event silently; every rejection is counted.
-pub struct EngineBuilder<H: Handler> {
+pub struct EngineBuilder<H: KeyedHandler> {
     handler: H,
     config: Config,
-    hooks: Hooks<H::Payload>,
+    hooks: HooksOf<H>,
 }
 
-impl<H: Handler> fmt::Debug for EngineBuilder<H> {
+impl<H: KeyedHandler> fmt::Debug for EngineBuilder<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EngineBuilder")
             .field("config", &self.config)
@@ -49,7 +49,7 @@ impl<H: Handler> fmt::Debug for EngineBuilder<H> {
     }
 }
 
-impl<H: Handler> EngineBuilder<H> {
+impl<H: KeyedHandler> EngineBuilder<H> {
     pub(crate) fn new(handler: H) -> EngineBuilder<H> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         EngineBuilder {
@@ -158,13 +158,13 @@ impl<H: Handler> EngineBuilder<H> {
     /// Called with every dead letter, on the worker thread. Without it dead letters go to the
     /// engine's buffer ([`Engine::take_dead_letters`](crate::Engine::take_dead_letters)). A
     /// panic in the hook is caught and counted.
-    pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<H::Payload>) + Send + Sync + 'static) -> Self {
+    pub fn on_dead_letter(mut self, hook: impl Fn(DeadLetter<H::Payload, H::Key>) + Send + Sync + 'static) -> Self {
         self.hooks.dead_letter = Some(Box::new(hook));
         self
     }
 
     /// Called with every caught panic (in `init`, `handle`, `cleanup` or a hook).
-    pub fn on_panic(mut self, hook: impl Fn(&PanicReport) + Send + Sync + 'static) -> Self {
+    pub fn on_panic(mut self, hook: impl Fn(&PanicReport<H::Key>) + Send + Sync + 'static) -> Self {
         self.hooks.panic = Some(Box::new(hook));
         self
     }
@@ -176,7 +176,7 @@ impl<H: Handler> EngineBuilder<H> {
     }
 
     /// Called after every `cleanup`, with the reason the entity was removed.
-    pub fn on_entity_removed(mut self, hook: impl Fn(&StreamId, Removal) + Send + Sync + 'static) -> Self {
+    pub fn on_entity_removed(mut self, hook: impl Fn(&H::Key, Removal) + Send + Sync + 'static) -> Self {
         self.hooks.entity_removed = Some(Box::new(hook));
         self
     }
@@ -201,21 +201,24 @@ impl<H: Handler> EngineBuilder<H> {
     }
 
     /// The handler, the validated settings and the hooks, for [`start`](Self::start).
-    pub(crate) fn into_parts(self) -> Result<(H, Config, Hooks<H::Payload>), ConfigError> {
+    pub(crate) fn into_parts(self) -> Result<(H, Config, HooksOf<H>), ConfigError> {
         self.config.validate()?;
         Ok((self.handler, self.config, self.hooks))
     }
 }
 
+/// The hooks of an engine running `H`.
+pub(crate) type HooksOf<H> = Hooks<<H as KeyedHandler>::Payload, <H as KeyedHandler>::Key>;
+
 /// The hooks the builder was given.
-pub(crate) struct Hooks<P> {
-    pub(crate) dead_letter: Option<DeadLetterHook<P>>,
-    pub(crate) panic: Option<PanicHook>,
+pub(crate) struct Hooks<P, K> {
+    pub(crate) dead_letter: Option<DeadLetterHook<P, K>>,
+    pub(crate) panic: Option<PanicHook<K>>,
     pub(crate) slow_handler: Option<SlowHandlerHook>,
-    pub(crate) entity_removed: Option<RemovalHook>,
+    pub(crate) entity_removed: Option<RemovalHook<K>>,
 }
 
-impl<P> Default for Hooks<P> {
+impl<P, K> Default for Hooks<P, K> {
     fn default() -> Self {
         Hooks {
             dead_letter: None,
@@ -226,7 +229,7 @@ impl<P> Default for Hooks<P> {
     }
 }
 
-impl<P> fmt::Debug for Hooks<P> {
+impl<P, K> fmt::Debug for Hooks<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hooks")
             .field("dead_letter", &self.dead_letter.is_some())

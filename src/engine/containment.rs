@@ -22,17 +22,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::hooks::{PanicHook, PanicReport, PanicSite};
 use super::metrics::SharedCounter;
-use crate::StreamId;
+use crate::StreamKey;
 
 /// Runs user code without letting a panic escape, and counts the panics it caught.
-pub(crate) struct Containment {
+pub(crate) struct Containment<K> {
     /// The user's panic hook.
-    hook: Option<PanicHook>,
+    hook: Option<PanicHook<K>>,
     /// Every panic caught, hooks' included: `Metrics::panics`. Bumped only on a panic.
     panics: SharedCounter,
 }
 
-impl std::fmt::Debug for Containment {
+impl<K> std::fmt::Debug for Containment<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Containment")
             .field("hook", &self.hook.is_some())
@@ -41,9 +41,9 @@ impl std::fmt::Debug for Containment {
     }
 }
 
-impl Containment {
+impl<K: StreamKey> Containment<K> {
     /// Containment that reports caught panics to `hook`.
-    pub(crate) fn new(hook: Option<PanicHook>) -> Containment {
+    pub(crate) fn new(hook: Option<PanicHook<K>>) -> Containment<K> {
         Containment {
             hook,
             panics: SharedCounter::default(),
@@ -53,12 +53,7 @@ impl Containment {
     /// Runs `f`, user code at `site` (for `stream`, if any). A panic is caught, reported and
     /// counted; its message comes back as the error.
     #[inline]
-    pub(crate) fn run<R>(
-        &self,
-        site: PanicSite,
-        stream: Option<&StreamId>,
-        f: impl FnOnce() -> R,
-    ) -> Result<R, String> {
+    pub(crate) fn run<R>(&self, site: PanicSite, stream: Option<&K>, f: impl FnOnce() -> R) -> Result<R, String> {
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(value) => Ok(value),
             Err(payload) => Err(self.caught(site, stream, payload)),
@@ -68,7 +63,7 @@ impl Containment {
     /// Drops `value`, a user value whose `Drop` may panic (contained like [`run`](Self::run)).
     /// Free for types without drop glue.
     #[inline]
-    pub(crate) fn dispose<T>(&self, stream: Option<&StreamId>, value: T) {
+    pub(crate) fn dispose<T>(&self, stream: Option<&K>, value: T) {
         if std::mem::needs_drop::<T>() {
             let _ = self.run(PanicSite::Drop, stream, move || drop(value));
         }
@@ -80,17 +75,17 @@ impl Containment {
     }
 
     /// Takes the hook out, for the engine's end (the hook is user code to dispose of).
-    pub(crate) fn take_hook(&mut self) -> Option<PanicHook> {
+    pub(crate) fn take_hook(&mut self) -> Option<PanicHook<K>> {
         self.hook.take()
     }
 
     /// Logs, reports and counts a caught panic; returns its message.
     #[cold]
-    fn caught(&self, site: PanicSite, stream: Option<&StreamId>, payload: Box<dyn Any + Send>) -> String {
+    fn caught(&self, site: PanicSite, stream: Option<&K>, payload: Box<dyn Any + Send>) -> String {
         let message = panic_message(payload);
         self.panics.incr();
         log::error!(
-            site:? = site, stream:? = stream.map(StreamId::as_str), message:? = message;
+            site:? = site, stream:? = stream.map(ToString::to_string), message:? = message;
             "humpyard caught a panic"
         );
         if let Some(hook) = &self.hook {
@@ -161,7 +156,7 @@ mod tests {
                 panic!("planned panic in Drop");
             }
         }
-        let containment = Containment::new(None);
+        let containment = Containment::<crate::StreamId>::new(None);
         containment.dispose(None, Loud);
         containment.dispose(None, 7u64);
         assert_eq!(containment.panics(), 1);

@@ -8,7 +8,7 @@ use super::containment::Containment;
 use super::hooks::PanicSite;
 use super::metrics::SharedCounter;
 use crate::sync::Mutex;
-use crate::Event;
+use crate::{Event, StreamId, StreamKey};
 
 /// Why handling an event failed. The texts come from the handler's error's `Display` or the
 /// panic's message; they are untrusted and are only ever logged as escaped fields (R-SEC-3).
@@ -47,16 +47,16 @@ impl std::error::Error for Failure {}
 ///
 /// Given to the `on_dead_letter` hook; without a hook, kept in the engine's dead-letter buffer
 /// (see [`Engine::take_dead_letters`](crate::Engine::take_dead_letters)).
-pub struct DeadLetter<P> {
+pub struct DeadLetter<P, K = StreamId> {
     /// The event, handed back.
-    pub event: Event<P>,
+    pub event: Event<P, K>,
     /// The last attempt's failure.
     pub failure: Failure,
     /// How many times the handler was called for it (the first call included).
     pub attempts: u32,
 }
 
-impl<P> fmt::Debug for DeadLetter<P> {
+impl<P, K: fmt::Debug> fmt::Debug for DeadLetter<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadLetter")
             .field("stream", self.event.stream())
@@ -67,20 +67,20 @@ impl<P> fmt::Debug for DeadLetter<P> {
 }
 
 /// The `on_dead_letter` hook.
-pub(crate) type DeadLetterHook<P> = Box<dyn Fn(DeadLetter<P>) + Send + Sync>;
+pub(crate) type DeadLetterHook<P, K> = Box<dyn Fn(DeadLetter<P, K>) + Send + Sync>;
 
 /// Where dead letters go: the user's hook, or else a bounded buffer that
 /// [`Engine::take_dead_letters`](crate::Engine::take_dead_letters) empties.
-pub(crate) struct DeadLetterSink<P> {
-    hook: Option<DeadLetterHook<P>>,
+pub(crate) struct DeadLetterSink<P, K> {
+    hook: Option<DeadLetterHook<P, K>>,
     /// The default sink: the newest `capacity` letters.
-    buffer: Mutex<VecDeque<DeadLetter<P>>>,
+    buffer: Mutex<VecDeque<DeadLetter<P, K>>>,
     capacity: usize,
     /// Letters the full buffer dropped (never with a hook).
     discarded: SharedCounter,
 }
 
-impl<P> fmt::Debug for DeadLetterSink<P> {
+impl<P, K> fmt::Debug for DeadLetterSink<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadLetterSink")
             .field("hook", &self.hook.is_some())
@@ -90,9 +90,9 @@ impl<P> fmt::Debug for DeadLetterSink<P> {
     }
 }
 
-impl<P> DeadLetterSink<P> {
+impl<P, K: StreamKey> DeadLetterSink<P, K> {
     /// A sink handing letters to `hook`, or keeping the newest `capacity` without one.
-    pub(crate) fn new(hook: Option<DeadLetterHook<P>>, capacity: usize) -> DeadLetterSink<P> {
+    pub(crate) fn new(hook: Option<DeadLetterHook<P, K>>, capacity: usize) -> DeadLetterSink<P, K> {
         DeadLetterSink {
             hook,
             buffer: Mutex::new(VecDeque::new()),
@@ -104,9 +104,9 @@ impl<P> DeadLetterSink<P> {
     /// Logs `letter` and hands it to the hook (contained), or to the buffer; a letter the
     /// full buffer gives up is disposed of outside its lock (contained: its payload is the
     /// user's).
-    pub(crate) fn deliver(&self, letter: DeadLetter<P>, containment: &Containment) {
+    pub(crate) fn deliver(&self, letter: DeadLetter<P, K>, containment: &Containment<K>) {
         log::warn!(
-            stream = letter.event.stream().as_str(),
+            stream:% = letter.event.stream(),
             attempts = letter.attempts,
             failure:? = letter.failure;
             "humpyard dead-lettered an event"
@@ -138,7 +138,7 @@ impl<P> DeadLetterSink<P> {
     }
 
     /// Takes the letters the buffer keeps.
-    pub(crate) fn take(&self) -> Vec<DeadLetter<P>> {
+    pub(crate) fn take(&self) -> Vec<DeadLetter<P, K>> {
         self.buffer.lock().drain(..).collect()
     }
 
@@ -148,7 +148,7 @@ impl<P> DeadLetterSink<P> {
     }
 
     /// Disposes of the hook and the kept letters (contained), for the engine's end.
-    pub(crate) fn dispose_all(&mut self, containment: &Containment) {
+    pub(crate) fn dispose_all(&mut self, containment: &Containment<K>) {
         if let Some(hook) = self.hook.take() {
             containment.dispose(None, hook);
         }

@@ -21,14 +21,14 @@
 use hashbrown::HashTable;
 
 use crate::stream_id::fmix64;
-use crate::StreamId;
+use crate::StreamKey;
 
 /// "No slot": the end of a list.
 const NIL: u32 = u32::MAX;
 
 /// One live entity.
-struct Entity<S> {
-    id: StreamId,
+struct Entity<K, S> {
+    id: K,
     state: S,
 }
 
@@ -43,15 +43,15 @@ struct Recency {
     older: u32,
 }
 
-enum Slot<S> {
-    Live(Entity<S>),
+enum Slot<K, S> {
+    Live(Entity<K, S>),
     Free { next_free: u32 },
 }
 
 /// The entity table of one shard.
-pub(crate) struct EntityTable<S> {
+pub(crate) struct EntityTable<K, S> {
     index: HashTable<u32>,
-    slots: Vec<Slot<S>>,
+    slots: Vec<Slot<K, S>>,
     /// Parallel to `slots`.
     recency: Vec<Recency>,
     /// Head of the free list.
@@ -70,13 +70,13 @@ pub(crate) struct EntityTable<S> {
 /// a fixed public function (it must be, for partitioning across processes), so without the
 /// per-table key a sender of chosen stream ids could aim them all at one bucket.
 #[inline]
-fn index_hash(id: &StreamId, key: u64) -> u64 {
-    fmix64(id.hash_u64() ^ key)
+fn index_hash<K: StreamKey>(id: &K, key: u64) -> u64 {
+    fmix64(id.stable_hash() ^ key)
 }
 
-impl<S> EntityTable<S> {
+impl<K: StreamKey, S> EntityTable<K, S> {
     /// An empty table whose index is keyed by `key` (random per table).
-    pub(crate) fn new(key: u64) -> EntityTable<S> {
+    pub(crate) fn new(key: u64) -> EntityTable<K, S> {
         EntityTable {
             key,
             index: HashTable::new(),
@@ -94,14 +94,14 @@ impl<S> EntityTable<S> {
         self.len
     }
 
-    fn entity(&self, slot: u32) -> &Entity<S> {
+    fn entity(&self, slot: u32) -> &Entity<K, S> {
         match &self.slots[slot as usize] {
             Slot::Live(entity) => entity,
             Slot::Free { .. } => unreachable!("entity table: link to a free slot"),
         }
     }
 
-    fn entity_mut(&mut self, slot: u32) -> &mut Entity<S> {
+    fn entity_mut(&mut self, slot: u32) -> &mut Entity<K, S> {
         match &mut self.slots[slot as usize] {
             Slot::Live(entity) => entity,
             Slot::Free { .. } => unreachable!("entity table: link to a free slot"),
@@ -110,7 +110,7 @@ impl<S> EntityTable<S> {
 
     /// The slot of `id`'s entity, if it is live.
     #[inline]
-    pub(crate) fn find(&self, id: &StreamId) -> Option<u32> {
+    pub(crate) fn find(&self, id: &K) -> Option<u32> {
         let slots = &self.slots;
         self.index
             .find(index_hash(id, self.key), |&slot| match &slots[slot as usize] {
@@ -137,7 +137,7 @@ impl<S> EntityTable<S> {
     }
 
     /// Inserts a new entity (the id must not be live) as the newest; returns its slot.
-    pub(crate) fn insert(&mut self, id: StreamId, state: S, now: u64) -> u32 {
+    pub(crate) fn insert(&mut self, id: K, state: S, now: u64) -> u32 {
         debug_assert!(self.find(&id).is_none());
         let hash = index_hash(&id, self.key);
         let entity = Entity { id, state };
@@ -175,7 +175,7 @@ impl<S> EntityTable<S> {
     }
 
     /// Removes the entity in `slot` and hands back its id and state.
-    pub(crate) fn remove(&mut self, slot: u32) -> (StreamId, S) {
+    pub(crate) fn remove(&mut self, slot: u32) -> (K, S) {
         self.unlink(slot);
         let hash = index_hash(&self.entity(slot).id, self.key);
         match self.index.find_entry(hash, |&s| s == slot) {
@@ -200,7 +200,7 @@ impl<S> EntityTable<S> {
     }
 
     /// Removes every entity, oldest first.
-    pub(crate) fn drain(&mut self) -> Vec<(StreamId, S)> {
+    pub(crate) fn drain(&mut self) -> Vec<(K, S)> {
         let mut out = Vec::with_capacity(self.len);
         while let Some((slot, _)) = self.oldest() {
             out.push(self.remove(slot));
@@ -243,6 +243,7 @@ impl<S> EntityTable<S> {
 #[cfg(all(test, not(humpyard_loom)))]
 mod tests {
     use super::*;
+    use crate::StreamId;
 
     fn id(s: &str) -> StreamId {
         StreamId::new(s).unwrap()

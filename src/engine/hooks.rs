@@ -31,11 +31,11 @@ pub enum PanicSite {
 /// A caught panic, given to the `on_panic` hook.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct PanicReport {
+pub struct PanicReport<K = StreamId> {
     /// Where it happened.
     pub site: PanicSite,
     /// The stream being handled, if any.
-    pub stream: Option<StreamId>,
+    pub stream: Option<K>,
     /// The panic's message (untrusted text).
     pub message: String,
 }
@@ -67,6 +67,6 @@ pub struct SlowHandler {
     pub running_for: Duration,
 }
 
-pub(crate) type PanicHook = Box<dyn Fn(&PanicReport) + Send + Sync>;
+pub(crate) type PanicHook<K = StreamId> = Box<dyn Fn(&PanicReport<K>) + Send + Sync>;
 pub(crate) type SlowHandlerHook = Box<dyn Fn(&SlowHandler) + Send + Sync>;
-pub(crate) type RemovalHook = Box<dyn Fn(&StreamId, Removal) + Send + Sync>;
+pub(crate) type RemovalHook<K> = Box<dyn Fn(&K, Removal) + Send + Sync>;

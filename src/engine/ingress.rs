@@ -11,19 +11,20 @@ use std::time::Duration;
 use super::ring::{Closed, PushError};
 use super::shared::Shared;
 use super::submit_error::{SubmitError, SubmitManyError};
+use crate::handler::EventOf;
 use crate::pause::{self, PausePoint};
 use crate::sync::thread;
 use crate::sync::time::Instant;
 use crate::sync::{fence, Arc, Ordering};
 use crate::waiters::{Waiter, Waiters};
-use crate::{Event, Handler};
+use crate::KeyedHandler;
+
+/// An event of handler `H` handed back, with why.
+type RefusalOf<H> = SubmitError<<H as KeyedHandler>::Payload, <H as KeyedHandler>::Key>;
 
 /// Submits `event` without ever blocking.
 #[inline]
-pub(crate) fn try_submit<H: Handler>(
-    shared: &Shared<H>,
-    event: Event<H::Payload>,
-) -> Result<(), SubmitError<H::Payload>> {
+pub(crate) fn try_submit<H: KeyedHandler>(shared: &Shared<H>, event: EventOf<H>) -> Result<(), RefusalOf<H>> {
     let shard = &shared.shards()[shared.shard_of(event.stream())];
     match shard.push(event) {
         Ok(()) => {
@@ -44,10 +45,10 @@ pub(crate) fn try_submit<H: Handler>(
 /// Submits a batch without ever blocking: each shard's events with one claim, one fence for
 /// the batch, each shard that took some scheduled once. Returns how many were taken, or the
 /// events handed back in their order (see [`SubmitManyError`]).
-pub(crate) fn try_submit_many<H: Handler>(
+pub(crate) fn try_submit_many<H: KeyedHandler>(
     shared: &Shared<H>,
-    events: Vec<Event<H::Payload>>,
-) -> Result<usize, SubmitManyError<H::Payload>> {
+    events: Vec<EventOf<H>>,
+) -> Result<usize, SubmitManyError<H::Payload, H::Key>> {
     let total = events.len();
     let rejected = push_all(shared, events);
     finish(shared, total, rejected)
@@ -58,11 +59,11 @@ pub(crate) fn try_submit_many<H: Handler>(
 /// wake-up, as [`submit_timeout`]), then offers them all again. Events of other full shards
 /// wait with it: a shard that frees room while the first stays full is offered to only when
 /// the first wakes the producer (or the deadline does).
-pub(crate) fn submit_many_timeout<H: Handler>(
+pub(crate) fn submit_many_timeout<H: KeyedHandler>(
     shared: &Shared<H>,
-    events: Vec<Event<H::Payload>>,
+    events: Vec<EventOf<H>>,
     timeout: Duration,
-) -> Result<usize, SubmitManyError<H::Payload>> {
+) -> Result<usize, SubmitManyError<H::Payload, H::Key>> {
     let deadline = Instant::now().checked_add(timeout);
     let total = events.len();
     let mut rest = push_all(shared, events);
@@ -78,7 +79,7 @@ pub(crate) fn submit_many_timeout<H: Handler>(
         // Every one left met a full shard: wait for room in the first one's.
         let waited = shared.shard_of(rest[0].event().stream());
         let waiters = shared.shards()[waited].waiters();
-        let in_waited = |rest: &[SubmitError<H::Payload>]| {
+        let in_waited = |rest: &[RefusalOf<H>]| {
             rest.iter()
                 .filter(|e| shared.shard_of(e.event().stream()) == waited)
                 .count()
@@ -106,11 +107,11 @@ pub(crate) fn submit_many_timeout<H: Handler>(
 
 /// Counts the events of a batch handed back (each in its shard's `rejected`) and says what the
 /// batch of `total` came to.
-fn finish<H: Handler>(
+fn finish<H: KeyedHandler>(
     shared: &Shared<H>,
     total: usize,
-    rejected: Vec<SubmitError<H::Payload>>,
-) -> Result<usize, SubmitManyError<H::Payload>> {
+    rejected: Vec<RefusalOf<H>>,
+) -> Result<usize, SubmitManyError<H::Payload, H::Key>> {
     if rejected.is_empty() {
         return Ok(total);
     }
@@ -130,11 +131,11 @@ const MAX_BATCH: usize = if cfg!(test) { 3 } else { u32::MAX as usize };
 /// [`push_batch`] over a batch of any size, in chunks of at most [`MAX_BATCH`] events. Once a
 /// chunk hands some back, every later chunk is handed back whole, with the reason of the first
 /// one handed back: no stream's event overtakes one of its events handed back.
-fn push_all<H: Handler>(shared: &Shared<H>, mut events: Vec<Event<H::Payload>>) -> Vec<SubmitError<H::Payload>> {
+fn push_all<H: KeyedHandler>(shared: &Shared<H>, mut events: Vec<EventOf<H>>) -> Vec<RefusalOf<H>> {
     if events.len() <= MAX_BATCH {
         return push_batch(shared, events);
     }
-    let mut rejected: Vec<SubmitError<H::Payload>> = Vec::new();
+    let mut rejected: Vec<RefusalOf<H>> = Vec::new();
     while !events.is_empty() {
         let rest = events.split_off(events.len().min(MAX_BATCH));
         match rejected.first().map(SubmitError::is_closed) {
@@ -160,18 +161,18 @@ fn push_all<H: Handler>(shared: &Shared<H>, mut events: Vec<Event<H::Payload>>) 
 /// events: what it hands back is the rest of them, so a stream's later events never overtake
 /// one handed back. The events are put in shard order before any claim: nothing between a
 /// claim and its publishes can fail.
-fn push_batch<H: Handler>(shared: &Shared<H>, events: Vec<Event<H::Payload>>) -> Vec<SubmitError<H::Payload>> {
+fn push_batch<H: KeyedHandler>(shared: &Shared<H>, events: Vec<EventOf<H>>) -> Vec<RefusalOf<H>> {
     debug_assert!(events.len() <= MAX_BATCH);
     let shards = shared.shards();
     let order = group_by_shard(shared, &events);
-    let mut slots: Vec<Option<Event<H::Payload>>> = events.into_iter().map(Some).collect();
-    let ordered: Vec<Event<H::Payload>> = order
+    let mut slots: Vec<Option<EventOf<H>>> = events.into_iter().map(Some).collect();
+    let ordered: Vec<EventOf<H>> = order
         .iter()
         .map(|&key| slots[key as u32 as usize].take().expect("each event is taken once"))
         .collect();
     drop(slots);
     let mut values = ordered.into_iter();
-    let mut rejected: Vec<(u32, SubmitError<H::Payload>)> = Vec::new();
+    let mut rejected: Vec<(u32, RefusalOf<H>)> = Vec::new();
     let mut took: Vec<u32> = Vec::new();
     for group in order.chunk_by(|a, b| a >> 32 == b >> 32) {
         let shard_index = (group[0] >> 32) as u32;
@@ -205,8 +206,8 @@ fn push_batch<H: Handler>(shared: &Shared<H>, events: Vec<Event<H::Payload>>) ->
 /// The batch's events as keys `shard << 32 | index`, in shard order and, within a shard, in
 /// the batch's order. A counting sort (no comparisons) when the engine has at most
 /// [`COUNTED_SHARDS`] shards, its counts on the stack; a sort of the keys otherwise.
-fn group_by_shard<H: Handler>(shared: &Shared<H>, events: &[Event<H::Payload>]) -> Vec<u64> {
-    let key = |i: usize, e: &Event<H::Payload>| ((shared.shard_of(e.stream()) as u64) << 32) | i as u64;
+fn group_by_shard<H: KeyedHandler>(shared: &Shared<H>, events: &[EventOf<H>]) -> Vec<u64> {
+    let key = |i: usize, e: &EventOf<H>| ((shared.shard_of(e.stream()) as u64) << 32) | i as u64;
     let shards = shared.shards().len();
     if shards > COUNTED_SHARDS {
         let mut keys: Vec<u64> = events.iter().enumerate().map(|(i, e)| key(i, e)).collect();
@@ -233,11 +234,11 @@ fn group_by_shard<H: Handler>(shared: &Shared<H>, events: &[Event<H::Payload>]) 
 const COUNTED_SHARDS: usize = 256;
 
 /// Submits `event`, waiting up to `timeout` for room in its shard.
-pub(crate) fn submit_timeout<H: Handler>(
+pub(crate) fn submit_timeout<H: KeyedHandler>(
     shared: &Shared<H>,
-    event: Event<H::Payload>,
+    event: EventOf<H>,
     timeout: Duration,
-) -> Result<(), SubmitError<H::Payload>> {
+) -> Result<(), RefusalOf<H>> {
     let deadline = Instant::now().checked_add(timeout);
     let shard = &shared.shards()[shared.shard_of(event.stream())];
     let mut event = match shard.push(event) {

@@ -78,9 +78,10 @@ pub use report::ShutdownReport;
 pub use settings::EngineConfig;
 pub use submit_error::{SubmitError, SubmitManyError};
 
+use crate::handler::EventOf;
 use crate::resilience::Backoff;
 use crate::sync::Arc as StdArc;
-use crate::{Event, Handler, StreamId};
+use crate::KeyedHandler;
 use shard::Shard;
 use shared::Shared;
 
@@ -118,11 +119,11 @@ use shared::Shared;
 /// assert_eq!(engine.metrics().processed, 10);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Engine<H: Handler> {
+pub struct Engine<H: KeyedHandler> {
     shared: StdArc<Shared<H>>,
 }
 
-impl<H: Handler> Engine<H> {
+impl<H: KeyedHandler> Engine<H> {
     /// A builder for an engine running `handler`.
     pub fn builder(handler: H) -> EngineBuilder<H> {
         EngineBuilder::new(handler)
@@ -135,7 +136,7 @@ impl<H: Handler> Engine<H> {
     /// [`SubmitError::Full`] if the stream's shard is full, [`SubmitError::Closed`] once
     /// shutdown has begun; the event is inside the error. Both are counted in `rejected`.
     #[inline]
-    pub fn try_submit(&self, event: Event<H::Payload>) -> Result<(), SubmitError<H::Payload>> {
+    pub fn try_submit(&self, event: EventOf<H>) -> Result<(), SubmitError<H::Payload, H::Key>> {
         ingress::try_submit(&self.shared, event)
     }
 
@@ -149,7 +150,7 @@ impl<H: Handler> Engine<H> {
     ///
     /// [`SubmitError::Timeout`] if no room appeared in time, [`SubmitError::Closed`] if
     /// shutdown began; the event is inside the error, and the rejection is counted.
-    pub fn submit_timeout(&self, event: Event<H::Payload>, timeout: Duration) -> Result<(), SubmitError<H::Payload>> {
+    pub fn submit_timeout(&self, event: EventOf<H>, timeout: Duration) -> Result<(), SubmitError<H::Payload, H::Key>> {
         ingress::submit_timeout(&self.shared, event, timeout)
     }
 
@@ -163,7 +164,7 @@ impl<H: Handler> Engine<H> {
     /// back in the order given, each with its reason (`Full` or `Closed`), all counted in
     /// `rejected`. Once a shard hands an event back, it hands back every later event of the
     /// batch for it too, so resubmitting them in order keeps each stream's order.
-    pub fn try_submit_many(&self, events: Vec<Event<H::Payload>>) -> Result<usize, SubmitManyError<H::Payload>> {
+    pub fn try_submit_many(&self, events: Vec<EventOf<H>>) -> Result<usize, SubmitManyError<H::Payload, H::Key>> {
         ingress::try_submit_many(&self.shared, events)
     }
 
@@ -177,15 +178,15 @@ impl<H: Handler> Engine<H> {
     /// `Timeout` (time ran out) or `Closed` (shutdown began: every event not yet taken).
     pub fn submit_many_timeout(
         &self,
-        events: Vec<Event<H::Payload>>,
+        events: Vec<EventOf<H>>,
         timeout: Duration,
-    ) -> Result<usize, SubmitManyError<H::Payload>> {
+    ) -> Result<usize, SubmitManyError<H::Payload, H::Key>> {
         ingress::submit_many_timeout(&self.shared, events, timeout)
     }
 
     /// The index of the shard that `stream`'s events go to (`0..shards`), as in
     /// [`Metrics::shard_queued`]. Streams in one shard share its ring and its worker turn.
-    pub fn shard_of(&self, stream: &StreamId) -> usize {
+    pub fn shard_of(&self, stream: &H::Key) -> usize {
         self.shared.shard_of(stream)
     }
 
@@ -195,7 +196,7 @@ impl<H: Handler> Engine<H> {
     }
 
     /// Takes the dead letters kept by the default sink (when no `on_dead_letter` hook is set).
-    pub fn take_dead_letters(&self) -> Vec<DeadLetter<H::Payload>> {
+    pub fn take_dead_letters(&self) -> Vec<DeadLetter<H::Payload, H::Key>> {
         self.shared.dead_letters().take()
     }
 
@@ -219,7 +220,7 @@ impl<H: Handler> Engine<H> {
     /// [`drain_deferred`](ShutdownReport::drain_deferred) set: that thread cannot wait for the
     /// call it is in. The drain, the cleanup and the join are left to the next shutdown, or the
     /// last drop, made off the engine's threads.
-    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport<H::Payload> {
+    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport<H::Payload, H::Key> {
         shutdown::shutdown(&self.shared, deadline)
     }
 
@@ -238,7 +239,7 @@ impl<H: Handler> Engine<H> {
 /// supervisor thread: its loop would multiply every model's interleavings). Each runs the
 /// library's own function.
 #[cfg(humpyard_loom)]
-impl<H: Handler> Engine<H> {
+impl<H: KeyedHandler> Engine<H> {
     /// The supervisor's timer step: schedules the shards waiting for a retry that is due on
     /// the model's clock.
     pub(crate) fn model_fire_timers(&self) {
@@ -263,7 +264,7 @@ impl<H: Handler> Engine<H> {
     }
 }
 
-impl<H: Handler> EngineBuilder<H> {
+impl<H: KeyedHandler> EngineBuilder<H> {
     /// Validates the settings and starts the worker threads and the supervisor.
     ///
     /// # Errors
@@ -305,7 +306,7 @@ fn random_seed() -> u64 {
     hasher.finish()
 }
 
-impl<H: Handler> Drop for Engine<H> {
+impl<H: KeyedHandler> Drop for Engine<H> {
     /// Shuts the engine down with the builder's `drop_deadline` and disposes of what is left
     /// (logging how many events). Dropped on one of the engine's own threads (the last `Arc`
     /// held by a state or a handler), it stops the threads without joining them: each ends
@@ -315,7 +316,7 @@ impl<H: Handler> Drop for Engine<H> {
     }
 }
 
-impl<H: Handler> fmt::Debug for Engine<H> {
+impl<H: KeyedHandler> fmt::Debug for Engine<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("workers", &self.shared.workers().len())

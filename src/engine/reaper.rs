@@ -19,7 +19,7 @@ use super::hooks::{PanicSite, Removal};
 use super::metrics::Tally;
 use super::shard::ShardCore;
 use super::shared::Shared;
-use crate::{Handler, StreamId};
+use crate::KeyedHandler;
 
 /// Idle entities one run reaps at most; more are left to the next run (R-RES-2).
 #[cfg(not(humpyard_loom))]
@@ -29,7 +29,7 @@ pub(crate) const REAP_BUDGET: usize = 2;
 
 /// Reaps up to [`REAP_BUDGET`] entities idle for `idle_timeout` at `now`, oldest first;
 /// returns whether more are expired.
-pub(crate) fn reap<H: Handler>(shared: &Shared<H>, core: &mut ShardCore<H>, now: u64, tally: &mut Tally) -> bool {
+pub(crate) fn reap<H: KeyedHandler>(shared: &Shared<H>, core: &mut ShardCore<H>, now: u64, tally: &mut Tally) -> bool {
     let idle = ticks(shared.config().idle_timeout);
     let expired = |core: &ShardCore<H>| {
         core.table
@@ -46,7 +46,7 @@ pub(crate) fn reap<H: Handler>(shared: &Shared<H>, core: &mut ShardCore<H>, now:
 }
 
 /// Evicts this shard's least recently used entity if the engine is at `max_entities`.
-pub(crate) fn make_room<H: Handler>(shared: &Shared<H>, core: &mut ShardCore<H>, tally: &mut Tally) {
+pub(crate) fn make_room<H: KeyedHandler>(shared: &Shared<H>, core: &mut ShardCore<H>, tally: &mut Tally) {
     if shared.live_entities() < shared.config().max_entities {
         return;
     }
@@ -58,7 +58,7 @@ pub(crate) fn make_room<H: Handler>(shared: &Shared<H>, core: &mut ShardCore<H>,
 }
 
 /// When the shard's oldest entity becomes idle-expired, in ticks; `u64::MAX` if it has none.
-pub(crate) fn next_expiry<H: Handler>(shared: &Shared<H>, core: &ShardCore<H>) -> u64 {
+pub(crate) fn next_expiry<H: KeyedHandler>(shared: &Shared<H>, core: &ShardCore<H>) -> u64 {
     let idle = ticks(shared.config().idle_timeout);
     core.table
         .oldest()
@@ -67,7 +67,7 @@ pub(crate) fn next_expiry<H: Handler>(shared: &Shared<H>, core: &ShardCore<H>) -
 
 /// Disposes of a state removed from its table: `cleanup` (contained), the live count, and the
 /// removal hook (contained).
-pub(crate) fn dispose<H: Handler>(shared: &Shared<H>, id: StreamId, state: H::State, why: Removal) {
+pub(crate) fn dispose<H: KeyedHandler>(shared: &Shared<H>, id: H::Key, state: H::State, why: Removal) {
     let containment = shared.containment();
     let _ = containment.run(PanicSite::Cleanup, Some(&id), || shared.handler().cleanup(&id, state));
     shared.entity_disposed();

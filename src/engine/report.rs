@@ -2,17 +2,17 @@
 
 use std::fmt;
 
-use crate::Event;
+use crate::{Event, StreamId};
 
 /// The result of [`Engine::shutdown`](crate::Engine::shutdown).
 ///
 /// After a shutdown made off the engine's threads, `accepted == processed + dead_lettered +
 /// unprocessed.len()` holds exactly.
 #[non_exhaustive]
-pub struct ShutdownReport<P> {
+pub struct ShutdownReport<P, K = StreamId> {
     /// Accepted events that were neither processed nor dead-lettered when the deadline passed,
     /// in per-stream order (an event waiting for a retry comes first in its shard).
-    pub unprocessed: Vec<Event<P>>,
+    pub unprocessed: Vec<Event<P, K>>,
     /// Whether the deadline passed before the rings were drained.
     pub deadline_exceeded: bool,
     /// Whether shutdown was called on one of the engine's own threads (from a handler, a hook,
@@ -23,9 +23,9 @@ pub struct ShutdownReport<P> {
     pub drain_deferred: bool,
 }
 
-impl<P> ShutdownReport<P> {
+impl<P, K> ShutdownReport<P, K> {
     /// The report of a call that found the engine already shut down.
-    pub(crate) fn empty() -> ShutdownReport<P> {
+    pub(crate) fn empty() -> ShutdownReport<P, K> {
         ShutdownReport {
             unprocessed: Vec::new(),
             deadline_exceeded: false,
@@ -34,7 +34,7 @@ impl<P> ShutdownReport<P> {
     }
 
     /// The report of a call made on one of the engine's own threads.
-    pub(crate) fn deferred() -> ShutdownReport<P> {
+    pub(crate) fn deferred() -> ShutdownReport<P, K> {
         ShutdownReport {
             drain_deferred: true,
             ..ShutdownReport::empty()
@@ -42,7 +42,7 @@ impl<P> ShutdownReport<P> {
     }
 }
 
-impl<P> fmt::Debug for ShutdownReport<P> {
+impl<P, K> fmt::Debug for ShutdownReport<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShutdownReport")
             .field("unprocessed", &self.unprocessed.len())

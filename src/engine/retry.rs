@@ -20,8 +20,8 @@ use crate::sync::Mutex;
 use crate::Event;
 
 /// An event held back after a failure, until its retry is due.
-pub(crate) struct PendingRetry<P> {
-    pub(crate) event: Event<P>,
+pub(crate) struct PendingRetry<P, K> {
+    pub(crate) event: Event<P, K>,
     /// Handler calls made so far.
     pub(crate) attempts: u32,
     /// When to try again, in engine ticks.

@@ -31,7 +31,8 @@ use super::retry::PendingRetry;
 use super::scheduler::RunEnd;
 use super::shard::{ShardCore, ShardRun};
 use super::shared::Shared;
-use crate::{Event, Handler};
+use crate::handler::EventOf;
+use crate::KeyedHandler;
 
 /// Events one run takes from its shard before handing the shard on: large enough to amortise
 /// the scheduling, small enough that a shard does not keep a worker from others for long.
@@ -49,7 +50,7 @@ enum Outcome {
 
 /// Runs the shard held by `run` on worker `worker`; returns how the run ended and how many
 /// events it took from the ring.
-pub(crate) fn run<H: Handler>(shared: &Shared<H>, worker: usize, run: &mut ShardRun<'_, H>) -> (RunEnd, usize) {
+pub(crate) fn run<H: KeyedHandler>(shared: &Shared<H>, worker: usize, run: &mut ShardRun<'_, H>) -> (RunEnd, usize) {
     let shard = run.shard();
     let now = shared.clock().now();
     let stopping = || shared.lifecycle().should_stop();
@@ -107,11 +108,11 @@ pub(crate) fn run<H: Handler>(shared: &Shared<H>, worker: usize, run: &mut Shard
 
 /// Handles `event` after `prior` failed attempts, retrying at once while the backoff is zero;
 /// returns whether it is done (processed or dead-lettered) or deferred.
-fn dispatch<H: Handler>(
+fn dispatch<H: KeyedHandler>(
     shared: &Shared<H>,
     worker: usize,
     core: &mut ShardCore<H>,
-    event: Event<H::Payload>,
+    event: EventOf<H>,
     prior: u32,
     now: u64,
     tally: &mut Tally,
@@ -152,11 +153,11 @@ fn dispatch<H: Handler>(
 }
 
 /// One handler call for `event`, making the entity first if needed.
-fn attempt<H: Handler>(
+fn attempt<H: KeyedHandler>(
     shared: &Shared<H>,
     worker: usize,
     core: &mut ShardCore<H>,
-    event: &Event<H::Payload>,
+    event: &EventOf<H>,
     now: u64,
     tally: &mut Tally,
 ) -> Result<(), Failure> {
@@ -200,7 +201,7 @@ fn attempt<H: Handler>(
 
 /// The text of the handler's error `e` (its `Display`), then `e` disposed of: both user code,
 /// both contained. A `Display` that panics gives a text that says so.
-fn describe<H: Handler>(shared: &Shared<H>, event: &Event<H::Payload>, e: H::Error) -> String {
+fn describe<H: KeyedHandler>(shared: &Shared<H>, event: &EventOf<H>, e: H::Error) -> String {
     let containment = shared.containment();
     let stream = Some(event.stream());
     let text = match containment.run(PanicSite::Display, stream, || e.to_string()) {

@@ -48,10 +48,11 @@ use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
 use super::retry::PendingRetry;
 use super::ring::{AllocError, Closed, PushError, Ring};
+use crate::handler::EventOf;
 use crate::resilience::Backoff;
 use crate::sync::{fence, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::waiters::Waiters;
-use crate::{Event, Handler};
+use crate::KeyedHandler;
 
 /// A shard's scheduling state: see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,23 +80,23 @@ impl ShardState {
 }
 
 /// What only the shard's runner touches (through its [`ShardRun`]).
-pub(crate) struct ShardCore<H: Handler> {
-    pub(crate) table: EntityTable<H::State>,
+pub(crate) struct ShardCore<H: KeyedHandler> {
+    pub(crate) table: EntityTable<H::Key, H::State>,
     /// An event waiting for its retry. While it waits, the shard takes no other event, so the
     /// stream's later events stay behind it (R-CONC-3).
-    pub(crate) retry: Option<PendingRetry<H::Payload>>,
+    pub(crate) retry: Option<PendingRetry<H::Payload, H::Key>>,
     /// The delays before its retries (the engine's `retry_backoff` settings, jittered with a
     /// seed of this shard's).
     pub(crate) backoff: Backoff,
 }
 
 /// One shard.
-pub(crate) struct Shard<H: Handler> {
+pub(crate) struct Shard<H: KeyedHandler> {
     /// Its place in the engine's shard array (and the run queue's entries).
     index: usize,
     /// The ingress ring. Producers push through [`Shard::push`]; the consumer side is reached
     /// only through a [`ShardRun`].
-    ring: Ring<Event<H::Payload>>,
+    ring: Ring<EventOf<H>>,
     /// A [`ShardState`]; its transitions and their orderings are in the module docs.
     state: CachePadded<AtomicU8>,
     /// Submits to this shard that were handed back (any thread, `Relaxed` `fetch_add`).
@@ -113,9 +114,9 @@ pub(crate) struct Shard<H: Handler> {
 // SAFETY: `core` is reached only through a `ShardRun`, of which at most one exists at a time
 // (see the module docs), and successive holders are ordered by the state's Release/Acquire;
 // everything else is atomic or `Sync`. The core holds `H::State` and events, both `Send`.
-unsafe impl<H: Handler> Sync for Shard<H> {}
+unsafe impl<H: KeyedHandler> Sync for Shard<H> {}
 
-impl<H: Handler> Shard<H> {
+impl<H: KeyedHandler> Shard<H> {
     /// Shard `index` with a ring of `capacity`; `seed` keys its table's index and its retries'
     /// jitter (`backoff`'s seed is replaced by it).
     pub(crate) fn new(index: usize, capacity: usize, seed: u64, backoff: Backoff) -> Result<Shard<H>, AllocError> {
@@ -143,7 +144,7 @@ impl<H: Handler> Shard<H> {
 
     /// Producer side: appends `event`, or hands it back at once if the ring is full or closed.
     #[inline]
-    pub(crate) fn push(&self, event: Event<H::Payload>) -> Result<(), PushError<Event<H::Payload>>> {
+    pub(crate) fn push(&self, event: EventOf<H>) -> Result<(), PushError<EventOf<H>>> {
         self.ring.push(event)
     }
 
@@ -152,11 +153,7 @@ impl<H: Handler> Shard<H> {
     ///
     /// [`Scheduler::after_fenced_push`]: super::scheduler::Scheduler::after_fenced_push
     #[inline]
-    pub(crate) fn push_many(
-        &self,
-        values: &mut std::vec::IntoIter<Event<H::Payload>>,
-        limit: usize,
-    ) -> Result<usize, Closed> {
+    pub(crate) fn push_many(&self, values: &mut std::vec::IntoIter<EventOf<H>>, limit: usize) -> Result<usize, Closed> {
         self.ring.push_many(values, limit)
     }
 
@@ -275,25 +272,25 @@ impl<H: Handler> Shard<H> {
 /// docs), and the only way to the ring's consumer side and to the core. Made by the
 /// transitions into `Running`; consumed by the transitions out of it.
 #[must_use = "a shard left Running without a transition is stuck"]
-pub(crate) struct ShardRun<'a, H: Handler> {
+pub(crate) struct ShardRun<'a, H: KeyedHandler> {
     shard: &'a Shard<H>,
 }
 
-impl<H: Handler> std::fmt::Debug for ShardRun<'_, H> {
+impl<H: KeyedHandler> std::fmt::Debug for ShardRun<'_, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardRun").field("shard", &self.shard.index).finish()
     }
 }
 
 /// The ring's consumer side, lent by [`ShardRun::with`].
-pub(crate) struct Consumer<'a, P> {
-    ring: &'a Ring<Event<P>>,
+pub(crate) struct Consumer<'a, E> {
+    ring: &'a Ring<E>,
 }
 
-impl<P> Consumer<'_, P> {
+impl<E> Consumer<'_, E> {
     /// Takes the oldest published event.
     #[inline]
-    pub(crate) fn pop(&mut self) -> Option<Event<P>> {
+    pub(crate) fn pop(&mut self) -> Option<E> {
         // SAFETY: a `Consumer` exists only inside `ShardRun::with`, so this thread holds the
         // shard's run: the ring's only consumer, ordered after the previous one by the
         // state's Release/Acquire.
@@ -302,13 +299,13 @@ impl<P> Consumer<'_, P> {
 
     /// Takes the oldest claimed event of the closed ring, waiting for its producer to publish
     /// it; `None` once every accepted event is taken.
-    pub(crate) fn pop_claimed(&mut self) -> Option<Event<P>> {
+    pub(crate) fn pop_claimed(&mut self) -> Option<E> {
         // SAFETY: as in `pop`; the caller (shutdown) closed the ring first.
         unsafe { self.ring.pop_claimed() }
     }
 }
 
-impl<'a, H: Handler> ShardRun<'a, H> {
+impl<'a, H: KeyedHandler> ShardRun<'a, H> {
     /// The shard.
     #[inline]
     pub(crate) fn shard(&self) -> &'a Shard<H> {
@@ -317,7 +314,7 @@ impl<'a, H: Handler> ShardRun<'a, H> {
 
     /// Runs `f` with the shard's core and the ring's consumer side.
     #[inline]
-    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut ShardCore<H>, &mut Consumer<'_, H::Payload>) -> R) -> R {
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut ShardCore<H>, &mut Consumer<'_, EventOf<H>>) -> R) -> R {
         let shard = self.shard;
         let mut consumer = Consumer { ring: &shard.ring };
         shard.core.with_mut(|core| {

@@ -22,7 +22,7 @@ use std::mem::ManuallyDrop;
 
 use crossbeam_utils::CachePadded;
 
-use super::builder::Hooks;
+use super::builder::{Hooks, HooksOf};
 use super::clock::Clock;
 use super::config::Config;
 use super::containment::Containment;
@@ -35,7 +35,7 @@ use super::shard::Shard;
 use super::worker_slot::{WorkerHandle, WorkerSlot};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{AtomicU64, Mutex, Ordering};
-use crate::Handler;
+use crate::{KeyedHandler, StreamKey};
 
 /// Counters kept outside any shard.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ pub(crate) struct EngineStats {
 }
 
 /// Everything the engine's threads share. See the module docs.
-pub(crate) struct Shared<H: Handler> {
+pub(crate) struct Shared<H: KeyedHandler> {
     /// Dropped by [`dispose_user_values`](Shared::dispose_user_values), contained.
     handler: ManuallyDrop<H>,
     config: Config,
@@ -60,17 +60,17 @@ pub(crate) struct Shared<H: Handler> {
     lifecycle: Lifecycle,
     /// The supervisor thread, joined by shutdown.
     supervisor: Mutex<Option<JoinHandle<()>>>,
-    containment: Containment,
-    dead_letters: DeadLetterSink<H::Payload>,
-    on_entity_removed: Option<RemovalHook>,
+    containment: Containment<H::Key>,
+    dead_letters: DeadLetterSink<H::Payload, H::Key>,
+    on_entity_removed: Option<RemovalHook<H::Key>>,
     on_slow_handler: Option<SlowHandlerHook>,
     stats: EngineStats,
 }
 
-impl<H: Handler> Shared<H> {
+impl<H: KeyedHandler> Shared<H> {
     /// The shared state of an engine with these parts; worker slots hold placeholders until
     /// the builder starts the threads.
-    pub(crate) fn new(handler: H, config: Config, hooks: Hooks<H::Payload>, shards: Box<[Shard<H>]>) -> Shared<H> {
+    pub(crate) fn new(handler: H, config: Config, hooks: HooksOf<H>, shards: Box<[Shard<H>]>) -> Shared<H> {
         let Hooks {
             dead_letter,
             panic,
@@ -122,8 +122,8 @@ impl<H: Handler> Shared<H> {
     /// The shard of `stream`: the hash's high bits scaled to the shard count (Lemire's
     /// multiply-shift, which needs no division and works for any count).
     #[inline]
-    pub(crate) fn shard_of(&self, stream: &crate::StreamId) -> usize {
-        ((u128::from(stream.hash_u64()) * self.shards.len() as u128) >> 64) as usize
+    pub(crate) fn shard_of(&self, stream: &H::Key) -> usize {
+        ((u128::from(stream.stable_hash()) * self.shards.len() as u128) >> 64) as usize
     }
 
     #[inline]
@@ -147,17 +147,17 @@ impl<H: Handler> Shared<H> {
     }
 
     #[inline]
-    pub(crate) fn containment(&self) -> &Containment {
+    pub(crate) fn containment(&self) -> &Containment<H::Key> {
         &self.containment
     }
 
     #[inline]
-    pub(crate) fn dead_letters(&self) -> &DeadLetterSink<H::Payload> {
+    pub(crate) fn dead_letters(&self) -> &DeadLetterSink<H::Payload, H::Key> {
         &self.dead_letters
     }
 
     #[inline]
-    pub(crate) fn on_entity_removed(&self) -> Option<&RemovalHook> {
+    pub(crate) fn on_entity_removed(&self) -> Option<&RemovalHook<H::Key>> {
         self.on_entity_removed.as_ref()
     }
 

@@ -56,14 +56,15 @@ use super::reaper;
 use super::report::ShutdownReport;
 use super::shard::ShardState;
 use super::shared::Shared;
+use crate::handler::EventOf;
 use crate::pause::{self, PausePoint};
 use crate::sync::thread;
 use crate::sync::time::Instant;
 use crate::sync::{fence, Ordering};
-use crate::{Event, Handler};
+use crate::KeyedHandler;
 
 /// Shuts the engine down (see the module docs); `deadline` bounds the drain.
-pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> ShutdownReport<H::Payload> {
+pub(crate) fn shutdown<H: KeyedHandler>(shared: &Shared<H>, deadline: Duration) -> ShutdownReport<H::Payload, H::Key> {
     if on_engine_thread(shared.id()) {
         close_intake(shared);
         return ShutdownReport::deferred();
@@ -95,7 +96,7 @@ pub(crate) fn shutdown<H: Handler>(shared: &Shared<H>, deadline: Duration) -> Sh
 }
 
 /// What dropping the [`Engine`](crate::Engine) does (see the module docs).
-pub(crate) fn drop_engine<H: Handler>(shared: &Shared<H>) {
+pub(crate) fn drop_engine<H: KeyedHandler>(shared: &Shared<H>) {
     if shared.lifecycle().stage() == Stage::Stopped {
         return;
     }
@@ -122,7 +123,7 @@ pub(crate) fn drop_engine<H: Handler>(shared: &Shared<H>) {
 
 /// Closes every ring (idempotent), then wakes every producer waiting for room. When it
 /// returns, no submit can succeed any more.
-fn close_intake<H: Handler>(shared: &Shared<H>) {
+fn close_intake<H: KeyedHandler>(shared: &Shared<H>) {
     for shard in shared.shards() {
         shard.close();
     }
@@ -136,7 +137,7 @@ fn close_intake<H: Handler>(shared: &Shared<H>) {
 
 /// Waits until every shard is idle with an empty ring (no event queued, none in a handler,
 /// none waiting for a retry) or already collected, or `until`; returns whether it drained.
-fn drain<H: Handler>(shared: &Shared<H>, until: Option<Instant>) -> bool {
+fn drain<H: KeyedHandler>(shared: &Shared<H>, until: Option<Instant>) -> bool {
     let drained = || {
         shared
             .shards()
@@ -158,7 +159,7 @@ fn drain<H: Handler>(shared: &Shared<H>, until: Option<Instant>) -> bool {
 
 /// Stage `Stopping`; wakes every worker and the supervisor, and joins them if `join` (never on
 /// one of the engine's own threads).
-fn stop_threads<H: Handler>(shared: &Shared<H>, join: bool) {
+fn stop_threads<H: KeyedHandler>(shared: &Shared<H>, join: bool) {
     shared.lifecycle().advance(Stage::Stopping);
     // A worker registers as a sleeper under the sleepers' lock before it re-checks the stage,
     // so it either sees `Stopping` or is on the list `wake_all` takes.
@@ -191,7 +192,7 @@ fn stop_threads<H: Handler>(shared: &Shared<H>, join: bool) {
 
 /// Seizes every shard nobody runs, hands back its pending retry and every event its (closed)
 /// ring accepted, in order, cleans up its entities, and leaves it `Closed`.
-fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Payload>>) {
+fn collect_leftovers<H: KeyedHandler>(shared: &Shared<H>, into: &mut Vec<EventOf<H>>) {
     for shard in shared.shards() {
         let Some(mut run) = shard.seize() else { continue };
         run.with(|core, ring| {
@@ -212,12 +213,12 @@ fn collect_leftovers<H: Handler>(shared: &Shared<H>, into: &mut Vec<Event<H::Pay
 }
 
 /// Drops an event nobody can take back any more (contained: its payload is the user's).
-fn dispose_event<H: Handler>(shared: &Shared<H>, event: Event<H::Payload>) {
+fn dispose_event<H: KeyedHandler>(shared: &Shared<H>, event: EventOf<H>) {
     let (stream, payload) = event.into_parts();
     shared.containment().dispose(Some(&stream), payload);
 }
 
-impl<H: Handler> Drop for Shared<H> {
+impl<H: KeyedHandler> Drop for Shared<H> {
     /// The last holder let go. After a normal shutdown there is nothing left but the user's
     /// values; after a last drop on one of the engine's own threads, the shards still hold
     /// events and states, and nobody runs them any more.

@@ -3,31 +3,31 @@
 
 use std::fmt;
 
-use crate::Event;
+use crate::{Event, StreamId};
 
 /// Why [`Engine::try_submit`](crate::Engine::try_submit) or
 /// [`Engine::submit_timeout`](crate::Engine::submit_timeout) did not take an event. The event
 /// comes back inside the error, untouched; every such rejection is counted in
 /// [`Metrics::rejected`](crate::Metrics::rejected).
-pub enum SubmitError<P> {
+pub enum SubmitError<P, K = StreamId> {
     /// The stream's shard is full (`shard_capacity` events wait in it). Nothing was retried.
-    Full(Event<P>),
+    Full(Event<P, K>),
     /// The engine is shutting down or shut down; it takes no more events.
-    Closed(Event<P>),
+    Closed(Event<P, K>),
     /// `submit_timeout`'s time ran out before the shard had room.
-    Timeout(Event<P>),
+    Timeout(Event<P, K>),
 }
 
-impl<P> SubmitError<P> {
+impl<P, K> SubmitError<P, K> {
     /// The event that was not taken.
-    pub fn into_event(self) -> Event<P> {
+    pub fn into_event(self) -> Event<P, K> {
         match self {
             SubmitError::Full(event) | SubmitError::Closed(event) | SubmitError::Timeout(event) => event,
         }
     }
 
     /// The event that was not taken, by reference.
-    pub fn event(&self) -> &Event<P> {
+    pub fn event(&self) -> &Event<P, K> {
         match self {
             SubmitError::Full(event) | SubmitError::Closed(event) | SubmitError::Timeout(event) => event,
         }
@@ -44,7 +44,7 @@ impl<P> SubmitError<P> {
     }
 }
 
-impl<P> fmt::Debug for SubmitError<P> {
+impl<P, K: fmt::Debug> fmt::Debug for SubmitError<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The payload may be large or not Debug; the stream id is enough to identify the event.
         let (kind, event) = match self {
@@ -58,7 +58,7 @@ impl<P> fmt::Debug for SubmitError<P> {
     }
 }
 
-impl<P> fmt::Display for SubmitError<P> {
+impl<P, K: fmt::Display> fmt::Display for SubmitError<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stream = self.event().stream();
         match self {
@@ -69,31 +69,31 @@ impl<P> fmt::Display for SubmitError<P> {
     }
 }
 
-impl<P> std::error::Error for SubmitError<P> {}
+impl<P, K: fmt::Debug + fmt::Display> std::error::Error for SubmitError<P, K> {}
 
 /// What [`Engine::try_submit_many`](crate::Engine::try_submit_many) or
 /// [`Engine::submit_many_timeout`](crate::Engine::submit_many_timeout) did when it did not take
 /// every event of the batch: how many it took, and each event it handed back, untouched, with
 /// its reason. Every event handed back is counted in [`Metrics::rejected`](crate::Metrics::rejected).
 #[non_exhaustive]
-pub struct SubmitManyError<P> {
+pub struct SubmitManyError<P, K = StreamId> {
     /// Events taken into the rings.
     pub accepted: usize,
     /// The events not taken, in the order they were given, each inside its [`SubmitError`].
     /// A shard takes a prefix of the batch's events for it: once one is handed back, every
     /// later event of its shard is too, so submitting them again in this order keeps each
     /// stream's order.
-    pub rejected: Vec<SubmitError<P>>,
+    pub rejected: Vec<SubmitError<P, K>>,
 }
 
-impl<P> SubmitManyError<P> {
+impl<P, K> SubmitManyError<P, K> {
     /// The events not taken, in the order they were given.
-    pub fn into_events(self) -> Vec<Event<P>> {
+    pub fn into_events(self) -> Vec<Event<P, K>> {
         self.rejected.into_iter().map(SubmitError::into_event).collect()
     }
 }
 
-impl<P> fmt::Debug for SubmitManyError<P> {
+impl<P, K: fmt::Debug> fmt::Debug for SubmitManyError<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubmitManyError")
             .field("accepted", &self.accepted)
@@ -102,7 +102,7 @@ impl<P> fmt::Debug for SubmitManyError<P> {
     }
 }
 
-impl<P> fmt::Display for SubmitManyError<P> {
+impl<P, K: fmt::Display> fmt::Display for SubmitManyError<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -117,4 +117,4 @@ impl<P> fmt::Display for SubmitManyError<P> {
     }
 }
 
-impl<P> std::error::Error for SubmitManyError<P> {}
+impl<P, K: fmt::Debug + fmt::Display> std::error::Error for SubmitManyError<P, K> {}

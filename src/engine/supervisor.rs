@@ -22,10 +22,10 @@ use crate::pause::{self, PausePoint};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::Arc as StdArc;
 use crate::sync::Ordering;
-use crate::Handler;
+use crate::KeyedHandler;
 
 /// The supervisor's period for `config`.
-fn tick(shared: &Shared<impl Handler>) -> Duration {
+fn tick(shared: &Shared<impl KeyedHandler>) -> Duration {
     let c = shared.config();
     (c.idle_timeout / 4)
         .min(c.slow_handler_threshold / 2)
@@ -41,7 +41,7 @@ struct Watch {
 }
 
 /// Starts the supervisor thread.
-pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn<H: KeyedHandler>(shared: &StdArc<Shared<H>>) -> std::io::Result<JoinHandle<()>> {
     let shared = shared.clone();
     thread::spawn_named("humpyard-supervisor".to_owned(), move || {
         mark_engine_thread(shared.id());
@@ -49,7 +49,7 @@ pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>) -> std::io::Result<J
     })
 }
 
-fn supervisor_main<H: Handler>(shared: &StdArc<Shared<H>>) {
+fn supervisor_main<H: KeyedHandler>(shared: &StdArc<Shared<H>>) {
     let period = ticks(tick(shared));
     let mut watches = vec![
         Watch {
@@ -75,7 +75,7 @@ fn supervisor_main<H: Handler>(shared: &StdArc<Shared<H>>) {
     }
 }
 
-fn replace_dead_workers<H: Handler>(shared: &StdArc<Shared<H>>) {
+fn replace_dead_workers<H: KeyedHandler>(shared: &StdArc<Shared<H>>) {
     if shared.lifecycle().is_stopping() {
         return;
     }
@@ -89,7 +89,7 @@ fn replace_dead_workers<H: Handler>(shared: &StdArc<Shared<H>>) {
 
 /// Replaces worker `index`, whose thread (`seen`, the handle the caller inspected) has ended:
 /// joins it, starts a thread with the next epoch and installs it in place of exactly `seen`.
-pub(crate) fn replace_worker<H: Handler>(shared: &StdArc<Shared<H>>, index: usize, seen: &StdArc<WorkerHandle>) {
+pub(crate) fn replace_worker<H: KeyedHandler>(shared: &StdArc<Shared<H>>, index: usize, seen: &StdArc<WorkerHandle>) {
     // Reap the dead thread; its panic was already printed by the panic hook.
     if let Some(join) = seen.join.lock().take() {
         let _ = join.join();
@@ -108,7 +108,7 @@ pub(crate) fn replace_worker<H: Handler>(shared: &StdArc<Shared<H>>, index: usiz
     }
 }
 
-fn schedule_expired_shards<H: Handler>(shared: &Shared<H>, now: u64) {
+fn schedule_expired_shards<H: KeyedHandler>(shared: &Shared<H>, now: u64) {
     for shard in shared.shards() {
         if shard.next_expiry() <= now {
             shared.scheduler().schedule_if_idle(shard);
@@ -116,7 +116,7 @@ fn schedule_expired_shards<H: Handler>(shared: &Shared<H>, now: u64) {
     }
 }
 
-fn watch_slow_handlers<H: Handler>(shared: &Shared<H>, now: u64, watches: &mut [Watch]) {
+fn watch_slow_handlers<H: KeyedHandler>(shared: &Shared<H>, now: u64, watches: &mut [Watch]) {
     let threshold = ticks(shared.config().slow_handler_threshold);
     for (index, (slot, watch)) in shared.workers().iter().zip(watches.iter_mut()).enumerate() {
         let calls = slot.calls.get();

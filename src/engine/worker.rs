@@ -22,10 +22,10 @@ use super::worker_slot::WorkerHandle;
 use crate::sync::thread::{self};
 use crate::sync::Arc as StdArc;
 use crate::sync::{AtomicBool, Mutex, Ordering};
-use crate::Handler;
+use crate::KeyedHandler;
 
 /// Starts the worker thread for index `index` with `epoch`.
-pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>, index: usize, epoch: u64) -> io::Result<WorkerHandle> {
+pub(crate) fn spawn<H: KeyedHandler>(shared: &StdArc<Shared<H>>, index: usize, epoch: u64) -> io::Result<WorkerHandle> {
     let shared = shared.clone();
     let retired = StdArc::new(AtomicBool::new(false));
     let retired_in_thread = retired.clone();
@@ -41,7 +41,7 @@ pub(crate) fn spawn<H: Handler>(shared: &StdArc<Shared<H>>, index: usize, epoch:
     })
 }
 
-fn worker_main<H: Handler>(shared: &Shared<H>, index: usize, epoch: u64, retired: &AtomicBool) {
+fn worker_main<H: KeyedHandler>(shared: &Shared<H>, index: usize, epoch: u64, retired: &AtomicBool) {
     let me = thread::current();
     let scheduler = shared.scheduler();
     let lifecycle = shared.lifecycle();
@@ -62,12 +62,12 @@ fn worker_main<H: Handler>(shared: &Shared<H>, index: usize, epoch: u64, retired
 
 /// Requeues the shard if the worker unwinds while holding its run, so the shard resumes on
 /// another thread (R-FT-1). Holds the run between hand-offs.
-struct RunGuard<'a, H: Handler> {
+struct RunGuard<'a, H: KeyedHandler> {
     scheduler: &'a Scheduler,
     run: Option<ShardRun<'a, H>>,
 }
 
-impl<H: Handler> Drop for RunGuard<'_, H> {
+impl<H: KeyedHandler> Drop for RunGuard<'_, H> {
     fn drop(&mut self) {
         // Only an unwinding worker leaves a run here: every normal path hands it off.
         if let Some(run) = self.run.take() {
@@ -79,7 +79,7 @@ impl<H: Handler> Drop for RunGuard<'_, H> {
 
 /// Runs shard `index` (popped from the run queue) until it is drained, has used its budget,
 /// waits for a retry, or the engine stops.
-fn run_shard<H: Handler>(shared: &Shared<H>, worker: usize, index: usize) {
+fn run_shard<H: KeyedHandler>(shared: &Shared<H>, worker: usize, index: usize) {
     let Some(run) = shared.shards()[index].begin_run() else {
         return; // a stale entry: shutdown collected the shard
     };

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::workload::{Load, Scenario};
 
-pub use self::humpyard::{stream_ids, Humpyard};
+pub use self::humpyard::{stream_ids, Humpyard, HumpyardInt};
 pub use self::pool::{lane_capacity, CrossbeamPool, FlumePool, MpscPool, StateMap, StrPool};
 pub use self::ring::RingCeiling;
 pub use self::tokio_tasks::TokioTasks;
@@ -49,6 +49,7 @@ pub trait System {
 pub fn all() -> Vec<Box<dyn System>> {
     vec![
         Box::new(Humpyard),
+        Box::new(HumpyardInt),
         Box::new(CrossbeamPool),
         Box::new(FlumePool),
         Box::new(MpscPool),

@@ -30,7 +30,7 @@ use super::shard::{Shard, ShardRun};
 use crate::pause::{self, PausePoint};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{fence, spin_hint, Ordering};
-use crate::Handler;
+use crate::KeyedHandler;
 
 use run_queue::RunQueue;
 use sleepers::Sleepers;
@@ -82,7 +82,7 @@ impl Scheduler {
 
     /// After a successful push to `shard`: schedules it if it was idle.
     #[inline]
-    pub(crate) fn after_push<H: Handler>(&self, shard: &Shard<H>) {
+    pub(crate) fn after_push<H: KeyedHandler>(&self, shard: &Shard<H>) {
         if shard.schedule_after_push() {
             self.enqueue(shard.index());
         }
@@ -91,14 +91,14 @@ impl Scheduler {
     /// After pushes to `shard` and one `SeqCst` fence made after them all (a batch): schedules
     /// it if it was idle. The fence is the producer's half of the no-lost-wake-up protocol.
     #[inline]
-    pub(crate) fn after_fenced_push<H: Handler>(&self, shard: &Shard<H>) {
+    pub(crate) fn after_fenced_push<H: KeyedHandler>(&self, shard: &Shard<H>) {
         if shard.schedule_if_idle() {
             self.enqueue(shard.index());
         }
     }
 
     /// Schedules `shard` if it is idle (maintenance: reaping a quiet shard).
-    pub(crate) fn schedule_if_idle<H: Handler>(&self, shard: &Shard<H>) {
+    pub(crate) fn schedule_if_idle<H: KeyedHandler>(&self, shard: &Shard<H>) {
         if shard.schedule_if_idle() {
             self.enqueue(shard.index());
         }
@@ -106,7 +106,7 @@ impl Scheduler {
 
     /// Schedules the `Waiting` shards whose retry is due at `now`; returns the next due tick
     /// (`u64::MAX` when no timer is armed).
-    pub(crate) fn fire_timers<H: Handler>(&self, shards: &[Shard<H>], now: u64) -> u64 {
+    pub(crate) fn fire_timers<H: KeyedHandler>(&self, shards: &[Shard<H>], now: u64) -> u64 {
         loop {
             match self.timers.take_due(now) {
                 Ok(index) => {
@@ -165,7 +165,7 @@ impl Scheduler {
     /// its budget on a fuller ring is requeued and runs again soon. So each wake-up lets a
     /// producer push up to half a ring, not one batch: a park and a wake cost two context
     /// switches, which under saturation cost more than the events they let in.
-    pub(crate) fn hand_off<'a, H: Handler>(
+    pub(crate) fn hand_off<'a, H: KeyedHandler>(
         &self,
         run: ShardRun<'a, H>,
         end: RunEnd,

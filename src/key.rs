@@ -1,0 +1,108 @@
+//! [`StreamKey`]: what names a stream in the engine — a [`StreamId`], or an integer or UUID
+//! entity id.
+//!
+//! The engine needs three things of a key: equality (the entity table finds a stream's state
+//! by it), a stable 64-bit hash (the shard and the table's bucket come from it, and it must be
+//! the same in every process, like [`StreamId::hash_u64`]) and a text form for logs and
+//! reports. The trait is sealed: the hash of every key type is the crate's own, so a key
+//! cannot route badly, and every value of every key type is valid (integers and UUIDs need no
+//! checks; a `StreamId` was checked when it was made).
+//!
+//! A [`StreamId`] carries its hash, computed once when it was made. The integer keys hash with
+//! the murmur3 finaliser (a bijection on 64 bits, so distinct `u64` keys never share a hash),
+//! a handful of instructions per event. A `u64` key makes the engine's queue element 24 bytes
+//! with a `u64` payload where a `StreamId` makes it 48, and the entity table compares 8 bytes
+//! instead of the id's text.
+
+use std::fmt;
+use std::hash::Hash;
+
+use crate::stream_id::fmix64;
+use crate::StreamId;
+
+/// The type that names a stream: [`StreamId`] (the default everywhere), `u64`, `u32`, `i64`,
+/// `i32`, `u128` or [`uuid::Uuid`].
+///
+/// Choose it with [`KeyedHandler::Key`](crate::KeyedHandler::Key); a [`Handler`](crate::Handler)
+/// uses `StreamId`. Sealed: implemented by the crate for these types only.
+pub trait StreamKey: Clone + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + 'static + sealed::Sealed {
+    /// The key's stable 64-bit hash: a fixed function of the value, the same in every process.
+    fn stable_hash(&self) -> u64;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for StreamId {}
+impl StreamKey for StreamId {
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        self.hash_u64()
+    }
+}
+
+macro_rules! integer_key {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl StreamKey for $t {
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                // Sign-extension for the signed types is a bijection too: distinct values,
+                // distinct hashes.
+                fmix64(*self as u64)
+            }
+        }
+    )*};
+}
+
+integer_key!(u64, u32, i64, i32);
+
+impl sealed::Sealed for u128 {}
+impl StreamKey for u128 {
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        fmix64((*self as u64) ^ fmix64((*self >> 64) as u64))
+    }
+}
+
+impl sealed::Sealed for uuid::Uuid {}
+impl StreamKey for uuid::Uuid {
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        self.as_u128().stable_hash()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// R-PERF-4: integer keys spread over the hash's high bits (which pick the shard) even
+    /// when the keys are consecutive, and distinct `u64` keys never share a hash.
+    #[test]
+    fn consecutive_integer_keys_spread_over_the_shards() {
+        let shards = 16u128;
+        let mut counts = [0u32; 16];
+        for key in 0u64..16_000 {
+            counts[((u128::from(key.stable_hash()) * shards) >> 64) as usize] += 1;
+        }
+        for count in counts {
+            assert!((800..1200).contains(&count), "{counts:?}");
+        }
+        let hashes: std::collections::HashSet<u64> = (0u64..100_000).map(|k| k.stable_hash()).collect();
+        assert_eq!(hashes.len(), 100_000);
+    }
+
+    /// The hash is a fixed function of the value (R-PERF-4): the same in every process.
+    #[test]
+    fn key_hashes_are_stable() {
+        assert_eq!(7u64.stable_hash(), fmix64(7));
+        assert_eq!(7u32.stable_hash(), 7u64.stable_hash());
+        assert_eq!((-1i64).stable_hash(), u64::MAX.stable_hash());
+        let id = StreamId::new("order-7").unwrap();
+        assert_eq!(id.stable_hash(), id.hash_u64());
+        let uuid = uuid::Uuid::from_u128(7);
+        assert_eq!(uuid.stable_hash(), 7u128.stable_hash());
+    }
+}
