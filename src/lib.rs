@@ -8,7 +8,8 @@
 //! event back and counts it), idle entities reaped, entity count capped, panics contained, and
 //! a shutdown that drains and accounts for every event.
 //!
-//! Start with [`Engine::builder`] and the [`Handler`] trait.
+//! Start with [`Engine::builder`] and the [`Handler`] trait ([`KeyedHandler`] for streams named
+//! by integer or UUID ids).
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -22,7 +23,7 @@
 // The sync facade: std or loom (see `sync.rs`).
 mod sync;
 
-// The vocabulary.
+// The vocabulary: stream ids and other keys, events, handlers.
 mod event;
 mod handler;
 mod key;

@@ -23,19 +23,19 @@ pub mod clock {
 
 /// The supervisor's timer step on `engine`: schedules the shards whose retry is due on the
 /// model's clock (the library's `Scheduler::fire_timers`).
-pub fn fire_timers<H: crate::Handler>(engine: &crate::Engine<H>) {
+pub fn fire_timers<H: crate::KeyedHandler>(engine: &crate::Engine<H>) {
     engine.model_fire_timers();
 }
 
 /// Events `engine` has handled so far (its shards' counters only; cheaper in a model's loop than
 /// a full `metrics()` snapshot).
-pub fn processed<H: crate::Handler>(engine: &crate::Engine<H>) -> u64 {
+pub fn processed<H: crate::KeyedHandler>(engine: &crate::Engine<H>) -> u64 {
     engine.model_processed()
 }
 
 /// Worker `index` of `engine` dies between two shards and the supervisor replaces it with a
 /// real spawned thread (the library's `supervisor::replace_worker`).
-pub fn replace_worker<H: crate::Handler>(engine: &crate::Engine<H>, index: usize) {
+pub fn replace_worker<H: crate::KeyedHandler>(engine: &crate::Engine<H>, index: usize) {
     engine.model_replace_worker(index);
 }
 

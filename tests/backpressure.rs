@@ -254,3 +254,37 @@ fn every_size_setting_is_bounded() {
     let e = refused(b().shard_capacity((1 << 24) + 1).start());
     assert!(e.to_string().contains("16777216"), "{e}");
 }
+
+// proves R-BP-3, R-PERF-3: the default shard count follows the worker count set (two shards a
+// worker), whatever the machine's cores, so more workers than cores still have shards to run;
+// a shard count set without a capacity keeps the buffer per worker, not 16 384 a shard.
+#[test]
+fn default_shards_and_capacity_follow_the_workers_and_shards_set() {
+    let gate = Gate::new();
+    gate.open();
+    let shards = |engine: Engine<Held>| {
+        let n = engine.metrics().shard_queued.len();
+        engine.shutdown(Duration::from_secs(5));
+        n
+    };
+    for (workers, expected) in [(1, 2), (3, 8), (8, 16), (33, 128)] {
+        let engine = Engine::builder(Held(gate.clone())).workers(workers).start().unwrap();
+        assert_eq!(shards(engine), expected, "{workers} workers");
+    }
+    // 64 shards for 2 workers: 1024 slots each (32 768 a worker spread over them). With the
+    // handler held, one stream's shard takes 1024 events, or 1025 if the worker has already
+    // taken the first out, and refuses the next.
+    let held = Gate::new();
+    let engine = Engine::builder(Held(held.clone()))
+        .workers(2)
+        .shards(64)
+        .start()
+        .unwrap();
+    let id = StreamId::new("s").unwrap();
+    let taken = (0..20_000)
+        .take_while(|&i| engine.try_submit(Event::new(id.clone(), i)).is_ok())
+        .count();
+    assert!((1024..=1025).contains(&taken), "{taken}");
+    held.open();
+    assert_eq!(shards(engine), 64);
+}

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use humpyard::{DeadLetter, Engine, Event, Failure, KeyedHandler, PanicReport, Removal, SubmitError};
 
+mod common;
+use common::{Gate, OpenOnDrop};
+
 /// Records, per account, the payloads in the order it handled them; fails on payload 13 and
 /// panics on payload 666.
 #[derive(Clone, Default)]
@@ -32,7 +35,7 @@ impl KeyedHandler for Ledger {
         assert_eq!(*state, *event.stream(), "the state is the one made for this key");
         match *event.payload() {
             13 => Err(format!("unlucky for account {}", event.stream())),
-            666 => panic!("the devil in account {}", event.stream()),
+            666 => panic!("planned panic in account {}", event.stream()),
             payload => {
                 self.seen
                     .lock()
@@ -51,8 +54,8 @@ impl KeyedHandler for Ledger {
     }
 }
 
-/// R-CONC-3, R-LIFE-3: with `u64` keys each key's events run in order, and accounting holds
-/// across single and batch submits, with many keys sharing shards.
+// proves R-CONC-3, R-LIFE-3: with `u64` keys each key's events run in order, and accounting
+// holds across single and batch submits, with many keys sharing shards.
 #[test]
 fn integer_keys_keep_each_streams_order_and_the_accounting() {
     let ledger = Ledger::default();
@@ -101,11 +104,11 @@ fn integer_keys_keep_each_streams_order_and_the_accounting() {
     );
 }
 
-/// R-BP-1, R-FT-1, R-FT-2, R-OBS-1: what the engine hands back carries the integer key: the
-/// refused event, the dead letter, the panic report, the removal hook's key, the unprocessed
-/// events of a shutdown.
+// proves R-FT-1, R-FT-2, R-OBS-1: what the engine hands back carries the integer key: the
+// dead letter, the panic report, the removal hook's key.
 #[test]
-fn values_handed_back_carry_the_integer_key() {
+fn failures_carry_the_integer_key() {
+    common::quiet_planned_panics();
     let ledger = Ledger::default();
     let letters: Arc<Mutex<Vec<DeadLetter<u64, u64>>>> = Arc::default();
     let panics: Arc<Mutex<Vec<Option<u64>>>> = Arc::default();
@@ -141,41 +144,67 @@ fn values_handed_back_carry_the_integer_key() {
         assert_eq!(*letters[0].event.stream(), 7);
         assert_eq!(letters[0].failure, Failure::Handler("unlucky for account 7".to_owned()));
         assert_eq!(*letters[1].event.stream(), 8);
-        assert!(matches!(&letters[1].failure, Failure::Panic(m) if m == "the devil in account 8"));
+        assert!(matches!(&letters[1].failure, Failure::Panic(m) if m == "planned panic in account 8"));
     }
     assert_eq!(*panics.lock().unwrap(), vec![Some(8)]);
     assert!(removed.lock().unwrap().contains(&(8, Removal::Panicked)));
 
-    // A full shard hands the event back with its key, and says which key in its message.
-    let mut refused = None;
-    let mut accepted = Vec::new();
-    for i in 0..1_000u64 {
-        match engine.try_submit(Event::new(40 + i, 1)) {
-            Ok(()) => accepted.push(40 + i),
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
+    engine.shutdown(Duration::from_secs(30));
+}
+
+/// Holds every `handle` call on a gate.
+struct HeldAccounts(Arc<Gate>);
+
+impl KeyedHandler for HeldAccounts {
+    type Key = u64;
+    type Payload = ();
+    type State = ();
+    type Error = String;
+    fn init(&self, _: &u64) -> Result<(), String> {
+        Ok(())
     }
-    let refused = refused.expect("a ring of 4 fills before 1 000 events");
-    assert!(matches!(refused, SubmitError::Full(_)));
-    assert!(refused
-        .to_string()
-        .contains(&format!("stream {}", refused.event().stream())));
-    let report = engine.shutdown(Duration::ZERO);
-    let metrics = engine.metrics();
-    assert_eq!(
-        metrics.accepted,
-        metrics.processed + metrics.dead_lettered + report.unprocessed.len() as u64
-    );
-    for event in &report.unprocessed {
-        assert!(accepted.contains(event.stream()));
+    fn handle(&self, _: &mut (), _: &Event<(), u64>) -> Result<(), String> {
+        self.0.wait();
+        Ok(())
     }
 }
 
-/// R-BP-1: a batch of UUID-keyed events handed back by a closed engine comes back whole, in
-/// order, with its keys.
+// proves R-BP-1, R-LIFE-3: a full shard hands the event back with its integer key, and a
+// shutdown hands back the queued events with theirs, in order.
+#[test]
+fn refused_and_unprocessed_events_carry_the_integer_key() {
+    let gate = Gate::new();
+    let engine = Engine::builder(HeldAccounts(gate.clone()))
+        .workers(1)
+        .shards(1)
+        .shard_capacity(4)
+        .start()
+        .unwrap();
+    let _open = OpenOnDrop(gate.clone());
+    engine.try_submit(Event::new(40, ())).unwrap();
+    gate.wait_entered(1); // the worker holds 40; the ring is empty
+    for key in 41..=44 {
+        engine.try_submit(Event::new(key, ())).unwrap();
+    }
+    let refused = engine.try_submit(Event::new(45, ())).unwrap_err();
+    assert!(matches!(refused, SubmitError::Full(_)), "{refused:?}");
+    assert_eq!(*refused.event().stream(), 45);
+    assert_eq!(refused.to_string(), "shard of stream 45 is full; event handed back");
+
+    // Released just before a shutdown whose deadline has passed: the worker may handle some
+    // of the queued events; the rest come back, in order, with their keys.
+    gate.open();
+    let report = engine.shutdown(Duration::ZERO);
+    let back: Vec<u64> = report.unprocessed.iter().map(|e| *e.stream()).collect();
+    let expected = [41, 42, 43, 44];
+    assert!(expected.ends_with(&back), "{back:?}");
+    let metrics = engine.metrics();
+    assert_eq!(metrics.accepted, 5);
+    assert_eq!(metrics.processed + back.len() as u64, 5);
+}
+
+// proves R-BP-1: a batch of UUID-keyed events handed back by a closed engine comes back whole,
+// in order, with its keys.
 #[test]
 fn a_refused_batch_hands_back_its_uuid_keys_in_order() {
     struct Count;

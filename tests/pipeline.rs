@@ -177,6 +177,27 @@ fn every_event_once_in_stream_order(store: Arc<dyn EventStore>) {
     assert_stream_order(&seen);
 }
 
+// proves R-PERF-3 (a waiting event stalls only its shard): a pipeline, whose events wait in
+// their shard for retries and store errors, keeps 8 shards a worker (at least 16) unless told
+// otherwise, where the engine alone defaults to 2; a count set is kept.
+#[test]
+fn a_pipeline_defaults_to_eight_shards_a_worker() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    for (config, expected) in [
+        (EngineConfig::default().workers(1), 16),
+        (EngineConfig::default().workers(4), 32),
+        (EngineConfig::default().workers(4).shards(4), 4),
+    ] {
+        let seen: Seen = Arc::default();
+        let pipeline = Pipeline::builder(store.clone(), "sized", Recorder::new(seen))
+            .engine(config)
+            .start()
+            .unwrap();
+        assert_eq!(pipeline.engine_metrics().shard_queued.len(), expected);
+        pipeline.shutdown(Duration::from_secs(10));
+    }
+}
+
 // proves R-CONC-3 (each stream's events in order, through the pipeline)
 #[test]
 fn in_memory_pipeline_handles_every_event_once_in_stream_order() {

@@ -21,7 +21,9 @@ use crate::KeyedHandler;
 ///   worker move on when a shard is slow, waits for a retry, or is hot, and spread load more
 ///   evenly; each shard costs a ring (`shard_capacity` slots of one event each) and a table.
 ///   Too few shards and one hot stream's shard-mates wait behind it; too many and memory and
-///   scheduling overhead grow. The default is 8 shards per worker, at least 16, a power of two.
+///   scheduling overhead grow: each run of a shard pays for its scheduling and for the first
+///   touches of its ring and table, so a busy engine runs fastest with few shards whose runs
+///   are long. The default is 2 shards per worker, a power of two.
 /// - **Capacity** bounds what waits per shard. A full shard rejects at once
 ///   ([`SubmitError::Full`](crate::SubmitError::Full), the event handed back): that is the
 ///   backpressure signal. Larger rings absorb longer bursts at the cost of memory and of
@@ -67,26 +69,33 @@ impl<H: KeyedHandler> EngineBuilder<H> {
         self
     }
 
-    /// Shards (ingress rings and entity tables). Default: `8 * workers` rounded up to a power of
-    /// two, at least 16. Must be 1 to 65 536, and `shards * shard_capacity` at most 2^26
+    /// Shards (ingress rings and entity tables). Default: `2 * workers` (the worker count set,
+    /// whenever it is set) rounded up to a power of two. More shards isolate a slow stream from more of the others (it stalls only its own
+    /// shard) and let skewed load spread over more workers; fewer make each run of a shard
+    /// longer, which is what a busy engine's throughput depends on (each run pays for the
+    /// shard's scheduling and the first touches of its ring and entity table). Must be 1 to
+    /// 65 536, and `shards * shard_capacity` at most 2^26
     /// (see [`shard_capacity`](Self::shard_capacity)).
     pub fn shards(mut self, n: usize) -> Self {
-        self.config.shards = n;
+        self.config.shards = Some(n);
         self
     }
 
     /// The most events waiting in one shard's ring (the event a worker is handling does not
-    /// count). Default: 4096. Must be 1 to 2^24 (16 777 216), and `shards * shard_capacity`,
+    /// count). Default: 32 768 events a worker spread over the shards, rounded up to a power of
+    /// two and kept within 1024 to 16 384: 16 384 with the default shard count, 1024 for 2
+    /// workers and 64 shards. Must be 1 to 2^24 (16 777 216), and `shards * shard_capacity`,
     /// the events all rings hold, at most 2^26 (67 108 864). A power of two indexes slightly
     /// faster.
     ///
     /// The rings are allocated when the engine starts: each slot takes
-    /// `8 + size_of::<Event<Payload>>()` bytes (48 for a `u64` payload), so the default 16
-    /// shards of 4096 take 3 MiB, and the largest total, 2^26 slots, 3 GiB with a `u64`
+    /// `8 + size_of::<Event<Payload, Key>>()` bytes (48 for a `u64` payload and a `StreamId`,
+    /// 24 with a `u64` key), so the default 4 shards of 16 384 for 2 workers take 3 MiB, and
+    /// the largest total, 2^26 slots, 3 GiB with a `u64`
     /// payload (more with a larger one). An allocation that fails is
     /// [`ConfigError::OutOfMemory`], not an abort.
     pub fn shard_capacity(mut self, n: usize) -> Self {
-        self.config.shard_capacity = n;
+        self.config.shard_capacity = Some(n);
         self
     }
 

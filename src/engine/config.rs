@@ -13,6 +13,8 @@ pub(crate) const MAX_SHARD_CAPACITY: usize = 1 << 24;
 pub(crate) const MAX_BUFFERED_EVENTS: usize = 1 << 26;
 /// The largest `max_entities`: a shard's table indexes its entities with 32 bits.
 pub(crate) const MAX_ENTITIES: u64 = 1 << 31;
+/// The events a worker's shards buffer by default, together (see [`Config::shard_capacity`]).
+pub(crate) const BUFFER_PER_WORKER: usize = 1 << 15;
 /// The most dead letters the default sink may keep.
 pub(crate) const MAX_DEAD_LETTER_BUFFER: usize = 1 << 20;
 
@@ -21,8 +23,11 @@ pub(crate) const MAX_DEAD_LETTER_BUFFER: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) workers: usize,
-    pub(crate) shards: usize,
-    pub(crate) shard_capacity: usize,
+    /// `None`: the default for the worker count ([`shards`](Self::shards)).
+    pub(crate) shards: Option<usize>,
+    /// `None`: the default for the worker and shard counts
+    /// ([`shard_capacity`](Self::shard_capacity)).
+    pub(crate) shard_capacity: Option<usize>,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_entities: u64,
     pub(crate) max_attempts: u32,
@@ -41,8 +46,8 @@ impl Config {
         let workers = cores.max(1);
         Config {
             workers,
-            shards: (workers * 8).next_power_of_two().max(16),
-            shard_capacity: 4096,
+            shards: None,
+            shard_capacity: None,
             idle_timeout: Duration::from_secs(60),
             max_entities: 1_000_000,
             max_attempts: 3,
@@ -55,8 +60,38 @@ impl Config {
         }
     }
 
+    /// The shard count: as set, or two a worker rounded up to a power of two.
+    ///
+    /// Two a worker: enough for a worker to take another shard while one is slow, waits for a
+    /// retry or is hot; few enough that a busy shard's runs are long (a run's scheduling and
+    /// the first touches of its ring and table are paid per run, not per event). On 2 cores,
+    /// 4 shards ran uniform-10k 1.3x and zipf-10k 1.7x faster than 16 of the same total
+    /// capacity (perf/RESULTS.md, 2026-12-03).
+    pub(crate) fn shards(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            self.workers
+                .saturating_mul(2)
+                .checked_next_power_of_two()
+                .unwrap_or(usize::MAX)
+        })
+    }
+
+    /// One shard's capacity: as set, or [`BUFFER_PER_WORKER`] events a worker spread over the
+    /// shards, rounded up to a power of two and kept within 1024 to 16 384 (16 384 with the
+    /// default shard count).
+    pub(crate) fn shard_capacity(&self) -> usize {
+        self.shard_capacity.unwrap_or_else(|| {
+            let share = BUFFER_PER_WORKER.saturating_mul(self.workers) / self.shards().max(1);
+            share
+                .checked_next_power_of_two()
+                .unwrap_or(usize::MAX)
+                .clamp(1024, 16_384)
+        })
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let (shards, shard_capacity) = (self.shards(), self.shard_capacity());
         if self.workers == 0 {
             return Err(ConfigError::ZeroWorkers);
         }
@@ -66,28 +101,28 @@ impl Config {
                 max: MAX_WORKERS,
             });
         }
-        if self.shards == 0 {
+        if shards == 0 {
             return Err(ConfigError::ZeroShards);
         }
-        if self.shards > MAX_SHARDS {
+        if shards > MAX_SHARDS {
             return Err(ConfigError::TooManyShards {
-                shards: self.shards,
+                shards,
                 max: MAX_SHARDS,
             });
         }
-        if self.shard_capacity == 0 {
+        if shard_capacity == 0 {
             return Err(ConfigError::ZeroShardCapacity);
         }
-        if self.shard_capacity > MAX_SHARD_CAPACITY {
+        if shard_capacity > MAX_SHARD_CAPACITY {
             return Err(ConfigError::ShardCapacityTooLarge {
-                capacity: self.shard_capacity,
+                capacity: shard_capacity,
                 max: MAX_SHARD_CAPACITY,
             });
         }
-        if self.shards * self.shard_capacity > MAX_BUFFERED_EVENTS {
+        if shards * shard_capacity > MAX_BUFFERED_EVENTS {
             return Err(ConfigError::TooManyBufferedEvents {
-                shards: self.shards,
-                shard_capacity: self.shard_capacity,
+                shards,
+                shard_capacity,
                 max: MAX_BUFFERED_EVENTS,
             });
         }

@@ -20,7 +20,6 @@
 
 use hashbrown::HashTable;
 
-use crate::stream_id::fmix64;
 use crate::StreamKey;
 
 /// "No slot": the end of a list.
@@ -63,15 +62,16 @@ pub(crate) struct EntityTable<K, S> {
     key: u64,
 }
 
-/// The hash the index uses: the id's precomputed hash mixed with the table's random `key`.
+/// The hash the index uses: the key's table hash under the table's random `key`
+/// (`Sealed::table_hash` in `key.rs`; for a `StreamId`, its precomputed hash mixed with `key`).
 ///
-/// The shard was chosen from the id hash's high bits, so every id in one shard shares them; the
-/// murmur3 finaliser spreads every bit into the bucket bits and hashbrown's tag. The id hash is
-/// a fixed public function (it must be, for partitioning across processes), so without the
-/// per-table key a sender of chosen stream ids could aim them all at one bucket.
+/// The shard was chosen from the stable hash's high bits, so every id in one shard shares them;
+/// the murmur3 finaliser spreads every bit into the bucket bits and hashbrown's tag. The stable
+/// hash is a fixed public function (it must be, for partitioning across processes), so without
+/// the per-table key a sender of chosen stream ids could aim them all at one bucket.
 #[inline]
 fn index_hash<K: StreamKey>(id: &K, key: u64) -> u64 {
-    fmix64(id.stable_hash() ^ key)
+    id.table_hash(key)
 }
 
 impl<K: StreamKey, S> EntityTable<K, S> {

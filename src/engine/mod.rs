@@ -275,10 +275,10 @@ impl<H: KeyedHandler> EngineBuilder<H> {
         let (handler, config, hooks) = self.into_parts()?;
         let seed = random_seed();
         let backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
-        let shards = (0..config.shards)
+        let shards = (0..config.shards())
             .map(|i| {
                 let seed = seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f));
-                Shard::new(i, config.shard_capacity, seed, backoff)
+                Shard::new(i, config.shard_capacity(), seed, backoff)
             })
             .collect::<Result<Box<[_]>, _>>()
             .map_err(|e| ConfigError::OutOfMemory { bytes: e.bytes })?;

@@ -33,13 +33,13 @@ impl EngineConfig {
 
     /// See [`EngineBuilder::shards`](crate::EngineBuilder::shards).
     pub fn shards(mut self, n: usize) -> Self {
-        self.config.shards = n;
+        self.config.shards = Some(n);
         self
     }
 
     /// See [`EngineBuilder::shard_capacity`](crate::EngineBuilder::shard_capacity).
     pub fn shard_capacity(mut self, n: usize) -> Self {
-        self.config.shard_capacity = n;
+        self.config.shard_capacity = Some(n);
         self
     }
 

@@ -80,7 +80,7 @@ impl<H: KeyedHandler> Shared<H> {
         let placeholder = thread::current();
         Shared {
             handler: ManuallyDrop::new(handler),
-            scheduler: Scheduler::new(config.workers, config.shards),
+            scheduler: Scheduler::new(config.workers, config.shards()),
             workers: (0..config.workers)
                 .map(|_| WorkerSlot::new(WorkerHandle::unstarted(placeholder.clone())))
                 .collect(),

@@ -173,7 +173,12 @@ impl<H: StreamHandler> PipelineBuilder<H> {
 
     /// The engine's sizes and timings (workers, shards, capacity, idle timeout, entity cap,
     /// retry backoff, at least 1 ms here: a store error is retried after it however often it
-    /// repeats). Default: [`EngineConfig::default`].
+    /// repeats). Default: [`EngineConfig::default`], except the shard count when it is not
+    /// set: 8 a worker, at least 16 (the engine's own default is 2 a worker). A pipeline's
+    /// events wait in their shard for retries, store errors and (in an integration) open
+    /// breakers and full bulkheads, and a waiting event holds its whole shard: more shards keep
+    /// more streams moving meanwhile, and a pipeline's throughput is bound by the store, not by
+    /// the engine's runs.
     pub fn engine(mut self, config: EngineConfig) -> Self {
         self.engine = config;
         self
@@ -289,6 +294,11 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         // with no pause (a worker would loop on the store, and shutdown would wait for it).
         let mut engine_config = self.engine;
         engine_config.config.retry_backoff = engine_config.config.retry_backoff.max(MIN_RETRY_BACKOFF);
+        let workers = engine_config.config.workers;
+        engine_config.config.shards = engine_config
+            .config
+            .shards
+            .or_else(|| workers.saturating_mul(8).checked_next_power_of_two().map(|n| n.max(16)));
         let mut engine = Engine::builder(tracked).config(engine_config).max_attempts(u32::MAX);
         if let Some(hook) = self.on_panic {
             engine = engine.on_panic(hook);

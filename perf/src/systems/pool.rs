@@ -130,10 +130,10 @@ impl<C> StrPool<C> {
 /// (a multiplicative hasher measured no faster here: the cost is in the channel hand-off).
 pub type StateMap<K = u64> = HashMap<K, u64>;
 
-/// The total capacity humpyard's defaults give (16 shards x 4096), split over the workers, so
-/// that both buffer as many events.
+/// The total capacity humpyard's defaults give (`2 * workers` shards, rounded up to a power of
+/// two, of 16 384), split over the workers, so that both buffer as many events.
 pub fn lane_capacity(workers: usize) -> usize {
-    (16 * 4096 / workers).max(1)
+    ((2 * workers).next_power_of_two() * 16_384 / workers).max(1)
 }
 
 fn run_pool<C: Channel, K: PoolKey>(scenario: &Scenario, load: &Load) -> Measured {

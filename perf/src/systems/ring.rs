@@ -11,7 +11,7 @@ use crossbeam_queue::ArrayQueue;
 use super::{Measured, System};
 use crate::workload::{Load, Scenario};
 
-/// One producer, one consumer, one queue of humpyard's default shard capacity (4096).
+/// One producer, one consumer, one queue of humpyard's default shard capacity (16 384).
 #[derive(Debug)]
 pub struct RingCeiling;
 
@@ -25,7 +25,7 @@ impl System for RingCeiling {
     }
 
     fn run(&self, scenario: &Scenario, load: &Load) -> Measured {
-        let queue = ArrayQueue::<u64>::new(4096);
+        let queue = ArrayQueue::<u64>::new(16_384);
         let keys = &load.per_producer[0];
         let total = keys.len() as u64;
         let cost = scenario.cost;
