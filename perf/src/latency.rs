@@ -150,6 +150,8 @@ pub struct LatencyOptions {
     pub streams: u64,
     pub workers: usize,
     pub slice: Duration,
+    /// humpyard's shard count; `None`: the engine's default.
+    pub shards: Option<usize>,
 }
 
 /// Offers `rate` events/s for `slice` to `target`, then waits until all were handled.
@@ -196,14 +198,16 @@ pub struct LatencyResult {
 /// Runs the interleaved open-loop comparison.
 pub fn run(o: &LatencyOptions) -> Vec<LatencyResult> {
     let recorder = Recorder::new();
+    let mut builder = Engine::builder(Timed {
+        recorder: recorder.clone(),
+    })
+    .workers(o.workers)
+    .max_entities(o.streams.max(1_000_000));
+    if let Some(shards) = o.shards {
+        builder = builder.shards(shards);
+    }
     let humpyard = HumpyardTarget {
-        engine: Engine::builder(Timed {
-            recorder: recorder.clone(),
-        })
-        .workers(o.workers)
-        .max_entities(o.streams.max(1_000_000))
-        .start()
-        .expect("valid configuration"),
+        engine: builder.start().expect("valid configuration"),
         ids: stream_ids(o.streams),
         recorder,
     };

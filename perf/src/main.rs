@@ -56,6 +56,7 @@ compare          the scenarios of the performance bars on humpyard and every pee
 latency          open-loop load at a fixed rate, humpyard and the crossbeam pool interleaved;
                  latency from each event's intended send time to the end of its handler
     --rate 50000   --seconds 10   --streams 10000   --workers <cores>   --slice-ms 500
+    --shards N (humpyard's shard count; default: the engine's, 2 a worker)
 
 entities         memory per live entity
     --streams 1000000   --workers <cores>
@@ -143,6 +144,7 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
                 streams: flags.take("streams", 10_000u64)?.max(1),
                 workers: flags.take("workers", cores())?.max(1),
                 slice: Duration::from_millis(flags.take("slice-ms", 500u64)?.max(10)),
+                shards: flags.take_opt("shards").map(|s| s.parse::<usize>()).transpose().map_err(|e| format!("--shards: {e}"))?,
             };
             take_leftovers(flags)?;
             let results = latency::run(&options);
