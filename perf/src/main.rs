@@ -144,7 +144,11 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
                 streams: flags.take("streams", 10_000u64)?.max(1),
                 workers: flags.take("workers", cores())?.max(1),
                 slice: Duration::from_millis(flags.take("slice-ms", 500u64)?.max(10)),
-                shards: flags.take_opt("shards").map(|s| s.parse::<usize>()).transpose().map_err(|e| format!("--shards: {e}"))?,
+                shards: flags
+                    .take_opt("shards")
+                    .map(|s| s.parse::<usize>())
+                    .transpose()
+                    .map_err(|e| format!("--shards: {e}"))?,
             };
             take_leftovers(flags)?;
             let results = latency::run(&options);
