@@ -3,9 +3,16 @@
 //!
 //! 1. **Fill.** `N` one-event appends through `append_many` (over `--streams` streams, batches
 //!    of `--batch`, `--threads` writers) into one store, in steps of `--step`. After each step,
-//!    a probe pair on the same server: `--probe` appends to the big table, then as many to a
+//!    a probe pair on the same server: `--probe` appends to the big table and as many to a
 //!    fresh small table (a schema of its own, dropped after), so each size's ratio big / small
 //!    comes from one moment of this noisy machine.
+//!
+//!    **A fair pair.** Before the pair the server is settled: the fill's rows are vacuumed and
+//!    analysed (what autovacuum does to them in the background a little later: left to it, it
+//!    lands on whichever probe runs then) and a checkpoint is taken, so neither side pays for
+//!    what the fill left behind. The probe is then cut into `--rounds` slices a side, run in
+//!    ABBA order (big, fresh, fresh, big, big, ...), so a drift of the machine's speed within
+//!    the pair falls on both sides alike. The time a side took is the sum of its slices.
 //! 2. **Catch-up.** A new subscriber's `Pipeline` reads the whole table from position 0,
 //!    dispatches every event to a counting handler and checkpoints; then a raw keyset read of
 //!    the same rows (`select` the columns a store reads, `where position > $1 order by position
@@ -33,6 +40,8 @@ pub struct ScaleOptions {
     pub batch: usize,
     pub threads: usize,
     pub streams: u64,
+    /// Slices a side of each probe pair, run in ABBA order.
+    pub rounds: u64,
 }
 
 /// Runs the fill with its probes, then the catch-up, on `DATABASE_URL` or a throwaway server.
@@ -56,8 +65,8 @@ pub fn run(o: &ScaleOptions) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     let mut appended = 0u64;
     println!(
-        "  {:>12} {:>14} {:>16} {:>16} {:>8}",
-        "table rows", "fill events/s", "probe big /s", "probe small /s", "big/small"
+        "  {:>12} {:>14} {:>10} {:>16} {:>16} {:>8}",
+        "table rows", "fill events/s", "settle s", "probe big /s", "probe small /s", "big/small"
     );
     let mut probe_no = 0;
     while appended < o.rows {
@@ -65,23 +74,33 @@ pub fn run(o: &ScaleOptions) -> Result<Vec<Row>, String> {
         let fill = appends(step);
         let seconds = append_store(&big, &ids, &fill);
         appended += fill.events / fill.threads as u64 * fill.threads as u64;
-        let probe = appends(o.probe);
-        let probed = probe.events / probe.threads as u64 * probe.threads as u64;
-        let big_seconds = append_store(&big, &ids, &probe);
-        appended += probed;
+        let settled = settle(&url, &schema)?;
         let small_schema = format!("{schema}_small_{probe_no}");
         probe_no += 1;
         let small = connect(&url, &small_schema, o.threads)?;
-        let small_seconds = append_store(&small, &ids, &probe);
+        let slice = appends((o.probe / o.rounds).max(o.threads as u64));
+        let sliced = slice.events / slice.threads as u64 * slice.threads as u64;
+        let (mut big_seconds, mut small_seconds) = (0.0, 0.0);
+        for n in 0..2 * o.rounds {
+            // ABBA: the big table takes slices 0, 3, 4, 7, 8, ...
+            if matches!(n % 4, 0 | 3) {
+                big_seconds += append_store(&big, &ids, &slice);
+            } else {
+                small_seconds += append_store(&small, &ids, &slice);
+            }
+        }
+        let probed = sliced * o.rounds;
+        appended += probed;
         drop(small);
         drop_schema(&url, &small_schema)?;
         let at = format!("{:.1}M rows", appended as f64 / 1e6);
         let big_row = Row::throughput(&at, "append-many-big-table", probed, big_seconds, None);
         let small_row = Row::throughput(&at, "append-many-fresh-table", probed, small_seconds, None);
         println!(
-            "  {:>12} {:>14.0} {:>16.0} {:>16.0} {:>7.0}%",
+            "  {:>12} {:>14.0} {:>10.1} {:>16.0} {:>16.0} {:>7.0}%",
             appended,
             step as f64 / seconds,
+            settled,
             big_row.events_per_sec,
             small_row.events_per_sec,
             100.0 * big_row.events_per_sec / small_row.events_per_sec
@@ -114,6 +133,24 @@ fn connect(url: &str, schema: &str, threads: usize) -> Result<Arc<PgEventStore>,
     PgEventStore::connect(url, config)
         .map(Arc::new)
         .map_err(|e| format!("{schema}: {e}"))
+}
+
+/// Settles the server before a probe pair: vacuums and analyses the big table (the fill's rows,
+/// which autovacuum would otherwise take on during whichever probe runs next) and takes a
+/// checkpoint (the fill's dirty pages). Returns the seconds it took.
+fn settle(url: &str, schema: &str) -> Result<f64, String> {
+    let began = Instant::now();
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    // One statement each: several in one simple query are one transaction, which vacuum refuses.
+    for statement in [format!("vacuum (analyze) \"{schema}\".events"), "checkpoint".to_owned()] {
+        client.batch_execute(&statement).map_err(|e| {
+            let cause = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+            format!("settling the server ({statement}): {cause}")
+        })?;
+    }
+    Ok(began.elapsed().as_secs_f64())
 }
 
 fn drop_schema(url: &str, schema: &str) -> Result<(), String> {

@@ -65,7 +65,8 @@ postgres         the store's batched appends against the raw multi-row insert ce
                  same server (DATABASE_URL, else a throwaway server)
     --events 200000   --batch 500   --threads 2   --streams 10000   --runs 3
     --rows N: the table grown to N rows in steps (--step N/10), each step followed by a probe
-    pair (--probe 50000 appends to the big table, then to a fresh small one); then a new
+    pair on a settled server (vacuum, checkpoint): --probe 50000 appends to the big table and
+    as many to a fresh small one, in --rounds 4 slices a side in ABBA order; then a new
     subscriber's catch-up over all of it beside a raw keyset read of the same rows
 
 integration      the cost of exactly-once effects: the same stored events through the plain
@@ -177,6 +178,7 @@ fn run(command: &str, flags: &mut Flags) -> Result<bool, String> {
                 batch: flags.take("batch", 500usize)?.max(1),
                 threads: flags.take("threads", 2usize)?.max(1),
                 streams: flags.take("streams", 10_000u64)?.max(1),
+                rounds: flags.take("rounds", 4u64)?.max(1),
             };
             take_leftovers(flags)?;
             let rows = at_scale::run(&options)?;
