@@ -1,7 +1,6 @@
 //! The demo (no subcommand): about ten seconds of producers submitting to the engine, a live
 //! progress line, then a report: events/s, latency percentiles, entities and the accounting.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +9,7 @@ use hdrhistogram::Histogram;
 use humpyard::{Engine, Event, Handler, StreamId, SubmitError};
 
 use crate::args::Flags;
+use crate::progress::Progress;
 
 /// One latency sample is taken every `SAMPLE_EVERY` events (timestamps cost a clock read).
 const SAMPLE_EVERY: u64 = 64;
@@ -114,24 +114,24 @@ pub fn run(o: &DemoOptions) -> bool {
         let now = Instant::now();
         let rate = (m.processed - last.1) as f64 / (now - last.0).as_secs_f64();
         last = (now, m.processed);
-        print!(
-            "\r  {:>4.1} s  {:>7.2} M events/s  processed {:>11}  live {:>7}  queued {:>6}  rejected {:>9}   ",
+        Progress::Stdout.update(&format!(
+            "  {:>4.1} s  {:>7.2} M events/s  processed {:>11}  live {:>7}  queued {:>6}  rejected {:>9}",
             started.elapsed().as_secs_f64(),
             rate / 1e6,
             m.processed,
             m.entities_live,
             m.queued,
             m.rejected
-        );
-        let _ = std::io::stdout().flush();
+        ));
     }
+    Progress::Stdout.finish();
     stop.store(true, Ordering::SeqCst);
     let submitted: u64 = producers.into_iter().map(|p| p.join().expect("producer")).sum();
     let elapsed = started.elapsed();
     let live_at_end = engine.metrics().entities_live;
     let report = engine.shutdown(Duration::from_secs(10));
     let m = engine.metrics();
-    println!("\n");
+    println!();
     println!("  events processed   {:>14}", m.processed);
     println!(
         "  events/s           {:>14.0}",

@@ -3,7 +3,6 @@
 //! to a handler on the engine (each stream in order) and checkpoints; then a report: appended
 //! and handled per second, the checkpoint, and the accounting.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +11,8 @@ use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent};
 use humpyard::{EngineConfig, StreamId};
 use serde_json::json;
+
+use crate::progress::Progress;
 
 /// Items per `append_many` call.
 const BATCH: usize = 256;
@@ -96,16 +97,16 @@ pub fn run(o: &DurableOptions) -> bool {
         let now = Instant::now();
         let rate = (stats.handled - last.1) as f64 / (now - last.0).as_secs_f64();
         last = (now, stats.handled);
-        print!(
-            "\r  {:>4.1} s  appended {:>9}  handled {:>9}  {:>6.2} M events/s  checkpoint {:>9}   ",
+        Progress::Stdout.update(&format!(
+            "  {:>4.1} s  appended {:>9}  handled {:>9}  {:>6.2} M events/s  checkpoint {:>9}",
             started.elapsed().as_secs_f64(),
             appended.load(Ordering::Relaxed),
             stats.handled,
             rate / 1e6,
             stats.checkpoint
-        );
-        let _ = std::io::stdout().flush();
+        ));
     }
+    Progress::Stdout.finish();
     stop.store(true, Ordering::SeqCst);
     for a in appenders {
         a.join().expect("appender");
@@ -120,7 +121,7 @@ pub fn run(o: &DurableOptions) -> bool {
     let elapsed = started.elapsed();
     let report = pipeline.shutdown(Duration::from_secs(10));
     let out_of_order = out_of_order.load(Ordering::Relaxed);
-    println!("\n");
+    println!();
     println!(
         "  appended           {:>14}  ({:.0} events/s)",
         total,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use humpyard::{Engine, Event, Handler, StreamId, SubmitError};
 
+use crate::progress::Progress;
 use crate::report::Row;
 use crate::svg::QUANTILES;
 use crate::systems::{lane_capacity, lane_of, stream_ids, StateMap};
@@ -232,9 +233,9 @@ pub fn run(o: &LatencyOptions) -> Vec<LatencyResult> {
         for (i, target) in targets.iter().enumerate() {
             offered[i] += run_slice(*target, o.rate, o.slice, o.streams, &mut rng);
         }
-        eprint!("\r  slice {}/{slices}   ", n + 1);
+        Progress::Stderr.update(&format!("  slice {}/{slices}", n + 1));
     }
-    eprintln!();
+    Progress::Stderr.finish();
     humpyard.engine.shutdown(Duration::from_secs(10));
     let PoolTarget {
         lanes,

@@ -15,6 +15,7 @@ mod integration;
 mod latency;
 mod memory;
 mod postgres;
+mod progress;
 mod report;
 mod runs;
 mod svg;
