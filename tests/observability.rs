@@ -47,6 +47,20 @@ fn untrusted_text_is_logged_escaped() {
     assert!(dead.contains("stream=victim"));
 }
 
+// proves R-API-2: an error's message names a stream by its text, never as `StreamId(...)`.
+#[test]
+fn a_version_conflict_names_its_stream_by_its_text() {
+    let conflict = humpyard::store::StoreError::WrongExpectedVersion {
+        stream: StreamId::new("order-3").unwrap(),
+        expected: humpyard::store::ExpectedVersion::Exact(2),
+        actual: Some(5),
+    };
+    assert_eq!(
+        conflict.to_string(),
+        "stream \"order-3\" expected at version 2, but it is at version 5"
+    );
+}
+
 // proves R-API-2: errors are typed enums implementing std::error::Error, with sources, and a
 // rejected event comes back inside the error.
 #[test]

@@ -134,7 +134,8 @@ impl fmt::Display for StoreError {
                 expected,
                 actual,
             } => {
-                write!(f, "stream {stream:?} expected at {expected}, but it is at ")?;
+                // The id's text, quoted: `StreamId`'s `Debug` is for programmers, not messages.
+                write!(f, "stream {:?} expected at {expected}, but it is at ", stream.as_str())?;
                 match actual {
                     Some(v) => write!(f, "version {v}"),
                     None => f.write_str("no stream"),
