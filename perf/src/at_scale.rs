@@ -40,7 +40,8 @@ pub struct ScaleOptions {
     pub batch: usize,
     pub threads: usize,
     pub streams: u64,
-    /// Slices a side of each probe pair, run in ABBA order.
+    /// Slices a side of each probe pair, run in ABBA order (an even count balances a steady
+    /// drift of the machine's speed; 1 is a plain big-then-fresh pair).
     pub rounds: u64,
 }
 
@@ -55,6 +56,9 @@ pub fn run(o: &ScaleOptions) -> Result<Vec<Row>, String> {
     );
     let schema = format!("perf_scale_{}", std::process::id());
     let big = connect(&url, &schema, o.threads)?;
+    // Settling needs the right to `checkpoint` (a superuser's, or `pg_checkpoint`'s): find out
+    // now, not after the first fill.
+    settle(&url, &schema)?;
     let appends = |events: u64| PgOptions {
         events,
         batch: o.batch,
