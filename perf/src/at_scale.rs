@@ -28,7 +28,7 @@ use humpyard::pipeline::Pipeline;
 use humpyard::store::{EventStore, PgEventStore, PgStoreConfig, SubscriptionConfig};
 use humpyard::StreamId;
 
-use crate::postgres::{append_store, server, Count, PgOptions};
+use crate::postgres::{append_store, describe, plain_client, server, Count, PgOptions};
 use crate::report::Row;
 
 /// Options of `postgres --rows N`.
@@ -77,13 +77,12 @@ pub fn run(o: &ScaleOptions) -> Result<Vec<Row>, String> {
         let step = o.step.min(o.rows - appended);
         let fill = appends(step);
         let seconds = append_store(&big, &ids, &fill);
-        appended += fill.events / fill.threads as u64 * fill.threads as u64;
+        appended += fill.appended();
         let settled = settle(&url, &schema)?;
         let small_schema = format!("{schema}_small_{probe_no}");
         probe_no += 1;
         let small = connect(&url, &small_schema, o.threads)?;
         let slice = appends((o.probe / o.rounds).max(o.threads as u64));
-        let sliced = slice.events / slice.threads as u64 * slice.threads as u64;
         let (mut big_seconds, mut small_seconds) = (0.0, 0.0);
         for n in 0..2 * o.rounds {
             // ABBA: the big table takes slices 0, 3, 4, 7, 8, ...
@@ -93,7 +92,7 @@ pub fn run(o: &ScaleOptions) -> Result<Vec<Row>, String> {
                 small_seconds += append_store(&small, &ids, &slice);
             }
         }
-        let probed = sliced * o.rounds;
+        let probed = slice.appended() * o.rounds;
         appended += probed;
         drop(small);
         drop_schema(&url, &small_schema)?;
@@ -144,29 +143,26 @@ fn connect(url: &str, schema: &str, threads: usize) -> Result<Arc<PgEventStore>,
 /// checkpoint (the fill's dirty pages). Returns the seconds it took.
 fn settle(url: &str, schema: &str) -> Result<f64, String> {
     let began = Instant::now();
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let mut client = plain_client(url)?;
     // One statement each: several in one simple query are one transaction, which vacuum refuses.
     for statement in [format!("vacuum (analyze) \"{schema}\".events"), "checkpoint".to_owned()] {
-        client.batch_execute(&statement).map_err(|e| {
-            let cause = e
-                .as_db_error()
-                .map_or_else(|| e.to_string(), |db| db.message().to_owned());
-            format!("settling the server ({statement}): {cause}")
-        })?;
+        client
+            .batch_execute(&statement)
+            .map_err(|e| format!("settling the server ({statement}): {}", describe(&e)))?;
     }
     Ok(began.elapsed().as_secs_f64())
 }
 
 fn drop_schema(url: &str, schema: &str) -> Result<(), String> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let mut client = plain_client(url)?;
     client
         .batch_execute(&format!("drop schema \"{schema}\" cascade"))
-        .map_err(|e| e.to_string())
+        .map_err(|e| describe(&e))
 }
 
 /// Prints the settings that decide much of an at-scale run.
 fn print_settings(url: &str) -> Result<(), String> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let mut client = plain_client(url)?;
     let mut shown = Vec::new();
     for name in [
         "server_version",
@@ -179,7 +175,7 @@ fn print_settings(url: &str) -> Result<(), String> {
     ] {
         let row = client
             .query_one(&format!("show {name}"), &[])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         shown.push(format!("{name}={}", row.get::<_, String>(0)));
     }
     println!("  server: {}", shown.join(" "));
@@ -211,17 +207,17 @@ fn catch_up(store: &Arc<PgEventStore>, last: u64) -> Result<f64, String> {
 
 /// Seconds to read every row of the events table by keyset pages on one connection.
 fn raw_read(url: &str, schema: &str, last: u64) -> Result<f64, String> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let mut client = plain_client(url)?;
     let page = client
         .prepare(&format!(
             "select position, stream_id, version, event_id, event_type, data, metadata, recorded_at \
              from \"{schema}\".events where position > $1 order by position limit 5000"
         ))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     let began = Instant::now();
     let (mut after, mut read) = (0i64, 0u64);
     loop {
-        let rows = client.query(&page, &[&after]).map_err(|e| e.to_string())?;
+        let rows = client.query(&page, &[&after]).map_err(|e| describe(&e))?;
         let Some(end) = rows.last() else { break };
         after = end.get(0);
         for row in &rows {

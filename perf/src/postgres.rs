@@ -36,6 +36,30 @@ pub struct PgOptions {
     pub runs: usize,
 }
 
+impl PgOptions {
+    /// The appends each writer makes: an equal share of `events`.
+    pub(crate) fn per_writer(&self) -> u64 {
+        self.events / self.threads as u64
+    }
+
+    /// The events a run appends: `events` rounded down to a multiple of the writers.
+    pub(crate) fn appended(&self) -> u64 {
+        self.per_writer() * self.threads as u64
+    }
+}
+
+/// A plain connection for the harness's own statements.
+pub(crate) fn plain_client(url: &str) -> Result<postgres::Client, String> {
+    postgres::Client::connect(url, postgres::NoTls).map_err(|e| describe(&e))
+}
+
+/// What went wrong, in the server's words when it sent any (the driver's own `Display` of a
+/// server error is only "db error").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+}
+
 /// `DATABASE_URL`, or a throwaway server (kept alive by the first element) and its URL.
 pub(crate) fn server() -> Result<(Option<ThrowawayPostgres>, String), String> {
     match std::env::var("DATABASE_URL") {
@@ -104,7 +128,7 @@ pub fn run(o: &PgOptions) -> Result<Vec<Row>, String> {
 
 /// Seconds to append `o.events` through the store.
 pub(crate) fn append_store(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> f64 {
-    let per_thread = o.events / o.threads as u64;
+    let per_thread = o.per_writer();
     let start = Arc::new(Barrier::new(o.threads + 1));
     let threads: Vec<_> = (0..o.threads)
         .map(|t| {
@@ -135,13 +159,13 @@ pub(crate) fn append_store(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, 
 /// Seconds to insert the same rows with plain multi-row inserts into a copy of the table.
 fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) -> Result<f64, String> {
     let table = format!("\"{schema}\".raw_events");
-    let mut setup = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let mut setup = plain_client(url)?;
     setup
         .batch_execute(&format!(
             "create table {table} (like \"{schema}\".events including defaults including identity including indexes)"
         ))
-        .map_err(|e| e.to_string())?;
-    let per_thread = o.events / o.threads as u64;
+        .map_err(|e| describe(&e))?;
+    let per_thread = o.per_writer();
     let start = Arc::new(Barrier::new(o.threads + 1));
     let insert = format!(
         "insert into {table} (stream_id, version, event_id, event_type, data, metadata) \
@@ -150,7 +174,7 @@ fn raw_insert(url: &str, schema: &str, ids: &Arc<Vec<StreamId>>, o: &PgOptions) 
     let threads: Vec<_> = (0..o.threads)
         .map(|t| {
             let (ids, start, o, insert) = (ids.clone(), start.clone(), o.clone(), insert.clone());
-            let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+            let mut client = plain_client(url)?;
             Ok(std::thread::spawn(move || {
                 let (mut streams, mut versions, mut uuids, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 start.wait();
@@ -212,7 +236,7 @@ fn durable_path(store: &Arc<PgEventStore>, ids: &Arc<Vec<StreamId>>, o: &PgOptio
     let began = Instant::now();
     append_store(store, ids, o);
     // A fresh schema and appends that all succeed: positions run 1..=total with no gap.
-    let last = o.events / o.threads as u64 * o.threads as u64;
+    let last = o.appended();
     while !pipeline.wait_for(last, Duration::from_secs(1)) {}
     let seconds = began.elapsed().as_secs_f64();
     let report = pipeline.shutdown(Duration::from_secs(10));
