@@ -22,7 +22,9 @@ use humpyard::integration::{
     Command, Effect, Integration, Observed, RoutePolicy, Routes, SendError, Source, SourceContext, SourceError,
 };
 use humpyard::resilience::BreakerConfig;
-use humpyard::store::{EventStore, IdempotencyKey, InMemoryStore, PgEventStore, PgStoreConfig};
+use humpyard::store::{EventStore, IdempotencyKey, InMemoryStore};
+#[cfg(feature = "postgres")]
+use humpyard::store::{PgEventStore, PgStoreConfig};
 use humpyard::EngineConfig;
 use serde_json::{json, Value};
 
@@ -164,6 +166,7 @@ struct Seen {
 
 fn open_store() -> Result<Arc<dyn EventStore>, Box<dyn std::error::Error>> {
     match std::env::var("DATABASE_URL") {
+        #[cfg(feature = "postgres")]
         Ok(url) => {
             let mut config = PgStoreConfig::default();
             let stamp = std::time::SystemTime::now()
@@ -173,7 +176,7 @@ fn open_store() -> Result<Arc<dyn EventStore>, Box<dyn std::error::Error>> {
             println!("store: PostgreSQL, schema {}", config.schema);
             Ok(Arc::new(PgEventStore::connect(&url, config)?))
         }
-        Err(_) => {
+        _ => {
             println!("store: in memory (set DATABASE_URL for PostgreSQL)");
             Ok(Arc::new(InMemoryStore::new()))
         }

@@ -54,8 +54,8 @@ pub mod resilience;
 // Commands to the outside world and the keys that keep their effects from repeating.
 pub mod integration;
 
-// A throwaway PostgreSQL server for tests and the perf tool (feature `testing`).
-#[cfg(feature = "testing")]
+// A throwaway PostgreSQL server for tests and the perf tool (features `testing` and `postgres`).
+#[cfg(all(feature = "testing", feature = "postgres"))]
 pub mod testing;
 
 // Internals for the loom models (only under `--cfg humpyard_loom`) and the benches (only with

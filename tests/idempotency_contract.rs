@@ -7,9 +7,14 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use humpyard::store::{Claim, EventStore, InMemoryStore, PgEventStore, PgStoreConfig};
+#[cfg(feature = "postgres")]
+use humpyard::store::{Claim, PgEventStore, PgStoreConfig};
+use humpyard::store::{EventStore, InMemoryStore};
+#[cfg(feature = "postgres")]
 use serde_json::json;
+#[cfg(feature = "postgres")]
 use store::idempotency::{claimed, key};
+#[cfg(feature = "postgres")]
 use store::server;
 
 fn in_memory() -> Arc<dyn EventStore> {
@@ -22,10 +27,12 @@ fn in_memory_with_retention(retention: Duration) -> Arc<dyn EventStore> {
 
 idempotency_tests!(in_memory_store, in_memory(), in_memory_with_retention);
 
+#[cfg(feature = "postgres")]
 fn postgres() -> Arc<dyn EventStore> {
     Arc::new(server::fresh_store())
 }
 
+#[cfg(feature = "postgres")]
 fn postgres_with_retention(retention: Duration) -> Arc<dyn EventStore> {
     let mut config = PgStoreConfig::default();
     config.schema = server::fresh_schema("t");
@@ -34,10 +41,12 @@ fn postgres_with_retention(retention: Duration) -> Arc<dyn EventStore> {
     Arc::new(PgEventStore::connect(&server::url(), config).expect("connect"))
 }
 
+#[cfg(feature = "postgres")]
 idempotency_tests!(postgres_store, postgres(), postgres_with_retention);
 
 // proves R-IDEM-1: V1's rows keep working after V4: a completed key keeps its outcome (past
 // its old expiry), a failed one is released, a held one stays held until it expires
+#[cfg(feature = "postgres")]
 #[test]
 fn v1_idempotency_rows_upgrade_to_v4() {
     let schema = server::fresh_schema("upgrade4");

@@ -16,11 +16,12 @@ use std::time::Duration;
 use common::{wait_until, Gate, OpenOnDrop};
 use humpyard::integration::{Command, Effect, EffectError, Integration, Observed, Reactor, RoutePolicy, Routes};
 use humpyard::resilience::{BreakerConfig, BreakerState, TransitionHook};
-use humpyard::store::{
-    EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkKind, PgEventStore, PgStoreConfig, RecordedEvent,
-};
+use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkKind, RecordedEvent};
+#[cfg(feature = "postgres")]
+use humpyard::store::{PgEventStore, PgStoreConfig};
 use humpyard::{EngineConfig, StreamId};
 use serde_json::{json, Value};
+#[cfg(feature = "postgres")]
 use store::server;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -113,6 +114,7 @@ fn append(store: &dyn EventStore, stream: &str, events: Vec<NewEvent>) -> u64 {
         .last_position
 }
 
+#[cfg(feature = "postgres")]
 fn pg() -> Arc<dyn EventStore> {
     let mut config = PgStoreConfig::default();
     config.schema = server::fresh_schema("integration");
@@ -252,6 +254,7 @@ fn in_memory_completed_effects_are_never_repeated() {
 }
 
 // proves R-INT-2 on PostgreSQL (the keys shared through the server)
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_completed_effects_are_never_repeated() {
     completed_effects_are_never_repeated(pg());

@@ -4,6 +4,7 @@
 //! server restart, nothing is lost and only events after the last checkpoint are handled again
 //! (R-PG-5, R-FT-5).
 
+#[cfg(feature = "postgres")]
 mod log_capture;
 mod store;
 
@@ -15,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use humpyard::pipeline::{Pipeline, PipelineError, PipelineStats, StreamHandler};
 use humpyard::store::ParkKind;
-use humpyard::store::{
-    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, RecordedEvent,
-    SubscriptionConfig,
-};
+use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent, SubscriptionConfig};
+#[cfg(feature = "postgres")]
+use humpyard::store::{PgEventStore, PgStoreConfig};
+#[cfg(feature = "postgres")]
 use humpyard::testing::ThrowawayPostgres;
 use humpyard::{EngineConfig, StreamId};
 use serde_json::json;
 use store::probed::ProbedStore;
+#[cfg(feature = "postgres")]
 use store::server;
 
 /// What a handler saw: (stream, version, position) in the order it handled them.
@@ -138,6 +140,7 @@ fn quick_subscription() -> SubscriptionConfig {
     c
 }
 
+#[cfg(feature = "postgres")]
 fn pg_store(url: &str) -> (Arc<PgEventStore>, String) {
     let mut config = PgStoreConfig::default();
     let schema = server::fresh_schema("pipe");
@@ -205,6 +208,7 @@ fn in_memory_pipeline_handles_every_event_once_in_stream_order() {
 }
 
 // proves R-PG-5: the durable path delivers every event once and checkpoints the last position
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_pipeline_handles_every_event_once_in_stream_order() {
     every_event_once_in_stream_order(pg_store(&server::url()).0);
@@ -220,6 +224,7 @@ impl Drop for OpenOnDrop {
 
 // proves R-FT-5 and R-SEC-3: an event a tool stored with a hostile stream id is reported (log
 // and counter) in its place and passed; its raw text never reaches the log
+#[cfg(feature = "postgres")]
 #[test]
 fn an_undecodable_event_is_reported_without_its_raw_text_and_passed() {
     log_capture::install();
@@ -682,8 +687,10 @@ fn a_pipeline_shut_down_mid_run_resumes_from_its_checkpoint() {
     resume_after(&first, checkpoint, &second, last);
 }
 
+#[cfg(feature = "postgres")]
 const CHILD: &str = "HUMPYARD_PIPELINE_CHILD";
 
+#[cfg(feature = "postgres")]
 /// The child process of `a_pipeline_killed_mid_run_resumes_from_its_checkpoint`: runs a
 /// pipeline on the schema it is given and logs each handled position to a file, until killed.
 #[test]
@@ -711,6 +718,7 @@ fn pipeline_child_process() {
 
 // proves R-PG-5: a pipeline killed mid-run (SIGKILL) and restarted loses nothing, and handles
 // again only what it had handled after its last checkpoint
+#[cfg(feature = "postgres")]
 #[test]
 fn a_pipeline_killed_mid_run_resumes_from_its_checkpoint() {
     let url = server::url();
@@ -772,6 +780,7 @@ fn a_pipeline_killed_mid_run_resumes_from_its_checkpoint() {
 
 // proves R-PG-5 and R-FT-5: the server restarted mid-run: reads fail (counted), the pipeline
 // recovers, and every event is handled exactly once
+#[cfg(feature = "postgres")]
 #[test]
 fn a_pipeline_rides_out_a_server_restart() {
     let mut own = ThrowawayPostgres::start().unwrap();

@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use humpyard::pipeline::{Pipeline, ReplayError, StreamHandler};
-use humpyard::store::{
-    EventFilter, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkKind, PgEventStore, PgStoreConfig,
-    RecordedEvent,
-};
+use humpyard::store::{EventFilter, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ParkKind, RecordedEvent};
+#[cfg(feature = "postgres")]
+use humpyard::store::{PgEventStore, PgStoreConfig};
 use humpyard::{EngineConfig, StreamId};
 use serde_json::json;
+#[cfg(feature = "postgres")]
 use store::server;
 
 fn sid(s: &str) -> StreamId {
@@ -255,6 +255,7 @@ fn in_memory_state_survives_a_restart() {
     state_survives_a_restart(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_state_survives_a_restart() {
     state_survives_a_restart(pg());
@@ -305,6 +306,7 @@ fn in_memory_state_survives_reaps_and_evictions() {
     state_survives_reaps_and_evictions(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_state_survives_reaps_and_evictions() {
     state_survives_reaps_and_evictions(pg());
@@ -342,6 +344,7 @@ fn in_memory_state_survives_panics() {
     state_survives_panics(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_state_survives_panics() {
     state_survives_panics(pg());
@@ -426,6 +429,7 @@ fn in_memory_failures_park_their_stream_in_order() {
     failures_park_their_stream_in_order(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_failures_park_their_stream_in_order() {
     failures_park_their_stream_in_order(pg());
@@ -485,6 +489,7 @@ fn in_memory_parked_events_survive_a_restart_and_discards() {
     parked_events_survive_a_restart_and_discards(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_parked_events_survive_a_restart_and_discards() {
     parked_events_survive_a_restart_and_discards(pg());
@@ -536,6 +541,7 @@ fn in_memory_wait_for_is_signalled() {
     wait_for_is_signalled(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_wait_for_is_signalled() {
     wait_for_is_signalled(pg());
@@ -591,6 +597,7 @@ fn in_memory_filters_pass_what_they_leave_out() {
     filters_pass_what_they_leave_out(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_filters_pass_what_they_leave_out() {
     filters_pass_what_they_leave_out(pg());
@@ -626,6 +633,7 @@ fn in_memory_a_rewind_handles_again() {
     a_rewind_handles_again(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_a_rewind_handles_again() {
     a_rewind_handles_again(pg());
@@ -714,6 +722,7 @@ fn in_memory_snapshots_bound_the_rebuild() {
     snapshots_bound_the_rebuild(Arc::new(InMemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_snapshots_bound_the_rebuild() {
     snapshots_bound_the_rebuild(pg());
@@ -870,6 +879,7 @@ fn store_errors_while_rebuilding_or_parking_are_not_attempts() {
     assert_folds(&*dyn_store, &second.seen);
 }
 
+#[cfg(feature = "postgres")]
 /// A fresh Postgres store in a schema of its own.
 fn pg() -> Arc<dyn EventStore> {
     let mut config = PgStoreConfig::default();
@@ -948,11 +958,13 @@ fn in_memory_a_million_event_stream_rehydrates_from_a_snapshot() {
     rebuild_a_long_stream(Arc::new(InMemoryStore::new()), 1_000_000);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_a_long_stream_rehydrates_from_a_snapshot() {
     rebuild_a_long_stream(pg(), 100_000);
 }
 
+#[cfg(feature = "postgres")]
 /// The figure for the note: a million-event stream on PostgreSQL (about a minute of appends;
 /// run by hand: `cargo test --release --test pipeline_state -- --ignored --nocapture`).
 #[test]

@@ -93,6 +93,7 @@ fn in_memory_exact_appends_race_to_dense_versions() {
 }
 
 // proves R-PG-4: racing exact appends keep versions dense and burn no position
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_exact_appends_race_to_dense_versions() {
     exact_appends_race(Arc::new(store::server::fresh_store()));
@@ -146,6 +147,7 @@ fn in_memory_one_id_raced_into_two_streams_is_one_append() {
 }
 
 // proves R-PG-4: an id raced into two streams is one append and one typed duplicate
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_one_id_raced_into_two_streams_is_one_append() {
     one_id_raced_into_two_streams(Arc::new(store::server::fresh_store()));

@@ -14,8 +14,10 @@ fn in_memory() -> Arc<dyn EventStore> {
 
 contract_tests!(in_memory_store, in_memory());
 
+#[cfg(feature = "postgres")]
 fn postgres() -> Arc<dyn EventStore> {
     Arc::new(store::server::fresh_store())
 }
 
+#[cfg(feature = "postgres")]
 contract_tests!(postgres_store, postgres());

@@ -7,14 +7,15 @@ mod store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use humpyard::store::{
-    EventStore, ExpectedVersion, InMemoryStore, NewEvent, PgEventStore, PgStoreConfig, StoreError, Subscription,
-    SubscriptionConfig,
-};
+use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, Subscription, SubscriptionConfig};
+#[cfg(feature = "postgres")]
+use humpyard::store::{PgEventStore, PgStoreConfig, StoreError};
+#[cfg(feature = "postgres")]
 use humpyard::testing::ThrowawayPostgres;
 use humpyard::StreamId;
 use serde_json::json;
 use store::probed::ProbedStore;
+#[cfg(feature = "postgres")]
 use store::server;
 
 fn sid(s: &str) -> StreamId {
@@ -25,6 +26,7 @@ fn ev(n: u64) -> NewEvent {
     NewEvent::new("n", json!({ "n": n }))
 }
 
+#[cfg(feature = "postgres")]
 fn postgres() -> (Arc<PgEventStore>, String) {
     let mut config = PgStoreConfig::default();
     let schema = server::fresh_schema("sub");
@@ -91,6 +93,7 @@ fn in_memory_subscription_sees_every_event_once_in_order() {
 }
 
 // proves R-PG-5 (every committed event delivered once, in position order, under concurrent appends)
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_subscription_sees_every_event_once_in_order() {
     every_event_once_in_order(postgres().0);
@@ -128,12 +131,14 @@ fn in_memory_appends_wake_an_idle_subscriber() {
 }
 
 // proves R-SEC-4: the wake-up travels on the constant channel, sent with pg_notify($1, $2)
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_notifications_wake_an_idle_subscriber() {
     an_append_wakes_an_idle_subscriber(postgres().0);
 }
 
 // proves R-SEC-4: LISTEN names only the constant channel; a stream id never becomes one
+#[cfg(feature = "postgres")]
 #[test]
 fn notifications_use_one_constant_channel_with_the_schema_as_payload() {
     let (store, schema) = postgres();
@@ -164,6 +169,7 @@ fn notifications_use_one_constant_channel_with_the_schema_as_payload() {
 // a later append committed, and inserts it only afterwards, is waited for: it took its id
 // first, so the id the reader draws at the gap is newer, and the gap is not passed until that
 // transaction ends
+#[cfg(feature = "postgres")]
 #[test]
 fn an_older_transaction_inserting_a_lower_position_late_is_waited_for() {
     let (store, schema) = postgres();
@@ -211,6 +217,7 @@ fn an_older_transaction_inserting_a_lower_position_late_is_waited_for() {
 
 // proves R-PG-5 with R-SEC-4's notifications: draining a Postgres watch takes the hints queued
 // on its connection, so a later wait waits for a new append instead of waking for old ones
+#[cfg(feature = "postgres")]
 #[test]
 fn draining_a_postgres_watch_takes_the_queued_hints() {
     let (store, _) = postgres();
@@ -261,6 +268,7 @@ fn a_busy_subscription_drains_its_watch() {
 }
 
 // proves R-FT-5: an event that cannot be decoded is an error in its own place; the rest flows
+#[cfg(feature = "postgres")]
 #[test]
 fn an_undecodable_event_is_reported_in_place_and_the_subscription_goes_on() {
     let (store, schema) = postgres();
@@ -291,6 +299,7 @@ fn an_undecodable_event_is_reported_in_place_and_the_subscription_goes_on() {
 
 // proves R-FT-5: a lost server is an error, never a silent end; the subscription resumes
 // where it was and misses nothing
+#[cfg(feature = "postgres")]
 #[test]
 fn a_subscription_reports_a_lost_server_and_resumes_without_gaps() {
     let mut own = ThrowawayPostgres::start().unwrap();

@@ -129,6 +129,7 @@ pub(crate) fn judge(stream: &StreamId, expected: ExpectedVersion, facts: Facts) 
 /// The last versions `expected` admits, as PostgreSQL's `append_batch` tests them: a `bigint`
 /// range over the last version with `-1` for a stream without events. An expectation no stream
 /// can meet (a version past `i64::MAX`) is an empty range.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the Postgres store only
 pub(crate) fn admitted_range(expected: ExpectedVersion) -> RangeInclusive<i64> {
     match expected {
         ExpectedVersion::Any => -1..=i64::MAX,

@@ -79,6 +79,7 @@ pub struct BackendError {
 }
 
 impl BackendError {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the Postgres store only
     pub(crate) fn new(
         sqlstate: Option<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -227,6 +228,7 @@ impl StoreError {
     /// The same failure, for another item that a failed call stood for: the same variant, and
     /// for the database's errors the same SQLSTATE and message (the cause itself is not
     /// `Clone`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the Postgres store only
     pub(crate) fn for_another_item(&self) -> StoreError {
         let copy = |e: &BackendError| BackendError::new(e.sqlstate.clone(), e.source.to_string());
         match self {

@@ -236,6 +236,7 @@ pub enum Claim {
 }
 
 /// `d` clamped to [`MAX_SPAN`], in whole milliseconds (as the Postgres store binds it).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the Postgres store only
 pub(crate) fn span_millis(d: Duration) -> i64 {
     // MAX_SPAN is about 3.2e12 ms: always fits.
     d.min(MAX_SPAN).as_millis() as i64

@@ -49,6 +49,7 @@ mod filter;
 mod idempotency;
 mod memory;
 mod parked;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod snapshot;
 mod subscription;
@@ -61,8 +62,9 @@ pub use filter::{EventFilter, FilteredRead};
 pub use idempotency::{Claim, ClaimToken, IdempotencyKey, DEFAULT_IDEMPOTENCY_RETENTION};
 pub use memory::InMemoryStore;
 pub use parked::{ParkKind, ParkedEvent};
-#[cfg(feature = "testing")]
+#[cfg(all(feature = "testing", feature = "postgres"))]
 pub(crate) use postgres::migrate_schema_to;
+#[cfg(feature = "postgres")]
 pub use postgres::{PgEventStore, PgStoreConfig, SessionSettings};
 pub use snapshot::Snapshot;
 pub use subscription::{Subscription, SubscriptionConfig};

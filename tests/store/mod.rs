@@ -4,4 +4,5 @@
 pub mod contract;
 pub mod idempotency;
 pub mod probed;
+#[cfg(feature = "postgres")]
 pub mod server;
