@@ -69,7 +69,7 @@ pub mod loom_api;
 
 pub use engine::{
     ConfigError, DeadLetter, Engine, EngineBuilder, EngineConfig, Failure, Metrics, PanicReport, PanicSite, Removal,
-    ShutdownReport, SlowHandler, SubmitError, SubmitManyError,
+    ShutdownReport, SlowHandler, SubmitAsync, SubmitError, SubmitManyError,
 };
 pub use event::Event;
 pub use handler::{Handler, KeyedHandler};

@@ -1,6 +1,11 @@
-//! Threads parked until a place frees, woken one per freed place: the engine's producers waiting
-//! for room in one shard's ring (`submit_timeout`, R-BP-2), and the bulkhead's callers waiting
-//! for a permit (`resilience::Bulkhead`, R-RES-3).
+//! Threads parked (and tasks pending) until a place frees, woken one per freed place: the
+//! engine's producers waiting for room in one shard's ring (`submit_timeout` and
+//! `submit_async`, R-BP-2), and the bulkhead's callers waiting for a permit
+//! (`resilience::Bulkhead`, R-RES-3).
+//!
+//! A waiter is a parked thread or a pending task's [`Waker`]: a task registers, fences, tries
+//! once more and returns `Pending` in place of parking; waking it is `Waker::wake`. Nothing
+//! else differs, so both kinds share one queue and one protocol.
 //!
 //! A waiting thread parks once; whoever frees places wakes one waiter per freed place (for the
 //! engine, a consumer at the end of a run that leaves the ring at most half full or stops
@@ -21,30 +26,76 @@
 //! (`SeqCst`), then `notify_all`; a producer either meets the mark on its re-try or is woken.
 //!
 //! A waiter that was notified but leaves without using the place (its re-try met a closed ring,
-//! another thread took the place first, or its deadline passed just then) passes the wake-up on
-//! to the next waiter.
+//! another thread took the place first, its deadline passed just then, or its future was
+//! dropped) passes the wake-up on to the next waiter.
+//!
+//! A task's waker may change between polls ([`Waiter::set_waker`]). The freer sets `notified`
+//! before it takes the waker under the waker's lock; the task stores its new waker under that
+//! lock and then loads `notified`. Either the freer's lock comes after the store, and it wakes
+//! the new waker, or it came before, and the task's load (after the lock) sees `notified` and
+//! polls again instead of returning `Pending`.
 
 use std::collections::VecDeque;
+use std::task::Waker;
 
 use crate::sync::thread::{self, Thread};
 use crate::sync::Arc;
 
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 
-/// One parked thread.
+/// One parked thread or pending task.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    thread: Thread,
+    wake: Wake,
     /// Set (`Release`) by the freer that wakes it, after taking it off the queue; loaded
     /// (`Acquire`) by the waiter between parks, so a spurious unpark is told apart from a
     /// wake-up.
     notified: AtomicBool,
 }
 
+/// How a waiter is woken.
+#[derive(Debug)]
+enum Wake {
+    /// Unpark this thread.
+    Thread(Thread),
+    /// Wake the task's latest waker (taken by the freer that wakes it).
+    Task(Mutex<Option<Waker>>),
+}
+
 impl Waiter {
     /// Whether a freer has woken this waiter.
     pub(crate) fn is_notified(&self) -> bool {
         self.notified.load(Ordering::Acquire)
+    }
+
+    /// A task's waiter: keeps `waker` (if it is not the one kept already) for the freer that
+    /// wakes it. Returns whether the waiter is still unwoken: `false` means a freer has notified
+    /// it already (perhaps waking an older waker), so the task must not return `Pending` on it.
+    pub(crate) fn set_waker(&self, waker: &Waker) -> bool {
+        if let Wake::Task(slot) = &self.wake {
+            let mut slot = slot.lock();
+            match &*slot {
+                Some(kept) if kept.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
+        }
+        // After the lock: pairs with `wake`'s store before its lock (see the module docs).
+        !self.is_notified()
+    }
+
+    /// Marks the waiter woken and wakes it. Called once, by the freer that took it off the queue.
+    fn wake(&self) {
+        self.notified.store(true, Ordering::Release);
+        match &self.wake {
+            Wake::Thread(thread) => thread.unpark(),
+            Wake::Task(slot) => {
+                let waker = slot.lock().take();
+                // Outside the lock: a waker may run the task at once (an executor's own thread).
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
     }
 }
 
@@ -61,10 +112,24 @@ impl Waiters {
     /// Adds the current thread at the back. The caller must `fence(SeqCst)` and try to take a
     /// place once more before parking.
     pub(crate) fn register(&self) -> Arc<Waiter> {
-        let waiter = Arc::new(Waiter {
-            thread: thread::current(),
+        self.push(Waiter {
+            wake: Wake::Thread(thread::current()),
             notified: AtomicBool::new(false),
-        });
+        })
+    }
+
+    /// Adds a pending task at the back, to be woken through `waker` (or a later one given to
+    /// [`Waiter::set_waker`]). The caller must `fence(SeqCst)` and try to take a place once
+    /// more before returning `Pending`.
+    pub(crate) fn register_task(&self, waker: &Waker) -> Arc<Waiter> {
+        self.push(Waiter {
+            wake: Wake::Task(Mutex::new(Some(waker.clone()))),
+            notified: AtomicBool::new(false),
+        })
+    }
+
+    fn push(&self, waiter: Waiter) -> Arc<Waiter> {
+        let waiter = Arc::new(waiter);
         let mut queue = self.queue.lock();
         queue.push_back(waiter.clone());
         self.count.store(queue.len(), Ordering::Relaxed);
@@ -117,10 +182,9 @@ impl Waiters {
             self.count.store(queue.len(), Ordering::Relaxed);
             woken
         };
-        // Unpark outside the lock: a woken waiter's first step is to take it.
+        // Wake outside the lock: a woken waiter's first step is to take it.
         for waiter in woken {
-            waiter.notified.store(true, Ordering::Release);
-            waiter.thread.unpark();
+            waiter.wake();
         }
     }
 

@@ -10,7 +10,7 @@
 #![cfg(humpyard_loom)]
 
 use humpyard::{Engine, Event, Handler, StreamId};
-use loom::sync::Arc;
+use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
 /// Handles `u64` payloads: even ones succeed, odd ones fail (`Err`).
@@ -133,4 +133,58 @@ pub fn quiet_planned_panics() {
             }
         }));
     });
+}
+
+/// A gate the handler waits at while handling event 0, opened by the producer.
+#[derive(Debug, Default)]
+pub struct Gate {
+    /// (the handler has reached the gate, the gate is open)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+
+    /// The handler's side: says it has arrived, then waits for the gate to open.
+    pub fn wait(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.0 = true;
+        self.changed.notify_all();
+        while !state.1 {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+
+    /// Waits until the handler has reached the gate (it has taken event 0 from the ring).
+    pub fn reached(&self) {
+        let mut state = self.state.lock().unwrap();
+        while !state.0 {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+}
+
+/// Holds event 0 at the gate, so the worker frees no room after taking it.
+#[derive(Debug)]
+pub struct HeldAtGate(pub Arc<Gate>);
+
+impl Handler for HeldAtGate {
+    type Payload = u64;
+    type State = ();
+    type Error = String;
+
+    fn init(&self, _: &StreamId) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn handle(&self, _: &mut (), event: &Event<u64>) -> Result<(), String> {
+        if *event.payload() == 0 {
+            self.0.wait();
+        }
+        Ok(())
+    }
 }

@@ -8,9 +8,9 @@
 //! 2026-12-02; the timed waiters' model takes most of it).
 #![cfg(humpyard_loom)]
 
-use humpyard::{Event, Handler, StreamId, SubmitError};
-use humpyard_loom_tests::{engine, engine_with, id, spawn, FOREVER};
-use loom::sync::{Arc, Condvar, Mutex};
+use humpyard::{Event, SubmitError};
+use humpyard_loom_tests::{engine, engine_with, id, spawn, Gate, HeldAtGate, FOREVER};
+use loom::sync::Arc;
 
 /// The second submit finds the ring full until the worker takes the first event.
 #[test]
@@ -33,60 +33,6 @@ fn waiting_producer_is_woken_by_freed_room() {
         let m = engine.metrics();
         assert_eq!((m.accepted, m.processed, m.rejected), (2, 2, 0));
     });
-}
-
-/// A gate the handler waits at while handling event 0, opened by the producer.
-#[derive(Debug, Default)]
-struct Gate {
-    /// (the handler has reached the gate, the gate is open)
-    state: Mutex<(bool, bool)>,
-    changed: Condvar,
-}
-
-impl Gate {
-    fn open(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.changed.notify_all();
-    }
-
-    /// The handler's side: says it has arrived, then waits for the gate to open.
-    fn wait(&self) {
-        let mut state = self.state.lock().unwrap();
-        state.0 = true;
-        self.changed.notify_all();
-        while !state.1 {
-            state = self.changed.wait(state).unwrap();
-        }
-    }
-
-    /// Waits until the handler has reached the gate (it has taken event 0 from the ring).
-    fn reached(&self) {
-        let mut state = self.state.lock().unwrap();
-        while !state.0 {
-            state = self.changed.wait(state).unwrap();
-        }
-    }
-}
-
-/// Holds event 0 at the gate, so the worker frees no room after taking it.
-#[derive(Debug)]
-struct HeldAtGate(Arc<Gate>);
-
-impl Handler for HeldAtGate {
-    type Payload = u64;
-    type State = ();
-    type Error = String;
-
-    fn init(&self, _: &StreamId) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn handle(&self, _: &mut (), event: &Event<u64>) -> Result<(), String> {
-        if *event.payload() == 0 {
-            self.0.wait();
-        }
-        Ok(())
-    }
 }
 
 /// Events 0 and 1 fill the worker and the ring (event 0 is held until the producer is done), so

@@ -28,6 +28,7 @@
 //! | [`supervisor`] | timers, reaping of quiet shards, replacement of dead workers, slow handlers |
 //! | [`lifecycle`], [`shutdown`] | the engine's one lifecycle state; closing, draining, joining, leftovers, the engine's end |
 //! | [`shared`] | what the threads share, each part behind an accessor |
+//! | [`submit_async`] | a submit that waits for room as a future: a pending task, not a parked thread |
 //! | [`metrics`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
 //! | [`builder`], [`settings`] | settings and starting the threads; the settings as a plain value |
 //!
@@ -58,6 +59,7 @@ mod settings;
 pub(crate) mod shard;
 mod shared;
 mod shutdown;
+mod submit_async;
 mod submit_error;
 mod supervisor;
 mod worker;
@@ -76,6 +78,7 @@ pub(crate) use lifecycle::on_some_engine_thread;
 pub use metrics::Metrics;
 pub use report::ShutdownReport;
 pub use settings::EngineConfig;
+pub use submit_async::SubmitAsync;
 pub use submit_error::{SubmitError, SubmitManyError};
 
 use crate::handler::EventOf;
@@ -152,6 +155,55 @@ impl<H: KeyedHandler> Engine<H> {
     /// shutdown began; the event is inside the error, and the rejection is counted.
     pub fn submit_timeout(&self, event: EventOf<H>, timeout: Duration) -> Result<(), SubmitError<H::Payload, H::Key>> {
         ingress::submit_timeout(&self.shared, event, timeout)
+    }
+
+    /// Submits the event in `event`, waiting for room in its shard without blocking a thread:
+    /// the future is pending until a worker frees room (or shutdown begins), woken once, like
+    /// [`submit_timeout`](Self::submit_timeout)'s parked thread. For async callers (tokio,
+    /// async-std, any executor: humpyard depends on none).
+    ///
+    /// **Cancellation-safe**: the event stays in the caller's `Option` until the engine takes
+    /// it. If the future is dropped before it resolves (a `select!` branch that lost, a
+    /// timeout, a cancelled task), the event is still there, to submit again or keep; it was
+    /// not taken and is not counted. To bound the wait, race it with your runtime's timer.
+    ///
+    /// ```
+    /// # use humpyard::{Engine, Event, Handler, StreamId};
+    /// # struct Noop;
+    /// # impl Handler for Noop {
+    /// #     type Payload = u32; type State = (); type Error = String;
+    /// #     fn init(&self, _: &StreamId) -> Result<(), String> { Ok(()) }
+    /// #     fn handle(&self, _: &mut (), _: &Event<u32>) -> Result<(), String> { Ok(()) }
+    /// # }
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     // Any executor will do; this one polls until ready.
+    /// #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         match f.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+    /// #             std::task::Poll::Ready(v) => return v,
+    /// #             std::task::Poll::Pending => std::thread::park(),
+    /// #         }
+    /// #     }
+    /// # }
+    /// let engine = Engine::builder(Noop).start()?;
+    /// let mut pending = Some(Event::new(StreamId::new("order-1")?, 7));
+    /// block_on(async {
+    ///     // In a `select!`, a losing branch leaves the event in `pending`.
+    ///     engine.submit_async(&mut pending).await
+    /// })?;
+    /// assert!(pending.is_none(), "taken");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Closed`] once shutdown has begun, holding the event (the `Option` is then
+    /// empty), counted in `rejected`. An empty `Option` resolves `Ok` at once.
+    pub fn submit_async<'a>(&'a self, event: &'a mut Option<EventOf<H>>) -> SubmitAsync<'a, H> {
+        SubmitAsync::new(&self.shared, event)
     }
 
     /// Submits a batch of events without ever blocking, amortising the ring claim, the fence

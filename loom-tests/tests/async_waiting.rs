@@ -1,0 +1,129 @@
+//! Model: tasks waiting for room (`Engine::submit_async`, `engine::submit_async`, the crate's
+//! `waiters` with a task's waker) with the real engine: 1 worker, 1 shard of capacity 1.
+//!
+//! Proves (R-BP-2, R-CONC-1) for async callers: a pending submit is always woken when room
+//! appears and when the engine closes, its waker registration racing both; a future dropped
+//! while registered passes on a wake-up it got and loses no event (it stays in the caller's
+//! `Option`). A lost wake-up leaves `block_on` waiting forever, which loom reports as a
+//! deadlock. Bound: LOOM_MAX_PREEMPTIONS=3.
+#![cfg(humpyard_loom)]
+
+use std::future::Future;
+use std::task::{Context, Wake, Waker};
+
+use humpyard::{Event, SubmitError};
+use humpyard_loom_tests::{engine, engine_with, id, spawn, Gate, HeldAtGate, FOREVER};
+use loom::future::block_on;
+use loom::sync::Arc;
+
+/// The second submit finds the ring full until the worker takes the first event: its waker is
+/// registered racing the worker's freeing of room.
+#[test]
+fn a_pending_submit_is_woken_by_freed_room() {
+    loom::model(|| {
+        let engine = engine(1, 1, 1, 3);
+        let producer = {
+            let engine = engine.clone();
+            spawn(move || {
+                for n in [0u64, 2] {
+                    let mut event = Some(Event::new(id("a"), n));
+                    block_on(engine.submit_async(&mut event)).expect("room appears");
+                    assert!(event.is_none(), "taken");
+                }
+            })
+        };
+        producer.join().unwrap();
+        let report = engine.shutdown(FOREVER);
+        assert!(report.unprocessed.is_empty());
+        let m = engine.metrics();
+        assert_eq!((m.accepted, m.processed, m.rejected), (2, 2, 0));
+    });
+}
+
+/// Events 0 and 1 fill the worker and the ring (event 0 is held until the producer is done),
+/// so event 2's submit can end only by shutdown's wake-up, as `Closed` with its event.
+/// Shutdown races every step.
+#[test]
+fn a_pending_submit_is_woken_by_close() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        let producer = {
+            let engine = engine.clone();
+            spawn(move || {
+                let outcomes = [0u64, 1, 2].map(|n| {
+                    let mut event = Some(Event::new(id("a"), n));
+                    let outcome = block_on(engine.submit_async(&mut event));
+                    assert!(event.is_none(), "taken or handed back in the error");
+                    outcome
+                });
+                gate.open();
+                outcomes
+            })
+        };
+        let report = engine.shutdown(FOREVER);
+        let outcomes = producer.join().unwrap();
+        assert!(
+            matches!(&outcomes[2], Err(SubmitError::Closed(e)) if *e.payload() == 2),
+            "only shutdown can end the third submit: {:?}",
+            outcomes[2]
+        );
+        let accepted = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+        let m = engine.metrics();
+        assert!(!report.deadline_exceeded && report.unprocessed.is_empty());
+        assert_eq!(
+            (m.accepted, m.processed, m.rejected),
+            (accepted, accepted, 3 - accepted)
+        );
+    });
+}
+
+/// A waker that does nothing: task A is polled once by hand, never woken.
+struct Ignored;
+
+impl Wake for Ignored {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+/// The worker holds event 0 at the gate and event 1 fills the ring. Task A polls its submit
+/// once (pending, registered) and drops it; task B waits in `block_on`. When the gate opens the
+/// run frees room and wakes one waiter: if that is A, already dropped or dropping, A's leave
+/// must pass the wake-up on to B. A swallowed wake-up leaves B waiting forever: a deadlock.
+/// A's event is never taken and stays in its `Option`.
+#[test]
+fn a_dropped_submit_passes_its_wake_up_on() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        engine.try_submit(Event::new(id("a"), 0)).expect("room");
+        gate.reached();
+        engine
+            .try_submit(Event::new(id("a"), 1))
+            .expect("room: event 0 left the ring");
+        // Task A, on the model's main thread: one poll, pending and registered.
+        let mut a = Some(Event::new(id("a"), 2));
+        let mut submit_a = Box::pin(engine.submit_async(&mut a));
+        let waker = Waker::from(std::sync::Arc::new(Ignored));
+        let polled = submit_a.as_mut().poll(&mut Context::from_waker(&waker));
+        assert!(polled.is_pending(), "the ring is full while the gate is shut");
+        let b = {
+            let engine = engine.clone();
+            spawn(move || {
+                let mut event = Some(Event::new(id("a"), 3));
+                block_on(engine.submit_async(&mut event))
+            })
+        };
+        // The run frees room once the gate opens, racing A's drop and B's registration.
+        gate.open();
+        drop(submit_a);
+        assert!(b.join().unwrap().is_ok(), "B gets in once room is free");
+        assert!(
+            matches!(&a, Some(e) if *e.payload() == 2),
+            "a dropped submit leaves its event with the caller"
+        );
+        let report = engine.shutdown(FOREVER);
+        let m = engine.metrics();
+        assert!(report.unprocessed.is_empty());
+        assert_eq!((m.accepted, m.processed, m.rejected), (3, 3, 0));
+    });
+}
