@@ -29,7 +29,8 @@ struct Balances {
 
 impl StreamHandler for Balances {
     type State = i64;
-    type Error = String;
+    // A boxed error keeps its causes: a parked event's message holds the whole chain.
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn init(&self, _: &StreamId) -> i64 {
         0
@@ -40,10 +41,10 @@ impl StreamHandler for Balances {
         *balance += event.decode::<Deposited>().map_or(0, |d| d.amount);
     }
 
-    fn handle(&self, balance: &i64, event: &RecordedEvent) -> Result<(), String> {
-        let deposit: Deposited = event.decode().map_err(|e| e.to_string())?;
+    fn handle(&self, balance: &i64, event: &RecordedEvent) -> Result<(), Self::Error> {
+        let deposit: Deposited = event.decode()?;
         if deposit.amount == 13 && !self.fixed.load(Ordering::SeqCst) {
-            return Err("the ledger service refused 13".to_owned());
+            return Err("the ledger service refused 13".into());
         }
         let after = balance + deposit.amount;
         self.reported.lock().unwrap().insert(event.stream.to_string(), after);

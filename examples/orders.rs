@@ -149,7 +149,8 @@ impl Source for Storefront {
                     ctx.sleep(Duration::from_millis(1));
                 }
                 Err(SendError::Stopped(_)) => return Ok(()),
-                Err(e) => return Err(SourceError::new(e.to_string())),
+                // The send's error as is: its causes stay its sources.
+                Err(e) => return Err(SourceError::new(e)),
             }
         }
         Ok(())

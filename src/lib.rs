@@ -29,6 +29,9 @@ mod handler;
 mod key;
 mod stream_id;
 
+// An error and its causes as one line of text, where humpyard keeps an error as text.
+mod error_chain;
+
 // Threads parked until a place frees (the engine's producers, the bulkhead's callers).
 mod waiters;
 

@@ -203,7 +203,7 @@ fn a_failing_or_panicking_source_is_restarted_and_reported() {
         {
             r.lock()
                 .unwrap()
-                .push((source.to_string(), *restarts, *delay, error.to_string()));
+                .push((source.to_string(), *restarts, *delay, chain(*error)));
         }
     })
     .pipeline(engine)
@@ -628,4 +628,17 @@ fn an_unkeyed_inbound_retry_is_told_its_attempt() {
     wait_until("the command went through", || integration.stats().inbound == 1);
     assert_eq!(*attempts.lock().unwrap(), vec![1, 2, 3]);
     integration.shutdown(WAIT);
+}
+
+/// An error and its causes, joined by ": " as an error reporter prints them: a source's error
+/// says "the source failed" and its cause says why (R-API-2).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }

@@ -286,14 +286,33 @@ fn thresholds_out_of_range_are_clamped() {
 
 // proves R-RES-6
 #[test]
-fn call_errors_say_what_happened_and_keep_their_source() {
+// and R-API-2: `Failed` is transparent, `f`'s own error speaking once with its own source.
+fn call_errors_say_what_happened_and_pass_the_calls_error_through() {
     use std::error::Error;
     let open: CallError<std::io::Error> = CallError::Open;
     assert!(open.to_string().contains("open"));
     assert!(open.source().is_none());
     let failed = CallError::Failed(std::io::Error::other("refused"));
-    assert!(failed.to_string().contains("refused"));
-    assert!(failed.source().is_some());
+    assert_eq!(failed.to_string(), "refused");
+    assert!(failed.source().is_none());
+    #[derive(Debug)]
+    struct Refused(std::io::Error);
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the ledger refused")
+        }
+    }
+    impl Error for Refused {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let failed = CallError::Failed(Refused(std::io::Error::other("connection reset")));
+    assert_eq!(failed.to_string(), "the ledger refused");
+    assert_eq!(
+        failed.source().map(ToString::to_string).as_deref(),
+        Some("connection reset")
+    );
 }
 
 // proves R-RES-6

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use humpyard::integration::{Command, Effect, Reactor};
+use humpyard::integration::{BoxError, Command, Effect, Reactor};
 use humpyard::store::{ExpectedVersion, NewEvent, RecordedEvent};
 use humpyard::StreamId;
 use serde::{Deserialize, Serialize};
@@ -36,13 +36,14 @@ pub const PLACE: &str = "order.place";
 pub const RESERVE: &str = "inventory.reserve";
 
 /// `order.place`: the order becomes a `placed` event on its own stream.
-pub fn place(command: &Command, effect: &Effect<'_>) -> Result<Value, String> {
-    let order: Order = command.decode().map_err(|e| e.to_string())?;
-    let stream = StreamId::new(&order.order).map_err(|e| e.to_string())?;
-    let placed = NewEvent::encode("placed", &order).map_err(|e| e.to_string())?;
-    let appended = effect
-        .append(&stream, ExpectedVersion::NoStream, vec![placed])
-        .map_err(|e| e.to_string())?;
+///
+/// Errors go up as they are (`?` into a [`BoxError`]), each with its cause as its source: a
+/// parked command's message then holds the whole chain.
+pub fn place(command: &Command, effect: &Effect<'_>) -> Result<Value, BoxError> {
+    let order: Order = command.decode()?;
+    let stream = StreamId::new(&order.order)?;
+    let placed = NewEvent::encode("placed", &order)?;
+    let appended = effect.append(&stream, ExpectedVersion::NoStream, vec![placed])?;
     Ok(serde_json::json!({ "position": appended.last_position }))
 }
 
@@ -88,11 +89,9 @@ impl Reactor for Reservations {
 }
 
 /// After the warehouse said yes: `stock-reserved` on the order's stream.
-pub fn record_reservation(effect: &Effect<'_>, reserve: &Reserve, answer: &Value) -> Result<(), String> {
-    let stream = StreamId::new(&reserve.order).map_err(|e| e.to_string())?;
+pub fn record_reservation(effect: &Effect<'_>, reserve: &Reserve, answer: &Value) -> Result<(), BoxError> {
+    let stream = StreamId::new(&reserve.order)?;
     let event = NewEvent::new("stock-reserved", serde_json::json!({ "warehouse": answer }));
-    effect
-        .append(&stream, ExpectedVersion::Any, vec![event])
-        .map_err(|e| e.to_string())?;
+    effect.append(&stream, ExpectedVersion::Any, vec![event])?;
     Ok(())
 }

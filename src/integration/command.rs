@@ -248,7 +248,8 @@ impl InvalidCommand {
 impl fmt::Display for InvalidCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.problem {
-            CommandProblem::RouteName(reason) => write!(f, "invalid route name {:?}: {reason}", self.route),
+            // The rule it breaks is the source.
+            CommandProblem::RouteName(_) => write!(f, "invalid route name {:?}", self.route),
             CommandProblem::NulCharacter => write!(
                 f,
                 "the payload of a command for {:?} holds a NUL character, which the store cannot keep",
@@ -270,9 +271,10 @@ impl std::error::Error for InvalidCommand {
 impl fmt::Display for EncodeCommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EncodeCommandError::Serialize { route, source } => {
-                write!(f, "the payload of a command for {route:?} did not serialize: {source}")
+            EncodeCommandError::Serialize { route, .. } => {
+                write!(f, "the payload of a command for {route:?} did not serialize")
             }
+            // Transparent: the command's own error speaks, with its own source.
             EncodeCommandError::Invalid(e) => e.fmt(f),
         }
     }
@@ -282,7 +284,7 @@ impl std::error::Error for EncodeCommandError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             EncodeCommandError::Serialize { source, .. } => Some(source),
-            EncodeCommandError::Invalid(e) => Some(e),
+            EncodeCommandError::Invalid(e) => e.source(),
         }
     }
 }
@@ -298,8 +300,8 @@ impl fmt::Display for DecodeCommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the payload of a command for {} did not decode: {}",
-            self.route, self.source
+            "the payload of a command for {:?} did not decode",
+            self.route.as_str()
         )
     }
 }

@@ -131,10 +131,11 @@ impl fmt::Display for EffectError {
                 f,
                 "route {route}: the effect {key} is claimed elsewhere (the claim expires in {expires_in:?})"
             ),
-            EffectError::Store { route, source } => write!(f, "route {route}: the store: {source}"),
-            // The handler's error is user code: its Display is called where the error is
-            // described (contained), not here.
-            EffectError::Failed { route, key, source } => write!(f, "route {route}: the effect {key} failed: {source}"),
+            // The cause is the source (see `store/error.rs`, "How humpyard's errors read"). The
+            // handler's error is user code: its Display is called where the error is described
+            // (contained), not here.
+            EffectError::Store { route, .. } => write!(f, "route {route}: the store failed"),
+            EffectError::Failed { route, key, .. } => write!(f, "route {route}: the effect {key} failed"),
             EffectError::ReactionPanicked { position, message } => {
                 write!(
                     f,

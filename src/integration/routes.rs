@@ -102,7 +102,8 @@ pub enum RouteError {
 impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RouteError::InvalidName { name, problem } => write!(f, "route name {name:?}: {problem}"),
+            // The rule it breaks is the source.
+            RouteError::InvalidName { name, .. } => write!(f, "invalid route name {name:?}"),
             RouteError::Duplicate(route) => write!(f, "route {route} has a handler already"),
             RouteError::ZeroConcurrency(route) => write!(f, "route {route}: max_concurrent is 0"),
         }

@@ -66,13 +66,14 @@ pub enum IntegrationError {
 impl fmt::Display for IntegrationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IntegrationError::Subscriber(e) => write!(f, "the integration's subscriber: {e}"),
+            // The cause is the source (see `store/error.rs`, "How humpyard's errors read").
+            IntegrationError::Subscriber(_) => f.write_str("the integration's subscriber was refused"),
             IntegrationError::DuplicateSource(name) => write!(f, "two sources are named {name:?}"),
             IntegrationError::InvalidSourceName(name) => {
                 write!(f, "source name {name:?} is empty or holds a NUL character")
             }
-            IntegrationError::Pipeline(e) => write!(f, "the integration's pipeline: {e}"),
-            IntegrationError::Spawn(e) => write!(f, "a source's thread: {e}"),
+            IntegrationError::Pipeline(_) => f.write_str("the integration's pipeline did not start"),
+            IntegrationError::Spawn(_) => f.write_str("could not start a source's thread"),
         }
     }
 }

@@ -31,6 +31,7 @@ use super::command_handler::BoxError;
 use super::effect_error::EffectError;
 use super::observer::Observed;
 use super::routes::Router;
+use crate::error_chain::Chain;
 use crate::pipeline::{contain, dispose, Disposing, ErrorKind};
 use crate::resilience::Backoff;
 use crate::store::IdempotencyKey;
@@ -79,7 +80,7 @@ impl SourceError {
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourceError::Failed(e) => write!(f, "the source failed: {e}"),
+            SourceError::Failed(_) => f.write_str("the source failed"),
             SourceError::Panicked(message) => write!(f, "the source panicked: {message}"),
         }
     }
@@ -124,7 +125,7 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Unrouted(c) => write!(f, "no command handler for route {}", c.route()),
-            SendError::Failed { error, .. } => write!(f, "the command failed every attempt: {error}"),
+            SendError::Failed { .. } => f.write_str("the command failed every attempt"),
             SendError::Stopped(c) => write!(f, "shutting down: the command for {} was not sent", c.route()),
         }
     }
@@ -414,7 +415,8 @@ fn supervise(source: &mut dyn Source, ctx: &SourceContext, restart: &Backoff, lo
         let delay = restart.delay(consecutive);
         consecutive = consecutive.saturating_add(1);
         ctx.router.counters.source_restarts.fetch_add(1, Ordering::Relaxed);
-        let text = contain(|| error.to_string()).unwrap_or_else(|m| format!("the error's Display panicked: {m}"));
+        let text =
+            contain(|| Chain(&error).to_string()).unwrap_or_else(|m| format!("the error's Display panicked: {m}"));
         log::warn!(source = ctx.name.as_str(), error = text.as_str(), delay:? = delay; "humpyard integration: the source failed; restarting it after a backoff");
         let restarts = {
             let mut shared = ctx.shared.lock();

@@ -59,7 +59,7 @@ impl fmt::Display for FixtureError {
             FixtureError::Missing { path, command } => {
                 write!(f, "no fixture {} for the command {command}", path.display())
             }
-            FixtureError::Io { path, source } => write!(f, "reading the fixture {}: {source}", path.display()),
+            FixtureError::Io { path, .. } => write!(f, "could not read the fixture {}", path.display()),
             FixtureError::Malformed { path } => write!(
                 f,
                 "the fixture {} is neither {{\"ok\": ...}} nor {{\"err\": \"...\"}}",

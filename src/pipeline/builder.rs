@@ -78,9 +78,10 @@ pub enum PipelineError {
 impl std::fmt::Display for PipelineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PipelineError::Store(e) => write!(f, "the pipeline's store: {e}"),
-            PipelineError::Engine(e) => write!(f, "the pipeline's engine: {e}"),
-            PipelineError::Spawn(e) => write!(f, "the pipeline's reader thread: {e}"),
+            // The cause is the source (see `store/error.rs`, "How humpyard's errors read").
+            PipelineError::Store(_) => f.write_str("the pipeline's store failed"),
+            PipelineError::Engine(_) => f.write_str("the pipeline's engine could not be built"),
+            PipelineError::Spawn(_) => f.write_str("could not start the pipeline's reader thread"),
             PipelineError::WindowTooLarge { window, max } => {
                 write!(
                     f,

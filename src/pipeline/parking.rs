@@ -177,7 +177,7 @@ impl std::fmt::Display for ReplayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReplayError::NotParked => f.write_str("nothing is parked there"),
-            ReplayError::Store(e) => write!(f, "the store: {e}"),
+            ReplayError::Store(_) => f.write_str("the store failed; nothing was done"),
             ReplayError::Busy => f.write_str("the engine had no room for the request; nothing was done"),
             ReplayError::CatchingUp => {
                 f.write_str("the pipeline has not yet read up to the stream's parked events; nothing was done")

@@ -28,6 +28,7 @@ use super::progress::Progress;
 use super::rehydrate;
 use super::stats::Counters;
 use crate::engine::panic_message;
+use crate::error_chain::{text_of, Chain};
 use crate::store::{EventStore, ParkKind, ParkedEvent, RecordedEvent, Snapshot, StoreError};
 use crate::sync::Ordering;
 use crate::{Event, Handler, StreamId};
@@ -133,13 +134,14 @@ pub(crate) enum TrackedError<E> {
     Store(StoreError),
 }
 
-impl<E: std::fmt::Display> std::fmt::Display for TrackedError<E> {
+impl<E: std::fmt::Display + 'static> std::fmt::Display for TrackedError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TrackedError::Handler(e) => e.fmt(f),
-            TrackedError::Wait(e) => write!(f, "waiting: {e}"),
+            // Text, not an error type: each carries its whole chain (`error_chain`).
+            TrackedError::Handler(e) => f.write_str(&text_of(e)),
+            TrackedError::Wait(e) => write!(f, "waiting: {}", text_of(e)),
             TrackedError::Panic(message) => write!(f, "panicked: {message}"),
-            TrackedError::Store(e) => write!(f, "the store: {e}"),
+            TrackedError::Store(e) => write!(f, "the store: {}", Chain(e)),
         }
     }
 }
@@ -425,11 +427,10 @@ pub(crate) enum Failure<E> {
     Store(StoreError),
 }
 
-/// The text of an error (its `Display`, user code), and the error disposed of (its `Drop`, user
-/// code too); both contained.
-pub(crate) fn describe<E: std::fmt::Display>(error: E) -> String {
-    let text =
-        contain(|| error.to_string()).unwrap_or_else(|message| format!("the error's Display panicked: {message}"));
+/// The text of an error (its `Display`, user code; the whole chain for humpyard's own errors,
+/// see `error_chain`), and the error disposed of (its `Drop`, user code too); both contained.
+pub(crate) fn describe<E: std::fmt::Display + 'static>(error: E) -> String {
+    let text = contain(|| text_of(&error)).unwrap_or_else(|message| format!("the error's Display panicked: {message}"));
     dispose(error);
     text
 }

@@ -95,7 +95,9 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Open => f.write_str("the circuit breaker is open: the call was not made"),
-            CallError::Failed(e) => write!(f, "the call failed: {e}"),
+            // Transparent: `f`'s own error speaks, with its own source (an `E` that is only
+            // `Display` has no chain to carry it).
+            CallError::Failed(e) => e.fmt(f),
         }
     }
 }
@@ -104,7 +106,7 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CallError::Open => None,
-            CallError::Failed(e) => Some(e),
+            CallError::Failed(e) => e.source(),
         }
     }
 }

@@ -1,4 +1,24 @@
 //! [`StoreError`]: what went wrong in an event store operation, as types.
+//!
+//! # How humpyard's errors read
+//!
+//! Every public error type in humpyard keeps one convention, so that a reporter that walks the
+//! chain (anyhow's `{:#}`, or any loop over `source()`) prints each cause once:
+//!
+//! - `Display` says what failed at this level, in words a user can act on, and never repeats
+//!   its cause's text; `source()` returns the cause, which says the rest. So
+//!   `StoreError::Unavailable` displays "the database is unavailable" and its source, the
+//!   [`BackendError`], says why.
+//! - [`BackendError`] ends the chain. It speaks for the driver, whose own chain is not
+//!   humpyard's to expose piecemeal and whose top words ("db error", "error connecting to
+//!   server") say nothing alone: its `Display` is what the server said (its message, detail and
+//!   hint) or the driver's text with every cause below it ("error connecting to server:
+//!   Connection refused (os error 111)"), then the SQLSTATE; so its `source()` is `None`, and
+//!   the driver's error stays reachable through [`BackendError::driver_error`].
+//! - Names are printed as their text: a stream id, a key or a route as `{:?}` of its string,
+//!   never as `StreamId(...)`.
+//!
+//! `to_string()` of an error therefore holds its top level only; print the chain to see why.
 
 use std::fmt;
 
@@ -72,6 +92,9 @@ pub enum Precondition {
 }
 
 /// An error from the database or its driver, with the SQLSTATE code when the server sent one.
+///
+/// The last link of a [`StoreError`]'s chain: its `Display` holds everything the server or the
+/// driver said (see the module docs), so it has no `source()`.
 #[derive(Debug)]
 pub struct BackendError {
     sqlstate: Option<String>,
@@ -94,16 +117,49 @@ impl BackendError {
     pub fn sqlstate(&self) -> Option<&str> {
         self.sqlstate.as_deref()
     }
+
+    /// The driver's own error (a `postgres::Error` from the Postgres store, to downcast), whose
+    /// words this error's `Display` already holds. An error copied for another item of a failed
+    /// call holds only that text.
+    pub fn driver_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// What the server or the driver said, without the SQLSTATE: a server's error as its
+    /// message, detail and hint (the driver's own `Display` of it is only "db error"); any other
+    /// error as its `Display` and every cause below it.
+    fn said(&self) -> String {
+        use std::fmt::Write as _;
+        let source: &(dyn std::error::Error + 'static) = &*self.source;
+        if let Some(db) = source
+            .downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::as_db_error)
+        {
+            let mut text = db.message().to_owned();
+            if let Some(detail) = db.detail() {
+                let _ = write!(text, ". Detail: {detail}");
+            }
+            if let Some(hint) = db.hint() {
+                let _ = write!(text, ". Hint: {hint}");
+            }
+            return text;
+        }
+        crate::error_chain::Chain(source).to_string()
+    }
 }
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.said())?;
         match &self.sqlstate {
-            Some(code) => write!(f, "{} (SQLSTATE {code})", self.source),
-            None => write!(f, "{}", self.source),
+            Some(code) => write!(f, " (SQLSTATE {code})"),
+            None => Ok(()),
         }
     }
 }
+
+/// The end of the chain: the `Display` holds the driver's causes (see the module docs).
+impl std::error::Error for BackendError {}
 
 /// What is wrong with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +200,8 @@ impl fmt::Display for StoreError {
             }
             StoreError::DuplicateEventId(id) => write!(f, "event id {id} is stored already"),
             StoreError::InvalidInput(InvalidInput::NoEvents) => f.write_str("an append needs at least one event"),
-            StoreError::InvalidInput(InvalidInput::SubscriberName(e)) => write!(f, "invalid subscriber name: {e}"),
+            // The rule it breaks is the source.
+            StoreError::InvalidInput(InvalidInput::SubscriberName(_)) => f.write_str("invalid subscriber name"),
             StoreError::InvalidInput(InvalidInput::SchemaName) => {
                 f.write_str("invalid schema name: it must match [a-z_][a-z0-9_]{0,62}")
             }
@@ -160,16 +217,18 @@ impl fmt::Display for StoreError {
             StoreError::InvalidInput(InvalidInput::IdempotencyKey) => {
                 f.write_str("an idempotency key must be 1 to 255 bytes, with no NUL character")
             }
-            StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
-            StoreError::Timeout(e) => write!(f, "the database cancelled the statement: {e}"),
-            StoreError::Backend(e) => write!(f, "the database failed: {e}"),
-            StoreError::InvalidStoredEvent { position, reason } => {
-                write!(f, "the event at position {position} has an invalid stream id: {reason}")
+            // The database's own words are the source, a `BackendError`.
+            StoreError::Unavailable(_) => f.write_str("the database is unavailable"),
+            StoreError::Timeout(_) => {
+                f.write_str("the database cancelled the statement (statement_timeout or lock_timeout)")
             }
-            StoreError::Contention(e) => write!(
-                f,
-                "another writer kept taking the append's version or ids; nothing was written: {e}"
-            ),
+            StoreError::Backend(_) => f.write_str("the database failed"),
+            StoreError::InvalidStoredEvent { position, .. } => {
+                write!(f, "the event at position {position} has an invalid stream id")
+            }
+            StoreError::Contention(_) => {
+                f.write_str("another writer kept taking the append's version or ids; nothing was written")
+            }
             StoreError::Precondition(Precondition::SequenceCache(cache)) => write!(
                 f,
                 "the events table's position sequence caches {cache} values; gap-safe reading needs 1"
@@ -217,7 +276,7 @@ impl std::error::Error for StoreError {
             StoreError::Unavailable(e)
             | StoreError::Timeout(e)
             | StoreError::Backend(e)
-            | StoreError::Contention(e) => Some(&*e.source),
+            | StoreError::Contention(e) => Some(e),
             StoreError::InvalidStoredEvent { reason, .. } => Some(reason),
             _ => None,
         }
@@ -230,7 +289,7 @@ impl StoreError {
     /// `Clone`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the Postgres store only
     pub(crate) fn for_another_item(&self) -> StoreError {
-        let copy = |e: &BackendError| BackendError::new(e.sqlstate.clone(), e.source.to_string());
+        let copy = |e: &BackendError| BackendError::new(e.sqlstate.clone(), e.said());
         match self {
             StoreError::Unavailable(e) => StoreError::Unavailable(copy(e)),
             StoreError::Timeout(e) => StoreError::Timeout(copy(e)),

@@ -29,12 +29,11 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the {} of the {:?} event at position {} (stream {:?}) does not decode: {}",
+            "the {} of the {:?} event at position {} (stream {:?}) does not decode",
             if self.metadata { "metadata" } else { "data" },
             self.event_type,
             self.position,
             self.stream.as_str(),
-            self.source
         )
     }
 }
