@@ -2,9 +2,14 @@
 //! in its `Display`, and leads to the cause through `source()`, so a reporter that walks the
 //! chain (anyhow's `{:#}`, or `chain` below) prints each cause once (R-API-2; the convention is
 //! written out in `src/store/error.rs`).
+// Without feature `postgres` the tests that need a real store's errors are left out, and with
+// them some helpers and imports.
+#![cfg_attr(not(feature = "postgres"), allow(unused_imports, dead_code))]
 
 use std::error::Error;
+#[cfg(feature = "postgres")]
 use std::net::TcpListener;
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use humpyard::integration::testkit::FixtureError;
@@ -13,10 +18,10 @@ use humpyard::integration::{
 };
 use humpyard::pipeline::{PipelineError, ReplayError};
 use humpyard::resilience::{Bulkhead, CallError};
-use humpyard::store::{
-    EventStore, ExpectedVersion, IdempotencyKey, InMemoryStore, InvalidInput, NewEvent, PgEventStore, PgStoreConfig,
-    StoreError,
-};
+use humpyard::store::{EventStore, ExpectedVersion, IdempotencyKey, InMemoryStore, InvalidInput, NewEvent, StoreError};
+#[cfg(feature = "postgres")]
+use humpyard::store::{PgEventStore, PgStoreConfig};
+#[cfg(feature = "postgres")]
 use humpyard::testing::ThrowawayPostgres;
 use humpyard::{ConfigError, InvalidStreamId, StreamId};
 use serde_json::{json, Value};
@@ -56,11 +61,13 @@ fn once(text: &str, needle: &str) -> bool {
     text.to_lowercase().matches(&needle.to_lowercase()).count() == 1
 }
 
+#[cfg(feature = "postgres")]
 fn refused_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
 
+#[cfg(feature = "postgres")]
 fn unavailable() -> StoreError {
     let mut config = PgStoreConfig::default();
     config.connect_timeout = Duration::from_millis(500);
@@ -73,6 +80,7 @@ fn unavailable() -> StoreError {
 
 // proves R-API-2: a store that cannot connect says it is unavailable, and its chain says why
 // ("connection refused"), once
+#[cfg(feature = "postgres")]
 #[test]
 fn an_unavailable_database_says_why_once() {
     let error = unavailable();
@@ -112,6 +120,7 @@ fn an_unavailable_database_says_why_once() {
 
 // proves R-API-2: a server's error reads as the server's own message with its SQLSTATE, not the
 // driver's bare "db error"
+#[cfg(feature = "postgres")]
 #[test]
 fn a_servers_error_reads_as_its_message_and_sqlstate() {
     let (_server, url) = match std::env::var("DATABASE_URL") {
@@ -134,6 +143,7 @@ fn a_servers_error_reads_as_its_message_and_sqlstate() {
 }
 
 // proves R-API-2: the store's other errors with a cause
+#[cfg(feature = "postgres")]
 #[test]
 fn the_stores_errors_say_each_cause_once() {
     let store = InMemoryStore::new();

@@ -129,12 +129,13 @@ impl BackendError {
     /// message, detail and hint (the driver's own `Display` of it is only "db error"); any other
     /// error as its `Display` and every cause below it.
     fn said(&self) -> String {
-        use std::fmt::Write as _;
         let source: &(dyn std::error::Error + 'static) = &*self.source;
+        #[cfg(feature = "postgres")]
         if let Some(db) = source
             .downcast_ref::<postgres::Error>()
             .and_then(postgres::Error::as_db_error)
         {
+            use std::fmt::Write as _;
             let mut text = db.message().to_owned();
             if let Some(detail) = db.detail() {
                 let _ = write!(text, ". Detail: {detail}");
