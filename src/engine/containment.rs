@@ -84,10 +84,21 @@ impl<K: StreamKey> Containment<K> {
     fn caught(&self, site: PanicSite, stream: Option<&K>, payload: Box<dyn Any + Send>) -> String {
         let message = panic_message(payload);
         self.panics.incr();
-        log::error!(
-            site:? = site, stream:? = stream.map(ToString::to_string), message:? = message;
-            "humpyard caught a panic"
-        );
+        // A key's text is the crate's own (`StreamKey` is sealed), and the message is quoted
+        // and escaped (`{:?}`), so neither can break the line (R-SEC-3).
+        let text = stream.map(ToString::to_string);
+        match &text {
+            Some(text) => log::error!(
+                site:? = site, stream:? = Some(text), message:? = message;
+                "humpyard caught a panic in {} for stream {text:?}: {message:?}",
+                site.in_words()
+            ),
+            None => log::error!(
+                site:? = site, stream:? = text, message:? = message;
+                "humpyard caught a panic in {}: {message:?}",
+                site.in_words()
+            ),
+        }
         if let Some(hook) = &self.hook {
             let report = PanicReport {
                 site,
@@ -101,7 +112,7 @@ impl<K: StreamKey> Containment<K> {
                 let message = panic_message(second);
                 log::error!(
                     site:? = PanicSite::Hook, message:? = message;
-                    "humpyard caught a panic in the panic hook"
+                    "humpyard caught a panic in the panic hook itself: {message:?}"
                 );
             }
             // The report (and its copies of the stream and message) is ours: dropping it
