@@ -164,6 +164,52 @@ impl<H: KeyedHandler> EngineBuilder<H> {
         self
     }
 
+    /// Keeps the panics this engine contains off stderr. Default: off, and then nothing global
+    /// is installed.
+    ///
+    /// Rust's panic hook runs where a panic starts, before the engine catches it, so by default
+    /// every contained panic (in `init`, `handle`, `cleanup`, a hook, or the `Display` or
+    /// `Drop` of a user value) also prints its message, and with `RUST_BACKTRACE` a backtrace,
+    /// to stderr: one report per failed attempt. The engine reports each one already: a log
+    /// line (at `error`, naming the stream and the panic's message), the
+    /// [`panics`](crate::Metrics::panics) counter and [`on_panic`](Self::on_panic).
+    ///
+    /// With `true`, starting the engine installs, once per process, a panic hook that wraps
+    /// the hook in place at that moment (`std::panic::take_hook`, then `set_hook`): it prints
+    /// nothing for a panic raised inside a call this engine contains, and passes every other
+    /// panic to the previous hook. Panics of other engines without the option, of your own
+    /// threads and of the engine's own code (a bug) print as before. The hook stays installed
+    /// after the engine ends; it is silent only while a quiet engine's contained call runs.
+    ///
+    /// If you set a panic hook of your own:
+    /// - set it **before** starting the engine: the engine's hook wraps it and calls it for
+    ///   every panic the engine does not contain;
+    /// - or, if you set it later, chain to the hook you replace (`let previous =
+    ///   std::panic::take_hook();` and call `previous(info)` from yours for the panics you do
+    ///   not handle yourself), or contained panics print again through yours.
+    ///
+    /// ```
+    /// # use humpyard::{Engine, Event, Handler, StreamId};
+    /// # struct Orders;
+    /// # impl Handler for Orders {
+    /// #     type Payload = u32;
+    /// #     type State = u32;
+    /// #     type Error = String;
+    /// #     fn init(&self, _: &StreamId) -> Result<u32, String> { Ok(0) }
+    /// #     fn handle(&self, _: &mut u32, _: &Event<u32>) -> Result<(), String> { Ok(()) }
+    /// # }
+    /// // Your own hook first...
+    /// std::panic::set_hook(Box::new(|info| eprintln!("my app: {info}")));
+    /// // ...then the engine's, in front of it: contained panics print nothing, others go to yours.
+    /// let engine = Engine::builder(Orders).quiet_panics(true).start()?;
+    /// # engine.shutdown(std::time::Duration::from_secs(1));
+    /// # Ok::<(), humpyard::ConfigError>(())
+    /// ```
+    pub fn quiet_panics(mut self, on: bool) -> Self {
+        self.config.quiet_panics = on;
+        self
+    }
+
     /// Called with every dead letter, on the worker thread. Without it dead letters go to the
     /// engine's buffer ([`Engine::take_dead_letters`](crate::Engine::take_dead_letters)). A
     /// panic in the hook is caught and counted.
@@ -190,8 +236,9 @@ impl<H: KeyedHandler> EngineBuilder<H> {
         self
     }
 
-    /// Takes every size and timing of `config` ([`EngineConfig`](crate::EngineConfig)),
-    /// replacing those set before; `max_attempts` and the hooks stay as they are.
+    /// Takes every size and timing of `config` ([`EngineConfig`](crate::EngineConfig)), and its
+    /// [`quiet_panics`](Self::quiet_panics), replacing those set before; `max_attempts` and
+    /// the hooks stay as they are.
     pub fn config(mut self, config: super::settings::EngineConfig) -> Self {
         let (attempts, supervisor) = (self.config.max_attempts, self.config.supervisor);
         self.config = config.config;

@@ -36,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) slow_handler_threshold: Duration,
     pub(crate) drop_deadline: Duration,
     pub(crate) dead_letter_buffer: usize,
+    /// Whether the process's panic hook passes over the panics this engine contains.
+    pub(crate) quiet_panics: bool,
     /// Whether to start the supervisor thread (always, except in loom models).
     pub(crate) supervisor: bool,
 }
@@ -56,6 +58,7 @@ impl Config {
             slow_handler_threshold: Duration::from_secs(1),
             drop_deadline: Duration::from_secs(5),
             dead_letter_buffer: 1024,
+            quiet_panics: false,
             supervisor: true,
         }
     }

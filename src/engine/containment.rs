@@ -13,6 +13,10 @@
 //! hook (itself contained: a panicking panic hook is counted, never re-reported), and counted
 //! in one counter, [`Metrics::panics`](crate::Metrics::panics).
 //!
+//! With [`quiet_panics`](crate::EngineBuilder::quiet_panics) on, every contained call is
+//! marked for the process's panic hook (`quiet_panics`), which then prints nothing for it: the
+//! log line and the counter here are the report.
+//!
 //! One exception is outside any library's reach: a `Drop` that panics while its thread is
 //! already unwinding aborts the process (Rust's rule). A value that may panic in `Drop` should
 //! check `std::thread::panicking()` first.
@@ -22,6 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::hooks::{PanicHook, PanicReport, PanicSite};
 use super::metrics::SharedCounter;
+use super::quiet_panics;
 use crate::StreamKey;
 
 /// Runs user code without letting a panic escape, and counts the panics it caught.
@@ -30,6 +35,8 @@ pub(crate) struct Containment<K> {
     hook: Option<PanicHook<K>>,
     /// Every panic caught, hooks' included: `Metrics::panics`. Bumped only on a panic.
     panics: SharedCounter,
+    /// Whether contained calls are marked for the quiet panic hook (`quiet_panics`).
+    quiet: bool,
 }
 
 impl<K> std::fmt::Debug for Containment<K> {
@@ -37,16 +44,22 @@ impl<K> std::fmt::Debug for Containment<K> {
         f.debug_struct("Containment")
             .field("hook", &self.hook.is_some())
             .field("panics", &self.panics.get())
+            .field("quiet", &self.quiet)
             .finish()
     }
 }
 
 impl<K: StreamKey> Containment<K> {
-    /// Containment that reports caught panics to `hook`.
-    pub(crate) fn new(hook: Option<PanicHook<K>>) -> Containment<K> {
+    /// Containment that reports caught panics to `hook`; with `quiet`, it installs the quiet
+    /// panic hook (once per process) and marks every contained call for it.
+    pub(crate) fn new(hook: Option<PanicHook<K>>, quiet: bool) -> Containment<K> {
+        if quiet {
+            quiet_panics::install();
+        }
         Containment {
             hook,
             panics: SharedCounter::default(),
+            quiet,
         }
     }
 
@@ -54,7 +67,7 @@ impl<K: StreamKey> Containment<K> {
     /// counted; its message comes back as the error.
     #[inline]
     pub(crate) fn run<R>(&self, site: PanicSite, stream: Option<&K>, f: impl FnOnce() -> R) -> Result<R, String> {
-        match catch_unwind(AssertUnwindSafe(f)) {
+        match quiet_panics::catch(self.quiet, f) {
             Ok(value) => Ok(value),
             Err(payload) => Err(self.caught(site, stream, payload)),
         }
@@ -84,24 +97,35 @@ impl<K: StreamKey> Containment<K> {
     fn caught(&self, site: PanicSite, stream: Option<&K>, payload: Box<dyn Any + Send>) -> String {
         let message = panic_message(payload);
         self.panics.incr();
-        log::error!(
-            site:? = site, stream:? = stream.map(ToString::to_string), message:? = message;
-            "humpyard caught a panic"
-        );
+        // A key's text is the crate's own (`StreamKey` is sealed), and the message is quoted
+        // and escaped (`{:?}`), so neither can break the line (R-SEC-3).
+        let text = stream.map(ToString::to_string);
+        match &text {
+            Some(text) => log::error!(
+                site:? = site, stream:? = Some(text), message:? = message;
+                "humpyard caught a panic in {} for stream {text:?}: {message:?}",
+                site.in_words()
+            ),
+            None => log::error!(
+                site:? = site, stream:? = text, message:? = message;
+                "humpyard caught a panic in {}: {message:?}",
+                site.in_words()
+            ),
+        }
         if let Some(hook) = &self.hook {
             let report = PanicReport {
                 site,
                 stream: stream.cloned(),
                 message: message.clone(),
             };
-            if let Err(second) = catch_unwind(AssertUnwindSafe(|| hook(&report))) {
+            if let Err(second) = quiet_panics::catch(self.quiet, || hook(&report)) {
                 // The panic hook itself panicked: count it and log it, but do not report it
                 // to the same hook again.
                 self.panics.incr();
                 let message = panic_message(second);
                 log::error!(
                     site:? = PanicSite::Hook, message:? = message;
-                    "humpyard caught a panic in the panic hook"
+                    "humpyard caught a panic in the panic hook itself: {message:?}"
                 );
             }
             // The report (and its copies of the stream and message) is ours: dropping it
@@ -138,10 +162,13 @@ mod tests {
     fn a_panicking_panic_hook_is_counted_once_and_not_called_again_for_itself() {
         let calls = Arc::new(AtomicU64::new(0));
         let c = calls.clone();
-        let containment = Containment::new(Some(Box::new(move |_: &PanicReport| {
-            c.fetch_add(1, Ordering::SeqCst);
-            panic!("planned panic in the panic hook");
-        })));
+        let containment = Containment::new(
+            Some(Box::new(move |_: &PanicReport| {
+                c.fetch_add(1, Ordering::SeqCst);
+                panic!("planned panic in the panic hook");
+            })),
+            false,
+        );
         let result = containment.run(PanicSite::Handle, None, || -> u8 { panic!("planned panic") });
         assert_eq!(result, Err("planned panic".to_owned()));
         assert_eq!(containment.panics(), 2);
@@ -156,7 +183,7 @@ mod tests {
                 panic!("planned panic in Drop");
             }
         }
-        let containment = Containment::<crate::StreamId>::new(None);
+        let containment = Containment::<crate::StreamId>::new(None, false);
         containment.dispose(None, Loud);
         containment.dispose(None, 7u64);
         assert_eq!(containment.panics(), 1);

@@ -109,7 +109,11 @@ impl<P, K: StreamKey> DeadLetterSink<P, K> {
             stream:% = letter.event.stream(),
             attempts = letter.attempts,
             failure:? = letter.failure;
-            "humpyard dead-lettered an event"
+            "humpyard dead-lettered an event of stream {:?} after {} attempt{}: {}",
+            letter.event.stream().to_string(),
+            letter.attempts,
+            if letter.attempts == 1 { "" } else { "s" },
+            letter.failure
         );
         if let Some(hook) = &self.hook {
             let stream = letter.event.stream().clone();

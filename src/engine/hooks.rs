@@ -28,6 +28,20 @@ pub enum PanicSite {
     Drop,
 }
 
+impl PanicSite {
+    /// Where the panic happened, in words, for a log line.
+    pub(crate) fn in_words(self) -> &'static str {
+        match self {
+            PanicSite::Init => "the handler's init",
+            PanicSite::Handle => "the handler's handle",
+            PanicSite::Cleanup => "the handler's cleanup",
+            PanicSite::Hook => "an engine hook",
+            PanicSite::Display => "the Display of the handler's error",
+            PanicSite::Drop => "the Drop of a user value",
+        }
+    }
+}
+
 /// A caught panic, given to the `on_panic` hook.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -49,6 +49,7 @@ mod hooks;
 mod ingress;
 mod lifecycle;
 mod metrics;
+mod quiet_panics;
 mod reaper;
 mod report;
 pub(crate) mod retry;

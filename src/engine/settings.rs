@@ -79,6 +79,12 @@ impl EngineConfig {
         self
     }
 
+    /// See [`EngineBuilder::quiet_panics`](crate::EngineBuilder::quiet_panics).
+    pub fn quiet_panics(mut self, on: bool) -> Self {
+        self.config.quiet_panics = on;
+        self
+    }
+
     /// The number of worker threads set.
     pub fn worker_count(&self) -> usize {
         self.config.workers

@@ -78,6 +78,7 @@ impl<H: KeyedHandler> Shared<H> {
             entity_removed,
         } = hooks;
         let placeholder = thread::current();
+        let quiet_panics = config.quiet_panics;
         Shared {
             handler: ManuallyDrop::new(handler),
             scheduler: Scheduler::new(config.workers, config.shards()),
@@ -91,7 +92,7 @@ impl<H: KeyedHandler> Shared<H> {
             clock: Clock::new(),
             lifecycle: Lifecycle::default(),
             supervisor: Mutex::new(None),
-            containment: Containment::new(panic),
+            containment: Containment::new(panic, quiet_panics),
             on_entity_removed: entity_removed,
             on_slow_handler: slow_handler,
             stats: EngineStats::default(),

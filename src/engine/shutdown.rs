@@ -113,7 +113,8 @@ pub(crate) fn drop_engine<H: KeyedHandler>(shared: &Shared<H>) {
     if !report.unprocessed.is_empty() {
         log::warn!(
             unprocessed = report.unprocessed.len();
-            "humpyard engine dropped with unprocessed events; call shutdown to get them back"
+            "humpyard engine dropped with {} events still unprocessed; they are dropped with it (call shutdown to get them back)",
+            report.unprocessed.len()
         );
     }
     for event in report.unprocessed {
@@ -229,7 +230,8 @@ impl<H: KeyedHandler> Drop for Shared<H> {
         if !abandoned.is_empty() {
             log::warn!(
                 abandoned = abandoned.len();
-                "humpyard engine ended with events it could not hand back (it was dropped on one of its own threads)"
+                "humpyard engine ended with {} events it could not hand back (it was dropped on one of its own threads)",
+                abandoned.len()
             );
         }
         for event in abandoned {

@@ -99,11 +99,18 @@ pub(crate) fn replace_worker<H: KeyedHandler>(shared: &StdArc<Shared<H>>, index:
             pause::point(PausePoint::BeforeInstall);
             if shared.workers()[index].install(seen, StdArc::new(fresh)) {
                 shared.stats().workers_replaced.incr();
-                log::error!(worker = index, epoch = seen.epoch + 1; "humpyard replaced a dead worker thread");
+                log::error!(
+                    worker = index, epoch = seen.epoch + 1;
+                    "humpyard replaced dead worker {index} with a fresh thread (epoch {})",
+                    seen.epoch + 1
+                );
             }
         }
         Err(error) => {
-            log::error!(worker = index, error:? = error; "humpyard could not replace a dead worker; will retry");
+            log::error!(
+                worker = index, error:? = error;
+                "humpyard could not start a thread to replace dead worker {index} ({error}); will retry"
+            );
         }
     }
 }
@@ -137,7 +144,11 @@ fn watch_slow_handlers<H: KeyedHandler>(shared: &Shared<H>, now: u64, watches: &
                 shard: slot.shard.load(Ordering::Relaxed),
                 running_for: Duration::from_nanos(now - watch.since),
             };
-            log::warn!(worker = report.worker, shard = report.shard, running_for:? = report.running_for; "humpyard handler is slow");
+            log::warn!(
+                worker = report.worker, shard = report.shard, running_for:? = report.running_for;
+                "humpyard handler is slow: worker {} has been in one call for {:?} (threshold {:?}); only shard {} waits on it",
+                report.worker, report.running_for, shared.config().slow_handler_threshold, report.shard
+            );
             if let Some(hook) = shared.on_slow_handler() {
                 let _ = shared.containment().run(PanicSite::Hook, None, || hook(&report));
             }

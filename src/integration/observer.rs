@@ -170,14 +170,21 @@ impl Hooks {
         let Some(observer) = &self.observer else { return };
         if let Err(message) = contain(|| observer.observe(event)) {
             self.panics.fetch_add(1, Ordering::Relaxed);
-            log::error!(message:? = message; "humpyard integration: the observer panicked; it is called again for the next event");
+            log::error!(
+                message:? = message;
+                "humpyard integration: the observer panicked ({message:?}); it is called again for the next event"
+            );
         }
     }
 
-    /// Counts and logs a panic of the user's own hook at `site` (caught by the caller).
-    pub(crate) fn hook_panicked(&self, site: &str) {
+    /// Counts and logs a panic of the user's own hook at `site` (caught by the caller), with
+    /// the panic's `message`.
+    pub(crate) fn hook_panicked(&self, site: &str, message: &str) {
         self.hook_panics.fetch_add(1, Ordering::Relaxed);
-        log::error!(site = site; "humpyard integration: a user hook panicked; the observer still hears of the event");
+        log::error!(
+            site = site;
+            "humpyard integration: a user hook, {site}, panicked ({message:?}); the observer still hears of the event"
+        );
     }
 }
 

@@ -28,6 +28,7 @@ use super::command_handler::{CommandHandler, Effect, ErasedHandler};
 use super::effect_error::EffectError;
 use super::observer::{Hooks, Observed, ReactorMethod};
 use super::stats::IntegrationCounters;
+use crate::error_chain::Chain;
 use crate::pipeline::{contain, Disposing};
 use crate::resilience::{BreakerConfig, BreakerStats, Bulkhead, CallError, CircuitBreaker, Transition, TransitionHook};
 use crate::store::{Claim, ClaimToken, EventStore, IdempotencyKey, StoreError};
@@ -285,11 +286,15 @@ impl Router {
                     if let Some(own) = &own {
                         // The user's own hook, contained: a panic there does not keep the
                         // observer from hearing of the transition.
-                        if contain(|| own.call(t)).is_err() {
-                            hooks.hook_panicked("a breaker's on_transition");
+                        if let Err(message) = contain(|| own.call(t)) {
+                            hooks.hook_panicked("a breaker's on_transition", &message);
                         }
                     }
-                    log::info!(route = route.as_str(), from:? = t.from, to:? = t.to; "humpyard integration: circuit breaker");
+                    log::info!(
+                        route = route.as_str(), from:? = t.from, to:? = t.to;
+                        "humpyard integration: route {:?}'s circuit breaker went from {:?} to {:?}",
+                        route.as_str(), t.from, t.to
+                    );
                     hooks.emit(&Observed::BreakerTransition {
                         route: &route,
                         from: t.from,
@@ -330,7 +335,12 @@ impl Router {
     /// Counts and reports a command with no route.
     pub(crate) fn unrouted(&self, command: &Command, position: Option<u64>) -> EffectError {
         self.counters.unrouted.fetch_add(1, Ordering::Relaxed);
-        log::error!(route = command.route().as_str(), position:? = position; "humpyard integration: a command with no route");
+        let from = position.map_or(String::new(), |p| format!(" (from the event at position {p})"));
+        log::error!(
+            route = command.route().as_str(), position:? = position;
+            "humpyard integration: a command for route {:?}{from} has no command handler",
+            command.route().as_str()
+        );
         self.hooks.emit(&Observed::Unrouted { command, position });
         EffectError::Unrouted {
             command: command.clone(),
@@ -340,7 +350,10 @@ impl Router {
     /// Counts and reports a reaction that panicked (a failed attempt).
     pub(crate) fn reaction_panicked(&self, position: u64, message: String) -> EffectError {
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        log::error!(position = position, message:? = message; "humpyard integration: a reaction panicked");
+        log::error!(
+            position = position, message:? = message;
+            "humpyard integration: the reaction to the event at position {position} panicked: {message:?}"
+        );
         let error = EffectError::ReactionPanicked { position, message };
         self.hooks.emit(&Observed::EffectFailed { error: &error });
         error
@@ -349,7 +362,11 @@ impl Router {
     /// Logs and reports a [`Reactor`](super::Reactor) method's panic (the pipeline counts
     /// it and handles it).
     pub(crate) fn reactor_method_panicked(&self, method: ReactorMethod, stream: Option<&StreamId>, message: &str) {
-        log::error!(method:? = method, stream:? = stream.map(StreamId::as_str), message = message; "humpyard integration: a reactor method panicked");
+        let on = stream.map_or(String::new(), |s| format!(" for stream {:?}", s.as_str()));
+        log::error!(
+            method:? = method, stream:? = stream.map(StreamId::as_str), message:? = message;
+            "humpyard integration: the reactor's {method:?}{on} panicked: {message:?}"
+        );
         self.hooks.emit(&Observed::ReactorPanicked {
             method,
             stream,
@@ -446,7 +463,14 @@ impl Router {
             Err(CallError::Failed(error)) => {
                 self.release(name, token);
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                log::warn!(route = name.as_str(), key = key.as_str(); "humpyard integration: an effect failed");
+                // The error holds the handler's, whose Display is user code: contained.
+                let text = contain(|| Chain(&error).to_string())
+                    .unwrap_or_else(|m| format!("the error's Display panicked: {m}"));
+                log::warn!(
+                    route = name.as_str(), key = key.as_str();
+                    "humpyard integration: route {:?}: effect {:?} failed: {text:?}",
+                    name.as_str(), key.as_str()
+                );
                 self.hooks.emit(&Observed::EffectFailed { error: &error });
                 Err(error)
             }
@@ -469,7 +493,11 @@ impl Router {
         let outcome = if crate::store::json_is_storable(&outcome) {
             outcome
         } else {
-            log::warn!(route = route.as_str(), key = token.key().as_str(); "humpyard integration: an effect's outcome holds a NUL character; stored as null");
+            log::warn!(
+                route = route.as_str(), key = token.key().as_str();
+                "humpyard integration: route {:?}: the outcome of effect {:?} holds a NUL character; stored as null",
+                route.as_str(), token.key().as_str()
+            );
             serde_json::Value::Null
         };
         match self.store.complete(&token, outcome.clone()) {
@@ -478,7 +506,11 @@ impl Router {
                 // The claim expired and another claimant took the key while the effect ran:
                 // the claim lease is shorter than the effect took.
                 self.counters.claims_lost.fetch_add(1, Ordering::Relaxed);
-                log::error!(route = route.as_str(), key = token.key().as_str(); "humpyard integration: the effect's claim was lost while it ran (claim_ttl too short?)");
+                log::error!(
+                    route = route.as_str(), key = token.key().as_str();
+                    "humpyard integration: route {:?}: the claim on effect {:?} was lost while it ran (claim_ttl too short?)",
+                    route.as_str(), token.key().as_str()
+                );
                 Ok(())
             }
             Err(source) => {
@@ -528,7 +560,11 @@ impl Router {
                 let keys = left
                     .iter()
                     .map(|(key, p)| {
-                        log::error!(route = p.route.as_str(), key = key.as_str(); "humpyard integration: an effect ran but the store never took its completion by the shutdown's deadline; a replay after its claim expires would run it again");
+                        log::error!(
+                            route = p.route.as_str(), key = key.as_str();
+                            "humpyard integration: route {:?}: effect {:?} ran but the store never took its completion by the shutdown's deadline; a replay after its claim expires would run it again",
+                            p.route.as_str(), key.as_str()
+                        );
                         key.clone()
                     })
                     .collect();
@@ -547,7 +583,12 @@ impl Router {
     fn release(&self, route: &RouteName, token: Option<ClaimToken>) {
         let Some(token) = token else { return };
         if let Err(error) = self.store.fail(&token) {
-            log::warn!(route = route.as_str(), key = token.key().as_str(), error:? = error.to_string(); "humpyard integration: releasing a claim failed; it expires by its lease");
+            let text = Chain(&error).to_string();
+            log::warn!(
+                route = route.as_str(), key = token.key().as_str(), error:? = text;
+                "humpyard integration: route {:?}: releasing the claim on effect {:?} failed ({text:?}); it expires by its lease",
+                route.as_str(), token.key().as_str()
+            );
             self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
             self.hooks.emit(&Observed::StoreError { error: &error });
         }
@@ -561,7 +602,12 @@ impl Router {
 
     fn store_failed(&self, route: &RouteName, source: StoreError) -> EffectError {
         self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!(route = route.as_str(), error:? = source.to_string(); "humpyard integration: the store failed; the effect waits");
+        let text = Chain(&source).to_string();
+        log::warn!(
+            route = route.as_str(), error:? = text;
+            "humpyard integration: route {:?}: the store failed ({text:?}); the effect waits",
+            route.as_str()
+        );
         self.hooks.emit(&Observed::StoreError { error: &source });
         self.waiting(EffectError::Store {
             route: route.clone(),

@@ -167,8 +167,8 @@ impl<R: Reactor> IntegrationBuilder<R> {
         let panics = Arc::clone(&hooks);
         builder = builder.on_panic(move |report| {
             if let Some(own) = &own_panic {
-                if contain(|| own(report)).is_err() {
-                    panics.hook_panicked("the pipeline's on_panic");
+                if let Err(message) = contain(|| own(report)) {
+                    panics.hook_panicked("the pipeline's on_panic", &message);
                 }
             }
             panics.emit(&Observed::Panic { report });
@@ -176,8 +176,8 @@ impl<R: Reactor> IntegrationBuilder<R> {
         let slow = Arc::clone(&hooks);
         builder = builder.on_slow_handler(move |report| {
             if let Some(own) = &own_slow {
-                if contain(|| own(report)).is_err() {
-                    slow.hook_panicked("the pipeline's on_slow_handler");
+                if let Err(message) = contain(|| own(report)) {
+                    slow.hook_panicked("the pipeline's on_slow_handler", &message);
                 }
             }
             slow.emit(&Observed::SlowHandler { report });
@@ -186,8 +186,8 @@ impl<R: Reactor> IntegrationBuilder<R> {
         let dead_letters = Arc::clone(&hooks);
         builder = builder.on_parked(move |parked| {
             if let Some(own) = &own {
-                if contain(|| own(parked)).is_err() {
-                    dead_letters.hook_panicked("the pipeline's on_parked");
+                if let Err(message) = contain(|| own(parked)) {
+                    dead_letters.hook_panicked("the pipeline's on_parked", &message);
                 }
             }
             dead_letters.emit(&Observed::DeadLetter { parked });
@@ -354,7 +354,11 @@ fn stop_sources(threads: &mut [SourceThread], deadline: Duration) {
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let name = thread.shared.lock().name.clone();
-                log::warn!(source = name.as_str(); "humpyard integration: a source did not stop by the deadline; left to end on its own");
+                log::warn!(
+                    source = name.as_str();
+                    "humpyard integration: source {:?} did not stop by the deadline; left to end on its own",
+                    name.as_str()
+                );
             }
         }
     }

@@ -320,7 +320,14 @@ impl SourceContext {
                     failed = failed.saturating_add(1);
                     if failed >= self.max_attempts {
                         counters.inbound_dead_letters.fetch_add(1, Ordering::Relaxed);
-                        log::error!(source = self.name.as_str(), route = command.route().as_str(); "humpyard integration: an inbound command failed every attempt; handed back to its source");
+                        // The error may hold the handler's, whose Display is user code: contained.
+                        let text = contain(|| error.to_string())
+                            .unwrap_or_else(|m| format!("the error's Display panicked: {m}"));
+                        log::error!(
+                            source = self.name.as_str(), route = command.route().as_str();
+                            "humpyard integration: source {:?}: a command for route {:?} failed every attempt ({text:?}); handed back to its source",
+                            self.name.as_str(), command.route().as_str()
+                        );
                         self.router.hooks.emit(&Observed::InboundDeadLetter {
                             source: &self.name,
                             command: &command,
@@ -417,7 +424,11 @@ fn supervise(source: &mut dyn Source, ctx: &SourceContext, restart: &Backoff, lo
         ctx.router.counters.source_restarts.fetch_add(1, Ordering::Relaxed);
         let text =
             contain(|| Chain(&error).to_string()).unwrap_or_else(|m| format!("the error's Display panicked: {m}"));
-        log::warn!(source = ctx.name.as_str(), error = text.as_str(), delay:? = delay; "humpyard integration: the source failed; restarting it after a backoff");
+        log::warn!(
+            source = ctx.name.as_str(), error:? = text, delay:? = delay;
+            "humpyard integration: source {:?} failed ({text:?}); restarting it in {delay:?}",
+            ctx.name.as_str()
+        );
         let restarts = {
             let mut shared = ctx.shared.lock();
             shared.state = SourceState::Restarting;

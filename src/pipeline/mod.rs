@@ -291,14 +291,19 @@ impl<H: StreamHandler> Pipeline<H> {
         let reader_finished = match reader.finished.recv_timeout(left) {
             Ok(()) => true,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let checkpoint = self.counters.checkpoint.load(Ordering::Relaxed);
                 log::warn!(
-                    checkpoint = self.counters.checkpoint.load(Ordering::Relaxed);
-                    "humpyard pipeline: the reader is still in a store call at the deadline; it saves the last checkpoint when the call returns"
+                    checkpoint = checkpoint;
+                    "humpyard pipeline {:?}: the reader is still in a store call at the deadline (checkpoint {checkpoint}); it saves the last checkpoint when the call returns",
+                    self.ctx.subscriber
                 );
                 false
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                log::error!("humpyard pipeline: the reader thread panicked");
+                log::error!(
+                    "humpyard pipeline {:?}: the reader thread panicked (its panic went to the process's panic hook)",
+                    self.ctx.subscriber
+                );
                 true
             }
         };

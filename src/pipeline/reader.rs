@@ -70,9 +70,11 @@ impl<H: StreamHandler> Reader<H> {
                 Err(StoreError::InvalidStoredEvent { position, reason }) => {
                     // Reported and passed: it cannot be handed to a handler.
                     self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                    let reason = reason.to_string();
                     log::error!(
-                        subscriber = self.subscriber.as_str(), position = position, reason:? = reason.to_string();
-                        "humpyard pipeline: a stored event cannot be decoded; passed"
+                        subscriber = self.subscriber.as_str(), position = position, reason:? = reason;
+                        "humpyard pipeline {:?}: the stored event at position {position} cannot be decoded ({reason:?}); passed",
+                        self.subscriber
                     );
                     if !self.pass_to(position + 1) {
                         break 'reading;
@@ -82,9 +84,11 @@ impl<H: StreamHandler> Reader<H> {
                     // The subscription retries after its backoff; each failure is counted and
                     // logged, never swallowed.
                     self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    let error = crate::error_chain::Chain(&error).to_string();
                     log::warn!(
-                        subscriber = self.subscriber.as_str(), error:? = error.to_string();
-                        "humpyard pipeline: reading the store failed; retrying"
+                        subscriber = self.subscriber.as_str(), error:? = error;
+                        "humpyard pipeline {:?}: reading the store failed ({error:?}); retrying",
+                        self.subscriber
                     );
                 }
             }
@@ -186,9 +190,11 @@ impl<H: StreamHandler> Reader<H> {
             }
             Err(error) => {
                 self.counters.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+                let error = crate::error_chain::Chain(&error).to_string();
                 log::warn!(
-                    subscriber = self.subscriber.as_str(), position = watermark, error:? = error.to_string();
-                    "humpyard pipeline: saving the checkpoint failed; retrying at the next interval"
+                    subscriber = self.subscriber.as_str(), position = watermark, error:? = error;
+                    "humpyard pipeline {:?}: saving the checkpoint at position {watermark} failed ({error:?}); retrying at the next interval",
+                    self.subscriber
                 );
             }
         }

@@ -49,7 +49,8 @@ pub(crate) fn rebuild<H: StreamHandler>(
             ctx.counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 stream = stream.as_str(), version = snapshot.version;
-                "humpyard pipeline: a snapshot does not decode; ignored"
+                "humpyard pipeline: the snapshot of stream {:?} at version {} does not decode; ignored",
+                stream.as_str(), snapshot.version
             );
             match snapshot.version.checked_sub(1) {
                 Some(older) => at_most = older,
@@ -93,7 +94,8 @@ pub(crate) fn fold<H: StreamHandler>(
             // Fewer stored events than the version says: nothing more to fold.
             log::error!(
                 stream = stream.as_str(), version = version, folded_to = *next;
-                "humpyard pipeline: the stream has fewer stored events than the event's version"
+                "humpyard pipeline: stream {:?} has fewer stored events than the event's version {version} (folded to {})",
+                stream.as_str(), *next
             );
             break;
         }

@@ -74,11 +74,12 @@ impl Context {
     /// and the event stays parked).
     pub(crate) fn notify(&self, parked: &ParkedEvent) {
         if let Some(hook) = &self.on_parked {
-            if contain(|| hook(parked)).is_err() {
+            if let Err(message) = contain(|| hook(parked)) {
                 self.counters.panics.fetch_add(1, Ordering::Relaxed);
                 log::error!(
                     subscriber = self.subscriber.as_str(), position = parked.position;
-                    "humpyard pipeline: the parked-event hook panicked; the event stays parked"
+                    "humpyard pipeline {:?}: the parked-event hook panicked for stream {:?} at position {} ({message:?}); the event stays parked",
+                    self.subscriber, parked.stream.as_str(), parked.position
                 );
             }
         }
@@ -172,9 +173,11 @@ impl<H: StreamHandler> Handler for Tracked<H> {
         };
         if let Err(TrackedError::Store(error)) = &result {
             self.ctx.counters.store_retries.fetch_add(1, Ordering::Relaxed);
+            let error = crate::error_chain::Chain(error).to_string();
             log::warn!(
-                subscriber = self.ctx.subscriber.as_str(), stream = event.stream().as_str(), error:? = error.to_string();
-                "humpyard pipeline: the store failed while rebuilding a state or parking; trying again after a backoff"
+                subscriber = self.ctx.subscriber.as_str(), stream = event.stream().as_str(), error:? = error;
+                "humpyard pipeline {:?}: the store failed while rebuilding stream {:?}'s state or parking its event ({error:?}); trying again after a backoff",
+                self.ctx.subscriber, event.stream().as_str()
             );
         }
         result
@@ -349,7 +352,8 @@ impl<H: StreamHandler> Tracked<H> {
             self.ctx.counters.panics.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 stream = event.stream.as_str(), position = event.position, message:? = message;
-                "humpyard pipeline: apply panicked after a handled event; the state is rebuilt for the next one"
+                "humpyard pipeline: apply panicked on stream {:?} after the event at position {} was handled ({message:?}); the state is rebuilt for the next one",
+                event.stream.as_str(), event.position
             );
             self.drop_state(entity, &event.stream);
             return;
@@ -386,9 +390,11 @@ impl<H: StreamHandler> Tracked<H> {
             Err(error) => {
                 // A snapshot only saves work: a failed one is reported, and the fold still holds.
                 ctx.counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+                let error = crate::error_chain::Chain(&error).to_string();
                 log::warn!(
-                    stream = event.stream.as_str(), version = event.version, error:? = error.to_string();
-                    "humpyard pipeline: saving a snapshot failed"
+                    stream = event.stream.as_str(), version = event.version, error:? = error;
+                    "humpyard pipeline: saving the snapshot of stream {:?} at version {} failed ({error:?})",
+                    event.stream.as_str(), event.version
                 );
             }
         }
@@ -399,7 +405,8 @@ impl<H: StreamHandler> Tracked<H> {
         self.ctx.counters.panics.fetch_add(1, Ordering::Relaxed);
         log::error!(
             site = site, stream = stream.as_str(), message:? = message;
-            "humpyard pipeline: user code panicked"
+            "humpyard pipeline: user code panicked in {site} for stream {:?}: {message:?}",
+            stream.as_str()
         );
     }
 
@@ -479,7 +486,7 @@ impl<T> Drop for Disposing<T> {
     fn drop(&mut self) {
         if let Some(value) = self.0.take() {
             if let Err(message) = contain(move || drop(value)) {
-                log::error!(message:? = message; "humpyard: a user value's Drop panicked; contained");
+                log::error!(message:? = message; "humpyard: a user value's Drop panicked ({message:?}); contained");
             }
         }
     }

@@ -420,7 +420,7 @@ impl CircuitBreaker {
             let message = panic_message(payload);
             log::error!(
                 from:? = transition.from, to:? = transition.to, message:? = message;
-                "humpyard caught a panic in a circuit breaker's transition hook ({:?} to {:?}): {message}",
+                "humpyard caught a panic in a circuit breaker's transition hook ({:?} to {:?}): {message:?}",
                 transition.from, transition.to
             );
         }

@@ -131,7 +131,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
             let message = panic_message(payload);
             log::error!(
                 message:? = message;
-                "humpyard caught a panic dropping a single-flight value: {message}"
+                "humpyard caught a panic dropping a single-flight value: {message:?}"
             );
         }
         let value = f();
@@ -243,7 +243,7 @@ impl<K: Hash + Eq, V> Leading<'_, K, V> {
                 let message = panic_message(payload);
                 log::error!(
                     message:? = message;
-                    "humpyard caught a panic in a single-flight key's Hash, Eq or Drop: {message}"
+                    "humpyard caught a panic in a single-flight key's Hash, Eq or Drop: {message:?}"
                 );
                 false
             }

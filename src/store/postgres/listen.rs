@@ -83,14 +83,15 @@ impl PgWatch {
         }
     }
 
-    fn failed(&mut self, error: &dyn std::fmt::Display) {
+    fn failed(&mut self, error: &(dyn std::error::Error + 'static)) {
         self.client = None;
         self.errors.fetch_add(1, Ordering::Relaxed);
         let wait = self.backoff.delay(self.failures);
         self.failures = self.failures.saturating_add(1);
+        let (text, retry_in_ms) = (crate::error_chain::Chain(error).to_string(), wait.as_millis() as u64);
         log::warn!(
-            error:? = error.to_string(), retry_in_ms = wait.as_millis() as u64;
-            "humpyard store: the append watch lost its listening connection"
+            error:? = text, retry_in_ms = retry_in_ms;
+            "humpyard store: the append watch lost its listening connection ({text:?}); listening again in {retry_in_ms} ms"
         );
         self.retry_at = Some(Instant::now() + wait);
     }

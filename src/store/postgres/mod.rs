@@ -340,7 +340,8 @@ struct PoolErrors(Arc<AtomicU64>);
 impl r2d2::HandleError<postgres::Error> for PoolErrors {
     fn handle_error(&self, error: postgres::Error) {
         self.0.fetch_add(1, Ordering::Relaxed);
-        log::warn!(error:? = error.to_string(); "humpyard store: connection error in the pool");
+        let text = error.to_string();
+        log::warn!(error:? = text; "humpyard store: a pooled connection failed ({text:?})");
     }
 }
 
@@ -536,8 +537,9 @@ impl PgEventStore {
         if let Some(wait) = self.gaps.lock().due_for_log(Instant::now()) {
             log::warn!(
                 schema = self.schema.as_str(), position = wait.position, waited:? = wait.waited;
-                "humpyard store: readers wait at a missing position for an older transaction to end \
-                 (a long transaction on the server holds them back)"
+                "humpyard store: readers of schema {:?} have waited {:?} at missing position {} for an older \
+                 transaction to end (a long transaction on the server holds them back)",
+                self.schema.as_str(), wait.waited, wait.position
             );
         }
         Ok((rows, cut.deliver))
