@@ -127,3 +127,58 @@ fn a_dropped_submit_passes_its_wake_up_on() {
         assert_eq!((m.accepted, m.processed, m.rejected), (3, 3, 0));
     });
 }
+
+/// The worker holds event 0 at the gate and event 1 fills the ring; tasks B and C wait for
+/// room. When the gate opens, a woken task may lose the freed room to the other (whose retry
+/// after registering takes it first): it must then register anew, not wait on a list it was
+/// taken off. Both get in; a task left waiting off the list is a deadlock.
+#[test]
+fn a_woken_submit_that_loses_the_room_waits_again() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        engine.try_submit(Event::new(id("a"), 0)).expect("room");
+        gate.reached();
+        engine
+            .try_submit(Event::new(id("a"), 1))
+            .expect("room: event 0 left the ring");
+        let producers = [2u64, 3].map(|n| {
+            let engine = engine.clone();
+            spawn(move || {
+                let mut event = Some(Event::new(id("a"), n));
+                block_on(engine.submit_async(&mut event))
+            })
+        });
+        gate.open();
+        for producer in producers {
+            assert!(producer.join().unwrap().is_ok(), "each gets in once room is free");
+        }
+        let report = engine.shutdown(FOREVER);
+        let m = engine.metrics();
+        assert!(report.unprocessed.is_empty());
+        assert_eq!((m.accepted, m.processed, m.rejected), (4, 4, 0));
+    });
+}
+
+#[test]
+fn tmp_threads_two_waiters() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        engine.try_submit(Event::new(id("a"), 0)).expect("room");
+        gate.reached();
+        engine
+            .try_submit(Event::new(id("a"), 1))
+            .expect("room: event 0 left the ring");
+        let producers = [2u64, 3].map(|n| {
+            let engine = engine.clone();
+            spawn(move || engine.submit_timeout(Event::new(id("a"), n), FOREVER))
+        });
+        gate.open();
+        for producer in producers {
+            assert!(producer.join().unwrap().is_ok(), "each gets in once room is free");
+        }
+        let report = engine.shutdown(FOREVER);
+        assert!(report.unprocessed.is_empty());
+    });
+}

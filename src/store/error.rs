@@ -69,6 +69,10 @@ pub enum StoreError {
     /// This store does not implement the operation named (a trait method left at its
     /// default); both of humpyard's stores implement every one.
     Unsupported(&'static str),
+    /// The operation panicked (a store's code, or the closure given to
+    /// [`AsyncStore::call`](super::AsyncStore::call)); the panic was contained on the store's
+    /// thread. Its message is inside.
+    Panicked(String),
     /// A [`complete`](super::EventStore::complete) or [`fail`](super::EventStore::fail) whose
     /// token is no longer the key's current claim: the claim expired and another claimant took
     /// the key, or it was completed or failed already. Nothing was changed; the effect's
@@ -238,6 +242,7 @@ impl fmt::Display for StoreError {
                 f.write_str("the events table's draw_xact_id trigger is disabled or missing")
             }
             StoreError::Unsupported(operation) => write!(f, "this store does not support {operation}"),
+            StoreError::Panicked(message) => write!(f, "the store operation panicked: {message:?}"),
             StoreError::ClaimLost { key } => write!(
                 f,
                 "the claim of idempotency key {:?} is no longer held: it expired and was claimed again, \
@@ -313,6 +318,7 @@ impl StoreError {
             },
             StoreError::Precondition(p) => StoreError::Precondition(p.clone()),
             StoreError::Unsupported(operation) => StoreError::Unsupported(operation),
+            StoreError::Panicked(message) => StoreError::Panicked(message.clone()),
             StoreError::ClaimLost { key } => StoreError::ClaimLost { key: key.clone() },
         }
     }

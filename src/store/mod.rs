@@ -44,6 +44,7 @@
 //!   retention and purging: [`Claim`] (the contract suite is `tests/idempotency_contract.rs`).
 
 mod append_rules;
+mod async_store;
 mod error;
 mod filter;
 mod idempotency;
@@ -57,6 +58,7 @@ mod typed;
 mod types;
 mod watch;
 
+pub use async_store::AsyncStore;
 pub use error::{BackendError, InvalidInput, Precondition, StoreError};
 pub use filter::{EventFilter, FilteredRead};
 pub use idempotency::{Claim, ClaimToken, IdempotencyKey, DEFAULT_IDEMPOTENCY_RETENTION};
