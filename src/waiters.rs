@@ -27,7 +27,10 @@
 //!
 //! A waiter that was notified but leaves without using the place (its re-try met a closed ring,
 //! another thread took the place first, its deadline passed just then, or its future was
-//! dropped) passes the wake-up on to the next waiter.
+//! dropped) passes the wake-up on to the next waiter. So does one whose re-try after
+//! registering took a place while a freer notified it: two places freed one after the other
+//! may wake A for the first, which B's re-try takes, and B for the second, which B no longer
+//! needs; B passes its wake-up on to A (`Waiters::done`).
 //!
 //! A task's waker may change between polls ([`Waiter::set_waker`]). The freer sets `notified`
 //! before it takes the waker under the waker's lock; the task stores its new waker under that
@@ -150,13 +153,14 @@ impl Waiters {
         self.notify(1);
     }
 
-    /// Removes `waiter` after it took a place: a wake-up it received was used.
+    /// Removes `waiter` after its re-try (between registering and waiting) took a place. If a
+    /// freer notified it meanwhile, that wake-up stood for a freed place the re-try may not
+    /// have taken (another waiter, woken for the place the re-try took, may have lost it), so
+    /// it is passed on to the next waiter, as [`leave`](Self::leave) does. At worst the next
+    /// waiter wakes, finds no place and waits again; swallowed, it could leave a waiter asleep
+    /// beside a free place (loom: `a_woken_producer_that_loses_the_room_waits_again`).
     pub(crate) fn done(&self, waiter: &Arc<Waiter>) {
-        let mut queue = self.queue.lock();
-        if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
-            queue.remove(at);
-            self.count.store(queue.len(), Ordering::Relaxed);
-        }
+        self.leave(waiter);
     }
 
     /// Whether any thread is registered. The caller has fenced (`SeqCst`) after freeing room.

@@ -112,3 +112,33 @@ fn a_timed_waiter_leaving_passes_its_wake_up_on() {
         assert_eq!((m.accepted, m.processed), (accepted, accepted));
     });
 }
+
+/// The worker holds event 0 at the gate and event 1 fills the ring; producers B and C wait for
+/// room. Two places free one after the other: the first may wake B while C's re-try (after
+/// registering) takes it, and the second wake C, who no longer needs it. C must pass that
+/// wake-up on (`Waiters::done`), or B sleeps beside free room: a deadlock. Both get in.
+/// (Found by this model on 2026-12-03: `done` swallowed the wake-up.)
+#[test]
+fn a_woken_producer_that_loses_the_room_waits_again() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        engine.try_submit(Event::new(id("a"), 0)).expect("room");
+        gate.reached();
+        engine
+            .try_submit(Event::new(id("a"), 1))
+            .expect("room: event 0 left the ring");
+        let producers = [2u64, 3].map(|n| {
+            let engine = engine.clone();
+            spawn(move || engine.submit_timeout(Event::new(id("a"), n), FOREVER))
+        });
+        gate.open();
+        for producer in producers {
+            assert!(producer.join().unwrap().is_ok(), "each gets in once room is free");
+        }
+        let report = engine.shutdown(FOREVER);
+        let m = engine.metrics();
+        assert!(report.unprocessed.is_empty());
+        assert_eq!((m.accepted, m.processed, m.rejected), (4, 4, 0));
+    });
+}

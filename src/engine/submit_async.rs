@@ -14,9 +14,10 @@
 //! register the task's waker on the shard's waiter list, `fence(SeqCst)`, push once more, and
 //! return `Pending` only if the waiter is still unwoken after keeping the current waker
 //! (`Waiter::set_waker`, see the crate's `waiters`). A freer (a run that freed room, or
-//! shutdown's close) notifies one waiter and wakes its latest waker. A waiter that was woken
-//! but loses the room to another producer registers anew; a future dropped while registered
-//! leaves the list and passes a wake-up it got on (`Waiters::leave`). loom:
+//! shutdown's close) notifies one waiter and wakes its latest waker. A woken task's next push
+//! is the try its wake-up stood for: if another producer took the room first, it registers
+//! anew. A future dropped while registered leaves the list and passes a wake-up it got on
+//! (`Waiters::leave`), as does one whose re-try after registering succeeds (`Waiters::done`). loom:
 //! `loom-tests/tests/async_waiting.rs`.
 
 use std::future::Future;
@@ -67,6 +68,10 @@ impl<H: KeyedHandler> Future for SubmitAsync<'_, H> {
         let shard = &this.shared.shards()[this.shard];
         let waiters = shard.waiters();
         loop {
+            // Woken: this push is the try the wake-up stood for; if it fails, register anew.
+            if this.waiter.as_ref().is_some_and(|waiter| waiter.is_notified()) {
+                this.waiter = None;
+            }
             // An empty `Option` (never filled, or polled again after completing): nothing to do.
             let Some(event) = this.event.take() else {
                 if let Some(waiter) = this.waiter.take() {
@@ -94,8 +99,7 @@ impl<H: KeyedHandler> Future for SubmitAsync<'_, H> {
             match &this.waiter {
                 // Registered and not yet woken, now with the current waker: wait.
                 Some(waiter) if waiter.set_waker(cx.waker()) => return Poll::Pending,
-                // Woken, but another producer took the room first: off the list already (the
-                // freer took it off); register anew.
+                // Woken just now (the freer took it off the list): try again.
                 Some(_) => this.waiter = None,
                 None => {
                     this.waiter = Some(waiters.register_task(cx.waker()));

@@ -133,7 +133,9 @@ impl AsyncStore {
             match outcome.recv_async().await {
                 Ok(result) => result,
                 // The job was dropped unrun: only if its thread died, which `contain` prevents.
-                Err(_) => Err(StoreError::Panicked("the store's thread ended before the call ran".to_owned())),
+                Err(_) => Err(StoreError::Panicked(
+                    "the store's thread ended before the call ran".to_owned(),
+                )),
             }
         }
     }
