@@ -45,6 +45,11 @@ pub mod pause;
 #[allow(unreachable_pub)]
 mod pause;
 
+// Export of the counters through the `metrics` facade, from the periodic threads (feature
+// `metrics`).
+#[cfg(feature = "metrics")]
+mod export;
+
 // The event store: the trait, the in-memory store and the Postgres store; subscriptions.
 pub mod store;
 

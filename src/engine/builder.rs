@@ -236,6 +236,26 @@ impl<H: KeyedHandler> EngineBuilder<H> {
         self
     }
 
+    /// Exports this engine's [`Metrics`](crate::Metrics) through the [`metrics`] facade as
+    /// `humpyard_*` counters and gauges labelled `engine = name` (per-shard queue depths also
+    /// `shard`), from the supervisor thread on every tick: never a facade call per event. The
+    /// names are listed in the README's "Metrics" section. Install a recorder (the
+    /// application's choice; humpyard installs none) before starting the engine.
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(mut self, name: &str) -> Self {
+        let export = crate::export::EngineExport::new(name);
+        self.hooks.export.push(Box::new(move |m| export.export(m)));
+        self
+    }
+
+    /// Calls `hook` on every supervisor tick with the engine's counters (a pipeline's or an
+    /// integration's own export).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn export_with(mut self, hook: super::hooks::ExportHook) -> Self {
+        self.hooks.export.push(hook);
+        self
+    }
+
     /// Takes every size and timing of `config` ([`EngineConfig`](crate::EngineConfig)), and its
     /// [`quiet_panics`](Self::quiet_panics), replacing those set before; `max_attempts` and
     /// the hooks stay as they are.
@@ -272,6 +292,8 @@ pub(crate) struct Hooks<P, K> {
     pub(crate) panic: Option<PanicHook<K>>,
     pub(crate) slow_handler: Option<SlowHandlerHook>,
     pub(crate) entity_removed: Option<RemovalHook<K>>,
+    #[cfg(feature = "metrics")]
+    pub(crate) export: Vec<super::hooks::ExportHook>,
 }
 
 impl<P, K> Default for Hooks<P, K> {
@@ -281,7 +303,19 @@ impl<P, K> Default for Hooks<P, K> {
             panic: None,
             slow_handler: None,
             entity_removed: None,
+            #[cfg(feature = "metrics")]
+            export: Vec::new(),
         }
+    }
+}
+
+impl<P, K> Hooks<P, K> {
+    /// How many export hooks are set (none without feature `metrics`).
+    fn export_count(&self) -> usize {
+        #[cfg(feature = "metrics")]
+        return self.export.len();
+        #[cfg(not(feature = "metrics"))]
+        0
     }
 }
 
@@ -292,6 +326,7 @@ impl<P, K> fmt::Debug for Hooks<P, K> {
             .field("panic", &self.panic.is_some())
             .field("slow_handler", &self.slow_handler.is_some())
             .field("entity_removed", &self.entity_removed.is_some())
+            .field("export", &self.export_count())
             .finish()
     }
 }

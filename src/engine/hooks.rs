@@ -84,3 +84,7 @@ pub struct SlowHandler {
 pub(crate) type PanicHook<K = StreamId> = Box<dyn Fn(&PanicReport<K>) + Send + Sync>;
 pub(crate) type SlowHandlerHook = Box<dyn Fn(&SlowHandler) + Send + Sync>;
 pub(crate) type RemovalHook<K> = Box<dyn Fn(&K, Removal) + Send + Sync>;
+/// Called by the supervisor on every tick with the engine's counters (feature `metrics`): the
+/// engine's own export and, for a pipeline or an integration, theirs (see `crate::export`).
+#[cfg(feature = "metrics")]
+pub(crate) type ExportHook = Box<dyn Fn(&super::metrics::Metrics) + Send + Sync>;

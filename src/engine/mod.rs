@@ -73,6 +73,8 @@ pub use builder::EngineBuilder;
 pub use config::ConfigError;
 pub(crate) use containment::panic_message;
 pub use dead_letter::{DeadLetter, Failure};
+#[cfg(feature = "metrics")]
+pub(crate) use hooks::ExportHook;
 pub(crate) use hooks::{PanicHook, SlowHandlerHook};
 pub use hooks::{PanicReport, PanicSite, Removal, SlowHandler};
 pub(crate) use lifecycle::on_some_engine_thread;

@@ -64,6 +64,9 @@ pub(crate) struct Shared<H: KeyedHandler> {
     dead_letters: DeadLetterSink<H::Payload, H::Key>,
     on_entity_removed: Option<RemovalHook<H::Key>>,
     on_slow_handler: Option<SlowHandlerHook>,
+    /// Called by the supervisor on every tick (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    export: Vec<super::hooks::ExportHook>,
     stats: EngineStats,
 }
 
@@ -76,6 +79,8 @@ impl<H: KeyedHandler> Shared<H> {
             panic,
             slow_handler,
             entity_removed,
+            #[cfg(feature = "metrics")]
+            export,
         } = hooks;
         let placeholder = thread::current();
         let quiet_panics = config.quiet_panics;
@@ -95,6 +100,8 @@ impl<H: KeyedHandler> Shared<H> {
             containment: Containment::new(panic, quiet_panics),
             on_entity_removed: entity_removed,
             on_slow_handler: slow_handler,
+            #[cfg(feature = "metrics")]
+            export,
             stats: EngineStats::default(),
         }
     }
@@ -165,6 +172,12 @@ impl<H: KeyedHandler> Shared<H> {
     #[inline]
     pub(crate) fn on_slow_handler(&self) -> Option<&SlowHandlerHook> {
         self.on_slow_handler.as_ref()
+    }
+
+    /// The export hooks the supervisor calls on every tick (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn export_hooks(&self) -> &[super::hooks::ExportHook] {
+        &self.export
     }
 
     #[inline]

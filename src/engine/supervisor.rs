@@ -5,7 +5,9 @@
 //! - replaces worker threads that died (R-FT-1), by compare-and-swap on the exact handle it saw;
 //! - schedules idle shards whose oldest entity has expired, so a quiet entity is reaped without
 //!   new events (R-RES-2; the shard's runner does the reaping, so it cannot race dispatch);
-//! - reports handler calls that have run past the slow-handler threshold (R-FT-3).
+//! - reports handler calls that have run past the slow-handler threshold (R-FT-3);
+//! - with feature `metrics`, hands the counters to the export hooks (`crate::export`): the only
+//!   place the `metrics` facade is called from, never per event (R-PERF-1).
 //!
 //! It fires due retry timers on every wake-up. Between ticks it sleeps until the next tick or the
 //! next retry timer, whichever is first; a new timer unparks it.
@@ -68,10 +70,26 @@ fn supervisor_main<H: KeyedHandler>(shared: &StdArc<Shared<H>>) {
             replace_dead_workers(shared);
             schedule_expired_shards(shared, now);
             watch_slow_handlers(shared, now, &mut watches);
+            #[cfg(feature = "metrics")]
+            export(shared);
             next_tick = now + period;
         }
         let wake = next_tick.min(next_due);
         thread::park_timeout(Duration::from_nanos(wake.saturating_sub(clock.now()).max(1)));
+    }
+}
+
+/// Hands one snapshot of the counters to every export hook, each contained (a recorder is
+/// user code).
+#[cfg(feature = "metrics")]
+fn export<H: KeyedHandler>(shared: &Shared<H>) {
+    let hooks = shared.export_hooks();
+    if hooks.is_empty() {
+        return;
+    }
+    let metrics = shared.metrics();
+    for hook in hooks {
+        let _ = shared.containment().run(PanicSite::Hook, None, || hook(&metrics));
     }
 }
 

@@ -332,6 +332,24 @@ impl Router {
         })
     }
 
+    /// Every route's stats now, sorted by name (for the metrics export).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn all_route_stats(&self) -> Vec<(RouteName, RouteStats)> {
+        let mut all: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(name, r)| {
+                let stats = RouteStats {
+                    breaker: r.breaker.stats(),
+                    available: r.bulkhead.available(),
+                };
+                (name.clone(), stats)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Counts and reports a command with no route.
     pub(crate) fn unrouted(&self, command: &Command, position: Option<u64>) -> EffectError {
         self.counters.unrouted.fetch_add(1, Ordering::Relaxed);

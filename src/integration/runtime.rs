@@ -45,6 +45,9 @@ pub struct IntegrationBuilder<R: Reactor> {
     source_attempts: u32,
     source_retry: Backoff,
     configure: Option<Disposing<Configure<R>>>,
+    /// The `engine` label of the metrics export (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    export: Option<String>,
 }
 
 /// Why an integration did not start.
@@ -131,6 +134,17 @@ impl<R: Reactor> IntegrationBuilder<R> {
         self
     }
 
+    /// Exports this integration's [`IntegrationStats`] through the [`metrics`] facade as
+    /// `humpyard_integration_*` counters labelled `subscriber`, each route's breaker and
+    /// bulkhead as `humpyard_route_*` labelled `subscriber` and `route`, and its pipeline's and
+    /// engine's as [`PipelineBuilder::export_metrics`] does (`engine = name`). All from the
+    /// engine's supervisor tick: never a facade call per event.
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(mut self, name: &str) -> Self {
+        self.export = Some(name.to_owned());
+        self
+    }
+
     /// Starts the pipeline, then the sources.
     ///
     /// # Errors
@@ -182,6 +196,21 @@ impl<R: Reactor> IntegrationBuilder<R> {
             }
             slow.emit(&Observed::SlowHandler { report });
         });
+        #[cfg(feature = "metrics")]
+        if let Some(name) = &self.export {
+            let export = crate::export::IntegrationExport::new(&self.subscriber);
+            let (router, counters, hooks) = (Arc::clone(&router), Arc::clone(&counters), Arc::clone(&hooks));
+            builder = builder.export_metrics(name).export_with(
+                name,
+                Box::new(move |_| {
+                    let stats = counters.snapshot(
+                        hooks.panics.load(Ordering::Relaxed),
+                        hooks.hook_panics.load(Ordering::Relaxed),
+                    );
+                    export.export(&stats, &router.all_route_stats());
+                }),
+            );
+        }
         let own = builder.take_on_parked().map(Disposing::new);
         let dead_letters = Arc::clone(&hooks);
         builder = builder.on_parked(move |parked| {
@@ -279,6 +308,8 @@ impl<R: Reactor> Integration<R> {
             source_attempts: 3,
             source_retry: Backoff::new(Duration::from_millis(10), Duration::from_secs(1)),
             configure: None,
+            #[cfg(feature = "metrics")]
+            export: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct PipelineBuilder<H: StreamHandler> {
     on_panic: Option<PanicHook>,
     on_slow_handler: Option<SlowHandlerHook>,
     drop_deadline: Duration,
+    /// The `engine` label and the extra export hooks (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    export: Option<(String, Vec<crate::engine::ExportHook>)>,
 }
 
 /// Why a pipeline did not start.
@@ -137,6 +140,8 @@ impl<H: StreamHandler> PipelineBuilder<H> {
             on_panic: None,
             on_slow_handler: None,
             drop_deadline: Duration::from_secs(5),
+            #[cfg(feature = "metrics")]
+            export: None,
         }
     }
 
@@ -241,6 +246,30 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         (self.on_panic.take(), self.on_slow_handler.take())
     }
 
+    /// Exports this pipeline's [`PipelineStats`](super::PipelineStats) through the [`metrics`]
+    /// facade as `humpyard_pipeline_*` counters and gauges labelled `subscriber` (the
+    /// pipeline's subscriber name), with the consumer lag (`humpyard_pipeline_lag_events`:
+    /// head position minus checkpoint), and its engine's counters as
+    /// [`EngineBuilder::export_metrics`](crate::EngineBuilder::export_metrics) does, labelled
+    /// `engine = name`. All from the engine's supervisor tick: never a facade call per event.
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(mut self, name: &str) -> Self {
+        let hooks = self.export.take().map(|(_, hooks)| hooks).unwrap_or_default();
+        self.export = Some((name.to_owned(), hooks));
+        self
+    }
+
+    /// Adds an export hook called on the engine's supervisor tick (an integration's own),
+    /// and turns the export on (labelled `engine = name` unless already named).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn export_with(mut self, name: &str, hook: crate::engine::ExportHook) -> Self {
+        self.export
+            .get_or_insert_with(|| (name.to_owned(), Vec::new()))
+            .1
+            .push(hook);
+        self
+    }
+
     /// Takes the parked-event hook set so far (an integration calls it beside its observer).
     pub(crate) fn take_on_parked(&mut self) -> Option<ParkHook> {
         self.on_parked.take()
@@ -274,6 +303,7 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         let progress = Arc::new(Progress::new(self.window));
         let counters = Arc::new(Counters::default());
         counters.checkpoint.store(checkpoint, Ordering::Relaxed);
+        counters.head.store(checkpoint, Ordering::Relaxed);
         let ctx = Arc::new(Context {
             store: self.store.clone(),
             subscriber: self.subscriber.clone(),
@@ -306,6 +336,17 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         }
         if let Some(hook) = self.on_slow_handler {
             engine = engine.on_slow_handler(hook);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some((name, hooks)) = self.export {
+            let export = crate::export::PipelineExport::new(&self.subscriber);
+            let stats = counters.clone();
+            engine = engine
+                .export_metrics(&name)
+                .export_with(Box::new(move |_| export.export(&stats.snapshot())));
+            for hook in hooks {
+                engine = engine.export_with(hook);
+            }
         }
         let engine = engine.start().map_err(PipelineError::Engine)?;
         let engine = Arc::new(engine);

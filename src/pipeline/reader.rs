@@ -59,6 +59,10 @@ impl<H: StreamHandler> Reader<H> {
             }
             match self.subscription.next_batch(self.batch_size, wait) {
                 Ok(events) => {
+                    // Once per batch: the highest position read, for the consumer lag.
+                    self.counters
+                        .head
+                        .store(self.subscription.position(), Ordering::Relaxed);
                     if !self.submit_batch(events) {
                         break 'reading;
                     }
@@ -70,6 +74,7 @@ impl<H: StreamHandler> Reader<H> {
                 Err(StoreError::InvalidStoredEvent { position, reason }) => {
                     // Reported and passed: it cannot be handed to a handler.
                     self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                    self.counters.head.fetch_max(position, Ordering::Relaxed);
                     let reason = reason.to_string();
                     log::error!(
                         subscriber = self.subscriber.as_str(), position = position, reason:? = reason;

@@ -22,6 +22,8 @@ pub(crate) struct Counters {
     pub(crate) undecodable: AtomicU64,
     pub(crate) checkpoint_errors: AtomicU64,
     pub(crate) checkpoint: AtomicU64,
+    /// The highest position the reader has read (set once per batch read, not per event).
+    pub(crate) head: AtomicU64,
 }
 
 impl Counters {
@@ -44,6 +46,7 @@ impl Counters {
             undecodable: get(&self.undecodable),
             checkpoint_errors: get(&self.checkpoint_errors),
             checkpoint: get(&self.checkpoint),
+            head: get(&self.head),
         }
     }
 }
@@ -90,4 +93,7 @@ pub struct PipelineStats {
     pub checkpoint_errors: u64,
     /// The last checkpoint saved: every position up to it is fully processed.
     pub checkpoint: u64,
+    /// The highest store position the reader has read (positions its filter left out
+    /// included), updated once per batch read. `head - checkpoint` is the consumer lag.
+    pub head: u64,
 }

@@ -1,0 +1,49 @@
+//! Export of the engine's, pipelines' and integrations' counters and gauges through the
+//! [`metrics`] facade (feature `metrics`, off by default).
+//!
+//! Switched on per engine, pipeline or integration with `export_metrics(name)` on its builder.
+//! humpyard installs nothing global: the application installs a recorder (for example
+//! `metrics-exporter-prometheus`'s), preferably before starting what it exports. The names and
+//! labels are listed in the README's "Metrics" section.
+//!
+//! # The invariant: no facade call per event
+//!
+//! The hot path does not change with this module: every value exported is one humpyard
+//! already keeps in its own atomics ([`Metrics`](crate::Metrics),
+//! [`PipelineStats`](crate::pipeline::PipelineStats),
+//! [`IntegrationStats`](crate::integration::IntegrationStats), the routes' breakers and
+//! bulkheads). The engine's supervisor thread reads them once per tick (at most 100 ms apart)
+//! and hands them to the recorder as absolutes (`Counter::absolute`, `Gauge::set`). No
+//! worker, producer or reader thread ever calls the facade, so R-PERF-1's bound on the atomic
+//! operations per event holds with the feature on exactly as with it off. The one addition
+//! per read batch (not per event) is the pipeline's `head` position, a `Relaxed` store.
+//!
+//! The handles are registered with the recorder at the first tick (so a recorder installed
+//! after the engine starts but before its first tick is still used), then kept.
+//!
+//! An engine built without a supervisor thread (loom models only) exports nothing.
+
+mod engine;
+mod integration;
+mod pipeline;
+
+pub(crate) use engine::EngineExport;
+pub(crate) use integration::IntegrationExport;
+pub(crate) use pipeline::PipelineExport;
+
+use metrics::{Counter, Gauge, Label};
+
+/// Registers (and describes) the counter `name` with `labels` in the installed recorder.
+fn counter(name: &'static str, help: &'static str, labels: &[Label]) -> Counter {
+    metrics::describe_counter!(name, help);
+    metrics::counter!(name, labels.iter())
+}
+
+/// Registers (and describes) the gauge `name` with `labels` in the installed recorder.
+fn gauge(name: &'static str, help: &'static str, labels: &[Label]) -> Gauge {
+    metrics::describe_gauge!(name, help);
+    metrics::gauge!(name, labels.iter())
+}
+
+/// A value read from a snapshot `S`, with its name and description.
+type Reading<S> = (&'static str, &'static str, fn(&S) -> u64);
