@@ -109,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         move || engine.shutdown(Duration::from_secs(10))
     })
     .await?;
+    let audits = store.read_all(0, 100).await?;
     let m = engine.metrics();
     let totals = totals.lock().unwrap();
     let placed: u64 = (0..TASKS * ORDERS).map(|i| 100 + (i % ORDERS) % 7).sum();
@@ -117,7 +118,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|(customer, _)| customer.as_str() != "customer-late")
         .map(|(_, total)| total)
         .sum();
-    let audits = store.read_all(0, 100).await?;
 
     println!(
         "orders taken: {} (refused {}), handled: {}",

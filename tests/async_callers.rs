@@ -19,7 +19,7 @@ use serde_json::json;
 /// Holds the worker in event 0 until the gate opens; records every payload in order.
 struct Held {
     gate: Arc<Gate>,
-    seen: Arc<Mutex<Vec<u64>>>,
+    seen: Seen,
 }
 
 impl Handler for Held {
@@ -40,11 +40,14 @@ impl Handler for Held {
     }
 }
 
+/// What the handler saw, in order.
+type Seen = Arc<Mutex<Vec<u64>>>;
+
 /// An engine of one worker and one shard of capacity 1, its worker held in event 0 and event
 /// 1 in the ring: the next submit finds no room until the gate opens.
-fn full_engine() -> (Arc<Engine<Held>>, Arc<Gate>, Arc<Mutex<Vec<u64>>>) {
+fn full_engine() -> (Arc<Engine<Held>>, Arc<Gate>, Seen) {
     let gate = Gate::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let held = Held {
         gate: gate.clone(),
         seen: seen.clone(),
