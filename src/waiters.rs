@@ -94,8 +94,13 @@ impl Waiter {
             Wake::Task(slot) => {
                 let waker = slot.lock().take();
                 // Outside the lock: a waker may run the task at once (an executor's own thread).
+                // An executor's code: a panic in it must not stop the freer (a worker between
+                // runs, or shutdown) halfway through its wake-ups. The task was marked woken;
+                // its next poll, whenever it comes, goes on from there.
                 if let Some(waker) = waker {
-                    waker.wake();
+                    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())) {
+                        crate::pipeline::dispose(payload);
+                    }
                 }
             }
         }

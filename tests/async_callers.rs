@@ -7,6 +7,7 @@
 mod common;
 mod store;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -275,4 +276,56 @@ fn the_postgres_store_is_usable_from_tokio_tasks_through_the_async_store() {
         let all = store.read_all(0, 1000).await.unwrap();
         assert_eq!(all.len(), 80);
     });
+}
+
+/// A waker whose `wake` panics: an executor's code gone wrong.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("planned panic in a waker");
+    }
+}
+
+// proves the containment of an executor's code (R-CONC-1 for async callers): a waker that
+// panics when the worker wakes it stops neither the worker nor the shard; the task, marked
+// woken, gets in at its next poll
+#[test]
+fn a_panicking_waker_stops_neither_the_worker_nor_the_shard() {
+    common::quiet_planned_panics();
+    let (engine, gate, seen) = full_engine();
+    let _open = OpenOnDrop(gate.clone());
+    let mut pending = Some(Event::new(sid("a"), 2));
+    let mut submit = Box::pin(engine.submit_async(&mut pending));
+    let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        submit.as_mut().poll(&mut cx).is_pending(),
+        "no room while the worker is held"
+    );
+    // The run that frees room wakes the task through the panicking waker.
+    gate.open();
+    common::wait_until("the held events are handled", || seen.lock().unwrap().len() == 2);
+    let noop = std::task::Waker::from(Arc::new(Ignored));
+    let mut cx = std::task::Context::from_waker(&noop);
+    assert!(
+        submit.as_mut().poll(&mut cx).is_ready(),
+        "room is free: the submit gets in"
+    );
+    drop(submit);
+    assert!(pending.is_none());
+    // The shard still runs: another event is handled after the waker's panic.
+    engine
+        .submit_timeout(Event::new(sid("a"), 3), Duration::from_secs(10))
+        .unwrap();
+    let report = engine.shutdown(Duration::from_secs(10));
+    assert!(report.unprocessed.is_empty());
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3]);
+}
+
+/// A waker that does nothing (the test polls by hand).
+struct Ignored;
+
+impl std::task::Wake for Ignored {
+    fn wake(self: Arc<Self>) {}
 }

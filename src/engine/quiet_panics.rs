@@ -49,7 +49,8 @@ pub(crate) fn install() {
 /// inside a contained call while `f` runs, so the quiet hook passes over a panic it raises.
 #[inline]
 pub(crate) fn catch<R>(quiet: bool, f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
-    if !quiet {
+    // Built with `panic = "abort"`, nothing is caught: the report is the only word left.
+    if !quiet || cfg!(panic = "abort") {
         return catch_unwind(AssertUnwindSafe(f));
     }
     // `try_with`: an engine used from a thread-local's destructor has no flag left to set; its

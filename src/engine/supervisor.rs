@@ -77,6 +77,9 @@ fn supervisor_main<H: KeyedHandler>(shared: &StdArc<Shared<H>>) {
         let wake = next_tick.min(next_due);
         thread::park_timeout(Duration::from_nanos(wake.saturating_sub(clock.now()).max(1)));
     }
+    // The counts of the drain (and of events refused as the engine closed) since the last tick.
+    #[cfg(feature = "metrics")]
+    export(shared);
 }
 
 /// Hands one snapshot of the counters to every export hook, each contained (a recorder is

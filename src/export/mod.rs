@@ -18,8 +18,9 @@
 //! operations per event holds with the feature on exactly as with it off. The one addition
 //! per read batch (not per event) is the pipeline's `head` position, a `Relaxed` store.
 //!
-//! The handles are registered with the recorder at the first tick (so a recorder installed
-//! after the engine starts but before its first tick is still used), then kept.
+//! The handles are registered with the recorder at the first tick, which comes as the engine
+//! starts, then kept: install the recorder before starting what it exports, or it is never
+//! used. The supervisor exports once more as it stops, after the drain.
 //!
 //! An engine built without a supervisor thread (loom models only) exports nothing.
 

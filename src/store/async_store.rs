@@ -121,14 +121,17 @@ impl AsyncStore {
             let (reply, outcome) = flume::bounded(1);
             let job: Job = Box::new(move |store: &dyn EventStore| {
                 let result = contain(|| operation(store)).unwrap_or_else(|message| Err(StoreError::Panicked(message)));
-                // The caller may have gone (its future dropped): the result is dropped here,
-                // contained (a user type's `Drop`).
-                if let Err(unsent) = reply.send(result) {
-                    dispose(unsent.into_inner());
-                }
+                // The send wakes the caller's task (its executor's code), and the caller may have
+                // gone (its future dropped): then the result is dropped here. Both contained.
+                let _ = contain(move || {
+                    if let Err(unsent) = reply.send(result) {
+                        dispose(unsent.into_inner());
+                    }
+                });
             });
             if jobs.send_async(job).await.is_err() {
-                unreachable!("the store's threads end only when every sender is gone");
+                // Every thread has ended, which contained calls never make them do.
+                return Err(StoreError::Panicked("the store's threads have ended".to_owned()));
             }
             match outcome.recv_async().await {
                 Ok(result) => result,
