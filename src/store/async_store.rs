@@ -106,7 +106,7 @@ impl AsyncStore {
     /// Any [`EventStore`] operation, as `store.call(move |s| s.read_all(after, 100))`.
     ///
     /// The future is `'static` and `Send` (it may be spawned). Dropping it before it resolves
-    /// does not stop a call already queued (see the [module docs](self)).
+    /// does not stop a call already queued: it runs to its end.
     ///
     /// # Errors
     ///
