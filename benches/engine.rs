@@ -1,6 +1,7 @@
 //! End-to-end engine throughput with a trivial handler: one producer (the bench thread)
 //! submits a burst round-robin over 1, 1 000 or 100 000 streams; the time runs until the
-//! workers have handled the whole burst.
+//! workers have handled the whole burst. `engine/timed-handler` is the same with every handler
+//! call timed for the duration histogram (`time_handlers(true)`).
 
 use std::time::{Duration, Instant};
 
@@ -29,12 +30,19 @@ fn throughput(c: &mut Criterion) {
         !humpyard::internals::pause_points(),
         "benches measure a build without pause points: run `cargo bench`, not `cargo bench --workspace`"
     );
-    let mut group = c.benchmark_group("engine/trivial-handler");
+    bursts(c, "engine/trivial-handler", false, &[1, 1_000, 100_000]);
+    // The same with every handler call timed (`time_handlers`): the cost of the histogram.
+    bursts(c, "engine/timed-handler", true, &[1_000, 100_000]);
+}
+
+/// Bursts over each count of `streams`, with handler calls timed or not.
+fn bursts(c: &mut Criterion, name: &str, timed: bool, streams: &[usize]) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(BURST));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
-    for streams in [1usize, 1_000, 100_000] {
-        let engine = Engine::builder(Count).start().expect("engine");
+    for &streams in streams {
+        let engine = Engine::builder(Count).time_handlers(timed).start().expect("engine");
         let ids: Vec<StreamId> = (0..streams)
             .map(|i| StreamId::new(&format!("bench-{i}")).expect("id"))
             .collect();

@@ -76,8 +76,8 @@ pub mod internals;
 pub mod loom_api;
 
 pub use engine::{
-    ConfigError, DeadLetter, Engine, EngineBuilder, EngineConfig, Failure, Metrics, PanicReport, PanicSite, Removal,
-    ShutdownReport, SlowHandler, SubmitAsync, SubmitError, SubmitManyError,
+    ConfigError, DeadLetter, Engine, EngineBuilder, EngineConfig, Failure, HandlerDurations, Metrics, PanicReport,
+    PanicSite, Removal, ShutdownReport, SlowHandler, SubmitAsync, SubmitError, SubmitManyError,
 };
 pub use event::Event;
 pub use handler::{Handler, KeyedHandler};

@@ -1,15 +1,18 @@
-//! The metrics export (feature `metrics`): an engine's, a pipeline's and an integration's
-//! counters reach an installed recorder under their documented names and labels, with the
-//! values `Engine::metrics`, `Pipeline::stats` and `Integration::stats` give, from the
-//! supervisor's tick (R-OBS-2).
+//! The metrics export (feature `metrics`): an engine's (with its handler-duration histogram), a
+//! pipeline's (with its consumer lag) and an integration's (with its routes) counters reach an
+//! installed recorder under their documented names and labels, with the values
+//! `Engine::metrics`, `Pipeline::stats` and `Integration::stats` give, from the supervisor's tick
+//! (R-OBS-2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use humpyard::integration::{Command, Effect, Integration, Reactor, RouteName, RoutePolicy, Routes};
 use humpyard::pipeline::{Pipeline, StreamHandler};
+use humpyard::resilience::BreakerConfig;
 use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent};
-use humpyard::{Engine, Event, Handler, StreamId};
+use humpyard::{Engine, EngineConfig, Event, Handler, StreamId};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
 
@@ -98,6 +101,7 @@ fn an_engines_counters_are_exported_with_its_name_and_shards() {
         .shards(4)
         .max_attempts(1)
         .idle_timeout(Duration::from_millis(40))
+        .time_handlers(true)
         .export_metrics("orders")
         .start()
         .unwrap();
@@ -158,6 +162,36 @@ fn an_engines_counters_are_exported_with_its_name_and_shards() {
             "shard {shard}"
         );
     }
+    // The handler-duration histogram, in Prometheus's shape: cumulative buckets up to `+Inf`,
+    // `_count` and `_sum` as `Metrics::handler_durations` says.
+    let durations = m.handler_durations.expect("timed");
+    assert_eq!(durations.count(), 1000);
+    assert_eq!(
+        value(&all, "humpyard_handler_duration_seconds_count", &engine_label),
+        Some(1000.0)
+    );
+    assert_eq!(
+        value(&all, "humpyard_handler_duration_seconds_sum", &engine_label),
+        Some(durations.sum.as_secs_f64())
+    );
+    let mut buckets: Vec<(f64, f64)> = all
+        .iter()
+        .filter(|((name, labels), _)| {
+            name == "humpyard_handler_duration_seconds_bucket" && labels.contains(&"engine=orders".to_owned())
+        })
+        .map(|((_, labels), n)| {
+            let le = labels.iter().find_map(|l| l.strip_prefix("le=")).expect("an le label");
+            (le.parse::<f64>().expect("le is a number or +Inf"), *n)
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(buckets.len(), 27, "{buckets:?}");
+    assert_eq!(buckets[0].0, 1024e-9);
+    assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1000.0)));
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not cumulative: {buckets:?}"
+    );
     let report = engine.shutdown(Duration::from_secs(5));
     assert!(report.unprocessed.is_empty());
 }
@@ -232,4 +266,176 @@ fn a_pipelines_counters_and_lag_are_exported_with_its_subscriber() {
             && value(all, "humpyard_pipeline_lag_events", &subscriber) == Some(0.0)
     });
     pipeline.shutdown(Duration::from_secs(5));
+}
+
+/// Holds every call until the gate opens.
+struct Held {
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl StreamHandler for Held {
+    type State = ();
+    type Error = String;
+
+    fn init(&self, _: &StreamId) {}
+
+    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
+
+    fn handle(&self, _: &(), _: &RecordedEvent) -> Result<(), String> {
+        let (lock, opened) = &*self.open;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = opened.wait(open).unwrap();
+        }
+        Ok(())
+    }
+}
+
+// proves R-OBS-2: consumer lag is what the subscriber has read but not yet checkpointed: with
+// its handler held, the head moves to the last event and the exported lag is the whole backlog;
+// once the handler goes on, the checkpoint catches up and the lag falls to 0.
+#[test]
+fn a_held_pipeline_exports_its_lag_until_it_catches_up() {
+    snapshotter();
+    let store = Arc::new(InMemoryStore::new());
+    let stream = StreamId::new("ledger-1").unwrap();
+    let events = (0..12).map(|n| NewEvent::new("Posted", json!({ "n": n }))).collect();
+    store.append(&stream, ExpectedVersion::Any, events).unwrap();
+    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let pipeline = Pipeline::builder(store.clone(), "held-ledger", Held { open: open.clone() })
+        .checkpoint_interval(Duration::from_millis(5))
+        .export_metrics("held-ledger-engine")
+        .start()
+        .unwrap();
+    let subscriber = ["subscriber=held-ledger"];
+    wait_for_export(|all| {
+        value(all, "humpyard_pipeline_head_position", &subscriber) == Some(12.0)
+            && value(all, "humpyard_pipeline_checkpoint_position", &subscriber) == Some(0.0)
+            && value(all, "humpyard_pipeline_lag_events", &subscriber) == Some(12.0)
+    });
+    let s = pipeline.stats();
+    assert_eq!((s.head, s.checkpoint, s.handled), (12, 0, 0), "{s:?}");
+
+    *open.0.lock().unwrap() = true;
+    open.1.notify_all();
+    assert!(pipeline.wait_for(12, Duration::from_secs(10)));
+    wait_for_export(|all| {
+        value(all, "humpyard_pipeline_checkpoint_position", &subscriber) == Some(12.0)
+            && value(all, "humpyard_pipeline_lag_events", &subscriber) == Some(0.0)
+    });
+    pipeline.shutdown(Duration::from_secs(5));
+}
+
+/// Reacts to every event with one command to route `svc`.
+struct OneCommand;
+
+impl Reactor for OneCommand {
+    type State = ();
+
+    fn init(&self, _: &StreamId) {}
+
+    fn apply(&self, _: &mut (), _: &RecordedEvent) {}
+
+    fn react(&self, _: &(), event: &RecordedEvent) -> Vec<Command> {
+        vec![Command::new("svc", json!({ "position": event.position })).unwrap()]
+    }
+}
+
+// proves R-OBS-2: an integration's counters reach the recorder labelled with its subscriber,
+// and each route's breaker and bulkhead labelled with the route too, equal to
+// `Integration::stats` and `Integration::route_stats` at quiescence.
+#[test]
+fn an_integrations_counters_and_routes_are_exported() {
+    snapshotter();
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    // Every effect fails its first call: a breaker that opens at one failure opens, probes
+    // and closes again.
+    let tried = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let seen = tried.clone();
+    let service = move |_: &Command, effect: &Effect<'_>| -> Result<serde_json::Value, String> {
+        if seen.lock().unwrap().insert(effect.key().as_str().to_owned()) {
+            return Err("first call refused".to_owned());
+        }
+        Ok(json!({}))
+    };
+    let mut breaker = BreakerConfig::default();
+    breaker.failure_threshold = 1;
+    breaker.open_for = Duration::from_millis(2);
+    let routes = Routes::new()
+        .route_with(
+            "svc",
+            service,
+            RoutePolicy::default().with_breaker(breaker).with_max_concurrent(3),
+        )
+        .unwrap();
+    let integration = Integration::builder(Arc::clone(&store), "exported-reactor", OneCommand, routes)
+        .pipeline(|b| {
+            b.engine(
+                EngineConfig::default()
+                    .workers(2)
+                    .retry_backoff(Duration::from_millis(1))
+                    .retry_backoff_max(Duration::from_millis(5)),
+            )
+            .max_attempts(10)
+            .checkpoint_interval(Duration::from_millis(5))
+        })
+        .export_metrics("reactor-engine")
+        .start()
+        .unwrap();
+    let mut last = 0;
+    for s in 0..3 {
+        let stream = StreamId::new(&format!("shipment-{s}")).unwrap();
+        let appended = store
+            .append(&stream, ExpectedVersion::Any, vec![NewEvent::new("Packed", json!({}))])
+            .unwrap();
+        last = appended.last_position;
+    }
+    assert!(integration.pipeline().wait_for(last, Duration::from_secs(20)));
+    let stats = integration.stats();
+    assert_eq!((stats.effects, stats.failures), (3, 3), "{stats:?}");
+    let subscriber = ["subscriber=exported-reactor"];
+    let all = wait_for_export(|all| {
+        value(all, "humpyard_integration_effects_total", &subscriber) == Some(3.0)
+            && value(all, "humpyard_integration_effect_failures_total", &subscriber) == Some(3.0)
+    });
+    let stats = integration.stats();
+    let expect = [
+        ("humpyard_integration_effects_total", stats.effects),
+        ("humpyard_integration_effects_skipped_total", stats.skipped),
+        ("humpyard_integration_effect_failures_total", stats.failures),
+        ("humpyard_integration_effect_waits_total", stats.waits),
+        ("humpyard_integration_commands_unrouted_total", stats.unrouted),
+        ("humpyard_integration_claims_lost_total", stats.claims_lost),
+        ("humpyard_integration_store_errors_total", stats.store_errors),
+        ("humpyard_integration_observer_panics_total", stats.observer_panics),
+        ("humpyard_integration_hook_panics_total", stats.hook_panics),
+    ];
+    for (name, want) in expect {
+        assert_eq!(value(&all, name, &subscriber), Some(want as f64), "{name}");
+    }
+    // The route, under its name: its breaker opened at least once, and what was exported last
+    // is what `route_stats` says (nothing moves at quiescence).
+    let route = integration
+        .route_stats(&RouteName::new("svc").unwrap())
+        .expect("the route");
+    assert!(route.breaker.opened >= 1, "{route:?}");
+    let labels = ["subscriber=exported-reactor", "route=svc"];
+    let all = wait_for_export(|all| {
+        value(all, "humpyard_route_breaker_opened_total", &labels) == Some(route.breaker.opened as f64)
+    });
+    let expect = [
+        ("humpyard_route_breaker_opened_total", route.breaker.opened),
+        ("humpyard_route_breaker_probes_total", route.breaker.probes),
+        ("humpyard_route_breaker_closed_total", route.breaker.closed),
+        ("humpyard_route_breaker_rejected_total", route.breaker.rejected),
+        ("humpyard_route_breaker_open", 0),
+        ("humpyard_route_bulkhead_available", 3),
+    ];
+    for (name, want) in expect {
+        assert_eq!(value(&all, name, &labels), Some(want as f64), "{name}");
+    }
+    // Its pipeline and engine, as a pipeline's.
+    assert!(value(&all, "humpyard_pipeline_lag_events", &subscriber).is_some());
+    assert!(value(&all, "humpyard_events_processed_total", &["engine=reactor-engine"]).is_some());
+    integration.shutdown(Duration::from_secs(5));
 }

@@ -38,6 +38,8 @@ pub(crate) struct Config {
     pub(crate) dead_letter_buffer: usize,
     /// Whether the process's panic hook passes over the panics this engine contains.
     pub(crate) quiet_panics: bool,
+    /// Whether handler calls are timed (`Metrics::handler_durations`).
+    pub(crate) time_handlers: bool,
     /// Whether to start the supervisor thread (always, except in loom models).
     pub(crate) supervisor: bool,
 }
@@ -59,6 +61,7 @@ impl Config {
             drop_deadline: Duration::from_secs(5),
             dead_letter_buffer: 1024,
             quiet_panics: false,
+            time_handlers: false,
             supervisor: true,
         }
     }

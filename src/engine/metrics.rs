@@ -18,6 +18,7 @@
 //! `accepted == processed + dead_lettered + queued + (events waiting for a retry)`; after
 //! shutdown the last two are the report's `unprocessed` (R-OBS-2, R-LIFE-3).
 
+use super::durations::HandlerDurations;
 use crate::sync::{AtomicU64, Ordering};
 
 /// A counter with a single writer at a time: a `Relaxed` load and store (no read-modify-write);
@@ -140,4 +141,7 @@ pub struct Metrics {
     pub dead_letters_discarded: u64,
     /// Events waiting in each shard's ring, by shard index.
     pub shard_queued: Vec<u64>,
+    /// How long `handle` calls took, when the engine was built with
+    /// [`time_handlers(true)`](crate::EngineBuilder::time_handlers); `None` otherwise.
+    pub handler_durations: Option<HandlerDurations>,
 }

@@ -29,7 +29,7 @@
 //! | [`lifecycle`], [`shutdown`] | the engine's one lifecycle state; closing, draining, joining, leftovers, the engine's end |
 //! | [`shared`] | what the threads share, each part behind an accessor |
 //! | [`submit_async`] | a submit that waits for room as a future: a pending task, not a parked thread |
-//! | [`metrics`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
+//! | [`metrics`], [`durations`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
 //! | [`builder`], [`settings`] | settings and starting the threads; the settings as a plain value |
 //!
 //! Producers parked for room wait in the crate's `waiters` list, which the bulkhead shares.
@@ -44,6 +44,7 @@ mod clock;
 mod config;
 mod containment;
 mod dead_letter;
+mod durations;
 pub(crate) mod entity_table;
 mod hooks;
 mod ingress;
@@ -73,6 +74,7 @@ pub use builder::EngineBuilder;
 pub use config::ConfigError;
 pub(crate) use containment::panic_message;
 pub use dead_letter::{DeadLetter, Failure};
+pub use durations::HandlerDurations;
 #[cfg(feature = "metrics")]
 pub(crate) use hooks::ExportHook;
 pub(crate) use hooks::{PanicHook, SlowHandlerHook};
@@ -333,7 +335,7 @@ impl<H: KeyedHandler> EngineBuilder<H> {
         let shards = (0..config.shards())
             .map(|i| {
                 let seed = seed.wrapping_add((i as u64).wrapping_mul(0xa076_1d64_78bd_642f));
-                Shard::new(i, config.shard_capacity(), seed, backoff)
+                Shard::new(i, config.shard_capacity(), seed, backoff, config.time_handlers)
             })
             .collect::<Result<Box<[_]>, _>>()
             .map_err(|e| ConfigError::OutOfMemory { bytes: e.bytes })?;

@@ -9,7 +9,7 @@
 //!
 //! 1. Find the stream's entity; if absent, make room under `max_entities` (evict this shard's
 //!    least recently used entity) and call `init` once (R-PERF-2).
-//! 2. Call `handle`. `Ok` counts as processed, and the event is disposed of (its payload's
+//! 2. Call `handle` (timed, when the engine times handler calls). `Ok` counts as processed, and the event is disposed of (its payload's
 //!    `Drop` is user code).
 //! 3. An `Err` or a panic is a failed attempt; the error's text is its `Display` (user code).
 //!    After a panic the state is cleaned up and the next attempt or event makes a fresh one.
@@ -24,6 +24,7 @@
 
 use super::clock::ticks;
 use super::dead_letter::{DeadLetter, Failure};
+use super::durations::DurationCounts;
 use super::hooks::{PanicSite, Removal};
 use super::metrics::Tally;
 use super::reaper;
@@ -53,6 +54,12 @@ enum Outcome {
 pub(crate) fn run<H: KeyedHandler>(shared: &Shared<H>, worker: usize, run: &mut ShardRun<'_, H>) -> (RunEnd, usize) {
     let shard = run.shard();
     let now = shared.clock().now();
+    let cx = Context {
+        shared,
+        worker,
+        durations: shard.durations(),
+        now,
+    };
     let stopping = || shared.lifecycle().should_stop();
     let (end, taken, expiry) = run.with(|core, ring| {
         let mut tally = Tally::default();
@@ -69,9 +76,7 @@ pub(crate) fn run<H: KeyedHandler>(shared: &Shared<H>, worker: usize, run: &mut 
             } else if pending.due > now {
                 end = RunEnd::Waiting(pending.due);
                 core.retry = Some(pending);
-            } else if let Outcome::Deferred(due) =
-                dispatch(shared, worker, core, pending.event, pending.attempts, now, &mut tally)
-            {
+            } else if let Outcome::Deferred(due) = dispatch(&cx, core, pending.event, pending.attempts, &mut tally) {
                 end = RunEnd::Waiting(due);
             }
         }
@@ -92,7 +97,7 @@ pub(crate) fn run<H: KeyedHandler>(shared: &Shared<H>, worker: usize, run: &mut 
                 }
                 let Some(event) = ring.pop() else { break };
                 taken += 1;
-                if let Outcome::Deferred(due) = dispatch(shared, worker, core, event, 0, now, &mut tally) {
+                if let Outcome::Deferred(due) = dispatch(&cx, core, event, 0, &mut tally) {
                     end = RunEnd::Waiting(due);
                     break;
                 }
@@ -106,22 +111,32 @@ pub(crate) fn run<H: KeyedHandler>(shared: &Shared<H>, worker: usize, run: &mut 
     (end, taken)
 }
 
+/// What the calls of one run share.
+struct Context<'a, H: KeyedHandler> {
+    shared: &'a Shared<H>,
+    /// The worker running the shard.
+    worker: usize,
+    /// The shard's handler-call durations, when the engine times them.
+    durations: Option<&'a DurationCounts>,
+    /// The run's start, in ticks: the entities' activity stamp and the retries' base.
+    now: u64,
+}
+
 /// Handles `event` after `prior` failed attempts, retrying at once while the backoff is zero;
 /// returns whether it is done (processed or dead-lettered) or deferred.
 fn dispatch<H: KeyedHandler>(
-    shared: &Shared<H>,
-    worker: usize,
+    cx: &Context<'_, H>,
     core: &mut ShardCore<H>,
     event: EventOf<H>,
     prior: u32,
-    now: u64,
     tally: &mut Tally,
 ) -> Outcome {
+    let shared = cx.shared;
     let config = shared.config();
     let mut attempts = prior;
     loop {
         attempts += 1;
-        let failure = match attempt(shared, worker, core, &event, now, tally) {
+        let failure = match attempt(cx, core, &event, tally) {
             Ok(()) => {
                 tally.processed += 1;
                 let (stream, payload) = event.into_parts();
@@ -146,7 +161,7 @@ fn dispatch<H: KeyedHandler>(
         if delay == 0 {
             continue;
         }
-        let due = now.saturating_add(delay);
+        let due = cx.now.saturating_add(delay);
         core.retry = Some(PendingRetry { event, attempts, due });
         return Outcome::Deferred(due);
     }
@@ -154,13 +169,12 @@ fn dispatch<H: KeyedHandler>(
 
 /// One handler call for `event`, making the entity first if needed.
 fn attempt<H: KeyedHandler>(
-    shared: &Shared<H>,
-    worker: usize,
+    cx: &Context<'_, H>,
     core: &mut ShardCore<H>,
     event: &EventOf<H>,
-    now: u64,
     tally: &mut Tally,
 ) -> Result<(), Failure> {
+    let (shared, now) = (cx.shared, cx.now);
     let containment = shared.containment();
     let stream = event.stream();
     let slot = match core.table.find(stream) {
@@ -181,11 +195,15 @@ fn attempt<H: KeyedHandler>(
             core.table.insert(stream.clone(), state, now)
         }
     };
-    let calls = &shared.workers()[worker].calls;
+    let calls = &shared.workers()[cx.worker].calls;
     calls.add(1);
+    let started = cx.durations.map(|_| shared.clock().now());
     let result = containment.run(PanicSite::Handle, Some(stream), || {
         shared.handler().handle(core.table.state_mut(slot), event)
     });
+    if let (Some(durations), Some(started)) = (cx.durations, started) {
+        durations.record(shared.clock().now().saturating_sub(started));
+    }
     calls.add(1);
     match result {
         Ok(Ok(())) => Ok(()),

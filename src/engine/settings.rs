@@ -85,6 +85,12 @@ impl EngineConfig {
         self
     }
 
+    /// See [`EngineBuilder::time_handlers`](crate::EngineBuilder::time_handlers).
+    pub fn time_handlers(mut self, on: bool) -> Self {
+        self.config.time_handlers = on;
+        self
+    }
+
     /// The number of worker threads set.
     pub fn worker_count(&self) -> usize {
         self.config.workers

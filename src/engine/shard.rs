@@ -44,6 +44,7 @@
 
 use crossbeam_utils::CachePadded;
 
+use super::durations::DurationCounts;
 use super::entity_table::EntityTable;
 use super::metrics::{ShardStats, SharedCounter};
 use super::retry::PendingRetry;
@@ -104,6 +105,9 @@ pub(crate) struct Shard<H: KeyedHandler> {
     /// Producers parked in `submit_timeout`.
     waiters: Waiters,
     stats: ShardStats,
+    /// How long its handler calls took, when the engine times them (`time_handlers`); written
+    /// by the runner like `stats`.
+    durations: Option<Box<DurationCounts>>,
     /// When the oldest entity becomes idle-expired, in ticks; `u64::MAX` when the table is
     /// empty. Written by the runner, read by the supervisor to schedule quiet shards for
     /// reaping; `Relaxed`: a stale reading only moves a reap by one supervisor tick.
@@ -118,8 +122,15 @@ unsafe impl<H: KeyedHandler> Sync for Shard<H> {}
 
 impl<H: KeyedHandler> Shard<H> {
     /// Shard `index` with a ring of `capacity`; `seed` keys its table's index and its retries'
-    /// jitter (`backoff`'s seed is replaced by it).
-    pub(crate) fn new(index: usize, capacity: usize, seed: u64, backoff: Backoff) -> Result<Shard<H>, AllocError> {
+    /// jitter (`backoff`'s seed is replaced by it); `timed`: whether it keeps handler-call
+    /// durations.
+    pub(crate) fn new(
+        index: usize,
+        capacity: usize,
+        seed: u64,
+        backoff: Backoff,
+        timed: bool,
+    ) -> Result<Shard<H>, AllocError> {
         Ok(Shard {
             index,
             ring: Ring::try_new(capacity)?,
@@ -127,6 +138,7 @@ impl<H: KeyedHandler> Shard<H> {
             rejected: SharedCounter::default(),
             waiters: Waiters::default(),
             stats: ShardStats::default(),
+            durations: timed.then(|| Box::new(DurationCounts::new())),
             next_expiry: AtomicU64::new(u64::MAX),
             core: UnsafeCell::new(ShardCore {
                 table: EntityTable::new(seed.rotate_left(17) ^ 0x243f_6a88_85a3_08d3),
@@ -196,6 +208,12 @@ impl<H: KeyedHandler> Shard<H> {
     #[inline]
     pub(crate) fn stats(&self) -> &ShardStats {
         &self.stats
+    }
+
+    /// Its handler-call durations, when the engine times them.
+    #[inline]
+    pub(crate) fn durations(&self) -> Option<&DurationCounts> {
+        self.durations.as_deref()
     }
 
     /// When the oldest entity expires (see the field).

@@ -27,6 +27,7 @@ use super::clock::Clock;
 use super::config::Config;
 use super::containment::Containment;
 use super::dead_letter::DeadLetterSink;
+use super::durations::HandlerDurations;
 use super::hooks::{PanicSite, RemovalHook, SlowHandlerHook};
 use super::lifecycle::Lifecycle;
 use super::metrics::{Metrics, SharedCounter};
@@ -227,6 +228,9 @@ impl<H: KeyedHandler> Shared<H> {
             m.entities_reaped += s.reaped.get();
             m.entities_evicted += s.evicted.get();
             m.awaiting_retry += s.awaiting_retry.get();
+            if let Some(counts) = shard.durations() {
+                counts.add_to(m.handler_durations.get_or_insert_with(HandlerDurations::default));
+            }
         }
         m.panics = self.containment.panics();
         m.entities_live = self.live_entities();

@@ -1,12 +1,13 @@
 //! [`EngineExport`]: an engine's [`Metrics`] as `humpyard_*` counters and gauges, labelled
-//! `engine` (and `shard` for the per-shard queue depth).
+//! `engine` (and `shard` for the per-shard queue depth, `le` for the handler-duration
+//! histogram's buckets).
 
 use std::sync::OnceLock;
 
 use metrics::{Counter, Gauge, Label};
 
 use super::{counter, gauge, Reading};
-use crate::Metrics;
+use crate::{HandlerDurations, Metrics};
 
 /// The engine's counters: (name, description, field).
 const COUNTERS: [Reading<Metrics>; 11] = [
@@ -83,6 +84,16 @@ const GAUGES: [Reading<Metrics>; 3] = [
 /// The per-shard queue depth gauge.
 const SHARD_QUEUED: &str = "humpyard_shard_events_queued";
 
+/// The handler-duration histogram, in Prometheus's shape: cumulative `_bucket` counters
+/// labelled `le` (seconds), a `_sum` and a `_count`.
+const DURATION_BUCKET: &str = "humpyard_handler_duration_seconds_bucket";
+const DURATION_SUM: &str = "humpyard_handler_duration_seconds_sum";
+const DURATION_COUNT: &str = "humpyard_handler_duration_seconds_count";
+
+/// The buckets exported as `le` bounds: 2^10 ns (about 1 µs) to 2^35 ns (about 34 s), then
+/// `+Inf`. Shorter calls count in the first bound, as Prometheus buckets are cumulative.
+const EXPORTED_BOUNDS: std::ops::RangeInclusive<usize> = 10..=35;
+
 /// Exports one engine's [`Metrics`]; called by its supervisor on every tick.
 #[derive(Debug)]
 pub(crate) struct EngineExport {
@@ -96,6 +107,54 @@ struct Handles {
     counters: Vec<Counter>,
     gauges: Vec<Gauge>,
     shard_queued: Vec<Gauge>,
+    /// When the engine times its handler calls.
+    durations: Option<DurationHandles>,
+}
+
+/// The histogram's handles: one counter per exported bound, `+Inf` last.
+#[derive(Debug)]
+struct DurationHandles {
+    buckets: Vec<Counter>,
+    sum: Gauge,
+    count: Counter,
+}
+
+impl DurationHandles {
+    fn new(labels: &[Label]) -> DurationHandles {
+        let bounds = EXPORTED_BOUNDS
+            .filter_map(HandlerDurations::upper_bound)
+            .map(|d| d.as_secs_f64().to_string())
+            .chain(["+Inf".to_owned()]);
+        let buckets = bounds
+            .map(|le| {
+                let mut labels = labels.to_vec();
+                labels.push(Label::new("le", le));
+                counter(
+                    DURATION_BUCKET,
+                    "Handler calls that took at most `le` seconds (cumulative).",
+                    &labels,
+                )
+            })
+            .collect();
+        DurationHandles {
+            buckets,
+            sum: gauge(DURATION_SUM, "Seconds spent in handler calls.", labels),
+            count: counter(DURATION_COUNT, "Handler calls timed.", labels),
+        }
+    }
+
+    fn export(&self, d: &HandlerDurations) {
+        let mut below = d.counts[..*EXPORTED_BOUNDS.start()].iter().sum::<u64>();
+        for (i, handle) in EXPORTED_BOUNDS.zip(&self.buckets) {
+            below += d.counts[i];
+            handle.absolute(below);
+        }
+        if let Some(inf) = self.buckets.last() {
+            inf.absolute(d.count());
+        }
+        self.sum.set(d.sum.as_secs_f64());
+        self.count.absolute(d.count());
+    }
 }
 
 impl EngineExport {
@@ -125,6 +184,7 @@ impl EngineExport {
                     gauge(SHARD_QUEUED, "Events waiting in one shard's ring.", &labels)
                 })
                 .collect(),
+            durations: m.handler_durations.as_ref().map(|_| DurationHandles::new(&self.labels)),
         });
         for ((_, _, read), handle) in COUNTERS.iter().zip(&handles.counters) {
             handle.absolute(read(m));
@@ -134,6 +194,9 @@ impl EngineExport {
         }
         for (queued, handle) in m.shard_queued.iter().zip(&handles.shard_queued) {
             handle.set(*queued as f64);
+        }
+        if let (Some(handles), Some(d)) = (&handles.durations, &m.handler_durations) {
+            handles.export(d);
         }
     }
 }
