@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use metrics::{Counter, Gauge, Label};
 
-use super::{counter, gauge, Reading};
+use super::{counter, gauge, Reading, Registered};
 use crate::{HandlerDurations, Metrics};
 
 /// The engine's counters: (name, description, field).
@@ -101,11 +101,10 @@ pub(crate) struct EngineExport {
     handles: OnceLock<Handles>,
 }
 
-/// The registered handles, in the order of [`COUNTERS`] and [`GAUGES`], then one gauge per shard.
+/// The registered handles: [`COUNTERS`] and [`GAUGES`], then one gauge per shard.
 #[derive(Debug)]
 struct Handles {
-    counters: Vec<Counter>,
-    gauges: Vec<Gauge>,
+    readings: Registered<Metrics>,
     shard_queued: Vec<Gauge>,
     /// When the engine times its handler calls.
     durations: Option<DurationHandles>,
@@ -169,14 +168,7 @@ impl EngineExport {
     /// Hands `m` to the recorder as absolutes (registering the handles the first time).
     pub(crate) fn export(&self, m: &Metrics) {
         let handles = self.handles.get_or_init(|| Handles {
-            counters: COUNTERS
-                .iter()
-                .map(|(name, help, _)| counter(name, help, &self.labels))
-                .collect(),
-            gauges: GAUGES
-                .iter()
-                .map(|(name, help, _)| gauge(name, help, &self.labels))
-                .collect(),
+            readings: Registered::new(&COUNTERS, &GAUGES, &self.labels),
             shard_queued: (0..m.shard_queued.len())
                 .map(|shard| {
                     let mut labels = self.labels.clone();
@@ -186,12 +178,7 @@ impl EngineExport {
                 .collect(),
             durations: m.handler_durations.as_ref().map(|_| DurationHandles::new(&self.labels)),
         });
-        for ((_, _, read), handle) in COUNTERS.iter().zip(&handles.counters) {
-            handle.absolute(read(m));
-        }
-        for ((_, _, read), handle) in GAUGES.iter().zip(&handles.gauges) {
-            handle.set(read(m) as f64);
-        }
+        handles.readings.export(m);
         for (queued, handle) in m.shard_queued.iter().zip(&handles.shard_queued) {
             handle.set(*queued as f64);
         }

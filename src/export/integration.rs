@@ -4,9 +4,9 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Gauge, Label};
+use metrics::Label;
 
-use super::{counter, gauge, Reading};
+use super::{Reading, Registered};
 use crate::integration::{IntegrationStats, RouteName, RouteStats};
 use crate::resilience::BreakerState;
 
@@ -121,9 +121,9 @@ pub(crate) struct IntegrationExport {
 
 #[derive(Debug)]
 struct Handles {
-    counters: Vec<Counter>,
+    own: Registered<IntegrationStats>,
     /// Per route, in the order the routes were given at the first export.
-    routes: Vec<(Vec<Counter>, Vec<Gauge>)>,
+    routes: Vec<Registered<RouteStats>>,
 }
 
 impl IntegrationExport {
@@ -139,38 +139,19 @@ impl IntegrationExport {
     /// same order on every call (the router's routes do not change once started).
     pub(crate) fn export(&self, s: &IntegrationStats, routes: &[(RouteName, RouteStats)]) {
         let handles = self.handles.get_or_init(|| Handles {
-            counters: COUNTERS
-                .iter()
-                .map(|(name, help, _)| counter(name, help, &self.labels))
-                .collect(),
+            own: Registered::new(&COUNTERS, &[], &self.labels),
             routes: routes
                 .iter()
                 .map(|(route, _)| {
                     let mut labels = self.labels.clone();
                     labels.push(Label::new("route", route.as_str().to_owned()));
-                    (
-                        ROUTE_COUNTERS
-                            .iter()
-                            .map(|(name, help, _)| counter(name, help, &labels))
-                            .collect(),
-                        ROUTE_GAUGES
-                            .iter()
-                            .map(|(name, help, _)| gauge(name, help, &labels))
-                            .collect(),
-                    )
+                    Registered::new(&ROUTE_COUNTERS, &ROUTE_GAUGES, &labels)
                 })
                 .collect(),
         });
-        for ((_, _, read), handle) in COUNTERS.iter().zip(&handles.counters) {
-            handle.absolute(read(s));
-        }
-        for ((_, stats), (counters, gauges)) in routes.iter().zip(&handles.routes) {
-            for ((_, _, read), handle) in ROUTE_COUNTERS.iter().zip(counters) {
-                handle.absolute(read(stats));
-            }
-            for ((_, _, read), handle) in ROUTE_GAUGES.iter().zip(gauges) {
-                handle.set(read(stats) as f64);
-            }
+        handles.own.export(s);
+        for ((_, stats), registered) in routes.iter().zip(&handles.routes) {
+            registered.export(stats);
         }
     }
 }

@@ -46,5 +46,42 @@ fn gauge(name: &'static str, help: &'static str, labels: &[Label]) -> Gauge {
     metrics::gauge!(name, labels.iter())
 }
 
+/// How a value is read from a snapshot `S`.
+type Read<S> = fn(&S) -> u64;
+
 /// A value read from a snapshot `S`, with its name and description.
-type Reading<S> = (&'static str, &'static str, fn(&S) -> u64);
+type Reading<S> = (&'static str, &'static str, Read<S>);
+
+/// A snapshot `S`'s counters and gauges under one set of labels: registered once, then handed
+/// every snapshot.
+#[derive(Debug)]
+struct Registered<S: 'static> {
+    counters: Vec<(Counter, Read<S>)>,
+    gauges: Vec<(Gauge, Read<S>)>,
+}
+
+impl<S> Registered<S> {
+    /// Registers `counters` and `gauges` with `labels`.
+    fn new(counters: &[Reading<S>], gauges: &[Reading<S>], labels: &[Label]) -> Registered<S> {
+        Registered {
+            counters: counters
+                .iter()
+                .map(|&(name, help, read)| (counter(name, help, labels), read))
+                .collect(),
+            gauges: gauges
+                .iter()
+                .map(|&(name, help, read)| (gauge(name, help, labels), read))
+                .collect(),
+        }
+    }
+
+    /// Hands `s` to the recorder: counters as absolutes, gauges set.
+    fn export(&self, s: &S) {
+        for (handle, read) in &self.counters {
+            handle.absolute(read(s));
+        }
+        for (handle, read) in &self.gauges {
+            handle.set(read(s) as f64);
+        }
+    }
+}

@@ -3,9 +3,9 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Gauge, Label};
+use metrics::Label;
 
-use super::{counter, gauge, Reading};
+use super::{Reading, Registered};
 use crate::pipeline::PipelineStats;
 
 /// The pipeline's counters: (name, description, field).
@@ -108,7 +108,7 @@ const GAUGES: [Reading<PipelineStats>; 3] = [
 #[derive(Debug)]
 pub(crate) struct PipelineExport {
     labels: Vec<Label>,
-    handles: OnceLock<(Vec<Counter>, Vec<Gauge>)>,
+    handles: OnceLock<Registered<PipelineStats>>,
 }
 
 impl PipelineExport {
@@ -122,23 +122,8 @@ impl PipelineExport {
 
     /// Hands `s` to the recorder as absolutes (registering the handles the first time).
     pub(crate) fn export(&self, s: &PipelineStats) {
-        let (counters, gauges) = self.handles.get_or_init(|| {
-            (
-                COUNTERS
-                    .iter()
-                    .map(|(name, help, _)| counter(name, help, &self.labels))
-                    .collect(),
-                GAUGES
-                    .iter()
-                    .map(|(name, help, _)| gauge(name, help, &self.labels))
-                    .collect(),
-            )
-        });
-        for ((_, _, read), handle) in COUNTERS.iter().zip(counters) {
-            handle.absolute(read(s));
-        }
-        for ((_, _, read), handle) in GAUGES.iter().zip(gauges) {
-            handle.set(read(s) as f64);
-        }
+        self.handles
+            .get_or_init(|| Registered::new(&COUNTERS, &GAUGES, &self.labels))
+            .export(s);
     }
 }
