@@ -118,6 +118,29 @@ fn an_unavailable_database_says_why_once() {
     );
 }
 
+// proves R-API-2: a pool checkout that times out because no connection can be made says why
+// (the driver's "connection refused"), not only r2d2's "error connecting to server" (mutation
+// `pool-error-loses-its-cause`)
+#[cfg(feature = "postgres")]
+#[test]
+fn a_checkout_that_times_out_says_why_no_connection_was_made() {
+    // A server of its own, to stop under the store.
+    let mut server = ThrowawayPostgres::start().expect("a throwaway PostgreSQL server");
+    let mut config = PgStoreConfig::default();
+    config.schema = "checkout_timeout".to_owned();
+    config.connect_timeout = Duration::from_millis(500);
+    config.checkout_timeout = Duration::from_millis(1500);
+    let store = PgEventStore::connect(&server.url(), config).expect("connects");
+    server.stop();
+    let error = store.read_all(0, 10).unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert_eq!(error.to_string(), "the database is unavailable");
+    let text = chain(&error);
+    assert!(once(&text, "timed out waiting for connection"), "{text}");
+    assert!(once(&text, "connection refused"), "{text}");
+    assert!(store.pool_errors() > 0);
+}
+
 // proves R-API-2: a server's error reads as the server's own message with its SQLSTATE, not the
 // driver's bare "db error"
 #[cfg(feature = "postgres")]

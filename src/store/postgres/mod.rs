@@ -91,6 +91,7 @@ mod gaps;
 mod idempotency;
 mod listen;
 mod locks;
+mod pool;
 mod schema;
 mod subscribers;
 
@@ -100,12 +101,12 @@ use std::time::Instant;
 
 use postgres::error::SqlState;
 use postgres::NoTls;
-use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 use self::config::{millis, SchemaName};
 use self::gaps::Gaps;
 use self::locks::LockKeys;
+use self::pool::{Manager, Pool, PoolErrors, Pooled};
 use super::append_rules::{self, Facts, Verdict};
 use super::{
     check_subscriber, AppendWatch, Appended, BackendError, Claim, ClaimToken, EventFilter, EventStore, ExpectedVersion,
@@ -114,8 +115,6 @@ use super::{
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
-
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// Calls of `append_batch` for one run of items before a repeated unique violation (another
 /// writer's row for the same stream's version or id) is given up as [`StoreError::Contention`].
@@ -332,19 +331,6 @@ pub struct SessionSettings {
     pub application_name: String,
 }
 
-/// Routes the pool's background errors to the log and a counter (R-PG-3); the counter is the
-/// store's `pool_errors` (`Relaxed`).
-#[derive(Debug)]
-struct PoolErrors(Arc<AtomicU64>);
-
-impl r2d2::HandleError<postgres::Error> for PoolErrors {
-    fn handle_error(&self, error: postgres::Error) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        let text = error.to_string();
-        log::warn!(error:? = text; "humpyard store: a pooled connection failed ({text:?})");
-    }
-}
-
 impl PgEventStore {
     /// Connects a pool to `url` (anything `postgres::Config` parses: a URI or `key=value`
     /// pairs) with `config`'s timeouts, and migrates the schema.
@@ -381,7 +367,7 @@ impl PgEventStore {
             .min_idle(Some(0))
             .connection_timeout(config.checkout_timeout)
             .error_handler(Box::new(PoolErrors(pool_errors.clone())))
-            .build_unchecked(PostgresConnectionManager::new(pg.clone(), NoTls));
+            .build_unchecked(Manager::new(pg.clone()));
         let store = PgEventStore {
             keys: LockKeys::new(schema.as_str()),
             keys_per_call: locks::keys_per_call(config.max_append_locks, config.pool_size.max(1)),
@@ -556,7 +542,7 @@ impl PgEventStore {
         self.watch_errors.load(Ordering::Relaxed)
     }
 
-    fn checkout(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+    fn checkout(&self) -> Result<Pooled, StoreError> {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(BackendError::new(None, e)))
