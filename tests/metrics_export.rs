@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use humpyard::integration::{Command, Effect, Integration, Reactor, RouteName, RoutePolicy, Routes};
 use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::resilience::BreakerConfig;
-use humpyard::store::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, RecordedEvent};
+use humpyard::store::{
+    Appended, EventStore, ExpectedVersion, GapWait, InMemoryStore, NewEvent, ParkedEvent, RecordedEvent, StoreError,
+    StoreHealth,
+};
 use humpyard::{Engine, EngineConfig, Event, Handler, StreamId};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
@@ -438,4 +441,90 @@ fn an_integrations_counters_and_routes_are_exported() {
     assert!(value(&all, "humpyard_pipeline_lag_events", &subscriber).is_some());
     assert!(value(&all, "humpyard_events_processed_total", &["engine=reactor-engine"]).is_some());
     integration.shutdown(Duration::from_secs(5));
+}
+
+/// The in-memory store, reporting the trouble a real store's connections would have had.
+struct Troubled {
+    inner: InMemoryStore,
+}
+
+impl EventStore for Troubled {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.inner.append(stream, expected, events)
+    }
+
+    fn append_many(
+        &self,
+        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        self.inner.append_many(batch)
+    }
+
+    fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, from_version, max)
+    }
+
+    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, max)
+    }
+
+    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.load_checkpoint(subscriber)
+    }
+
+    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(subscriber, position)
+    }
+
+    fn park(&self, event: &ParkedEvent) -> Result<bool, StoreError> {
+        self.inner.park(event)
+    }
+
+    fn parked(
+        &self,
+        subscriber: &str,
+        stream: Option<&StreamId>,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.inner.parked(subscriber, stream, after, max)
+    }
+
+    fn gap_wait(&self) -> Option<GapWait> {
+        Some(GapWait::new(17, Duration::from_millis(1500)))
+    }
+
+    fn health(&self) -> StoreHealth {
+        let mut health = StoreHealth::default();
+        health.pool_errors = 7;
+        health.watch_errors = 3;
+        health.gap_wait = self.gap_wait();
+        health
+    }
+}
+
+// proves R-OBS-2: the health of the store a pipeline reads (its pool's and watches' connection
+// errors, its readers' gap wait) is exported beside the pipeline's counters, labelled with the
+// subscriber.
+#[test]
+fn a_pipelines_store_health_is_exported() {
+    snapshotter();
+    let store = Arc::new(Troubled {
+        inner: InMemoryStore::new(),
+    });
+    let pipeline = Pipeline::builder(store, "troubled", Projector)
+        .export_metrics("troubled-engine")
+        .start()
+        .unwrap();
+    let subscriber = ["subscriber=troubled"];
+    let all = wait_for_export(|all| value(all, "humpyard_store_pool_errors_total", &subscriber).is_some());
+    assert_eq!(value(&all, "humpyard_store_pool_errors_total", &subscriber), Some(7.0));
+    assert_eq!(value(&all, "humpyard_store_watch_errors_total", &subscriber), Some(3.0));
+    assert_eq!(value(&all, "humpyard_store_gap_wait_seconds", &subscriber), Some(1.5));
+    pipeline.shutdown(Duration::from_secs(5));
 }

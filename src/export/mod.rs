@@ -10,7 +10,8 @@
 //!
 //! The hot path does not change with this module: every value exported is one humpyard
 //! already keeps in its own atomics ([`Metrics`](crate::Metrics),
-//! [`PipelineStats`](crate::pipeline::PipelineStats),
+//! [`PipelineStats`](crate::pipeline::PipelineStats), a pipeline's store's
+//! [`StoreHealth`](crate::store::StoreHealth),
 //! [`IntegrationStats`](crate::integration::IntegrationStats), the routes' breakers and
 //! bulkheads). The engine's supervisor thread reads them once per tick (at most 100 ms apart)
 //! and hands them to the recorder as absolutes (`Counter::absolute`, `Gauge::set`). No
@@ -27,10 +28,12 @@
 mod engine;
 mod integration;
 mod pipeline;
+mod store;
 
 pub(crate) use engine::EngineExport;
 pub(crate) use integration::IntegrationExport;
 pub(crate) use pipeline::PipelineExport;
+pub(crate) use store::StoreExport;
 
 use metrics::{Counter, Gauge, Label};
 

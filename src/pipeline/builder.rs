@@ -340,10 +340,12 @@ impl<H: StreamHandler> PipelineBuilder<H> {
         #[cfg(feature = "metrics")]
         if let Some((name, hooks)) = self.export {
             let export = crate::export::PipelineExport::new(&self.subscriber);
-            let stats = counters.clone();
-            engine = engine
-                .export_metrics(&name)
-                .export_with(Box::new(move |_| export.export(&stats.snapshot())));
+            let store_export = crate::export::StoreExport::new(&self.subscriber);
+            let (stats, store) = (counters.clone(), self.store.clone());
+            engine = engine.export_metrics(&name).export_with(Box::new(move |_| {
+                export.export(&stats.snapshot());
+                store_export.export(&store.health());
+            }));
             for hook in hooks {
                 engine = engine.export_with(hook);
             }

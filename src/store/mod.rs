@@ -72,7 +72,7 @@ pub use snapshot::Snapshot;
 pub use subscription::{Subscription, SubscriptionConfig};
 pub use typed::DecodeError;
 pub(crate) use types::json_is_storable;
-pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent};
+pub use types::{Appended, ExpectedVersion, GapWait, NewEvent, RecordedEvent, StoreHealth};
 pub use watch::AppendWatch;
 
 use std::time::Duration;
@@ -321,6 +321,15 @@ pub trait EventStore: Send + Sync {
     /// answer `None`.
     fn gap_wait(&self) -> Option<GapWait> {
         None
+    }
+
+    /// The store's own trouble: its background connection errors and the readers' gap wait.
+    /// The default counts no errors and asks [`gap_wait`](Self::gap_wait).
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            gap_wait: self.gap_wait(),
+            ..StoreHealth::default()
+        }
     }
 }
 

@@ -150,6 +150,22 @@ pub(crate) fn json_is_storable(value: &serde_json::Value) -> bool {
     }
 }
 
+/// A store's own trouble, for health checks and the metrics export
+/// ([`EventStore::health`](crate::store::EventStore::health)). Counters run from the store's
+/// start; a store without connections (the in-memory store) counts nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreHealth {
+    /// Connections the pool failed to make or found broken, in the background (R-PG-3).
+    pub pool_errors: u64,
+    /// Failures of the append watches' listening connections (each retried; readers poll
+    /// meanwhile).
+    pub watch_errors: u64,
+    /// Readers held at a missing position now, and for how long
+    /// ([`EventStore::gap_wait`](crate::store::EventStore::gap_wait)).
+    pub gap_wait: Option<GapWait>,
+}
+
 /// Readers of a store held at a missing position: the first position `read_all` cannot pass
 /// yet, and how long readers have waited there (see
 /// [`EventStore::gap_wait`](crate::store::EventStore::gap_wait)).
@@ -160,4 +176,11 @@ pub struct GapWait {
     pub position: u64,
     /// How long since a read first stopped there.
     pub waited: std::time::Duration,
+}
+
+impl GapWait {
+    /// Readers held at `position` for `waited` (for a store of your own).
+    pub fn new(position: u64, waited: std::time::Duration) -> GapWait {
+        GapWait { position, waited }
+    }
 }

@@ -111,7 +111,7 @@ use super::append_rules::{self, Facts, Verdict};
 use super::{
     check_subscriber, AppendWatch, Appended, BackendError, Claim, ClaimToken, EventFilter, EventStore, ExpectedVersion,
     FilteredRead, GapWait, IdempotencyKey, InvalidInput, NewEvent, ParkedEvent, Precondition, RecordedEvent, Snapshot,
-    StoreError,
+    StoreError, StoreHealth,
 };
 use crate::StreamId;
 pub use config::PgStoreConfig;
@@ -953,6 +953,14 @@ impl EventStore for PgEventStore {
 
     fn gap_wait(&self) -> Option<GapWait> {
         self.gaps.lock().wait(Instant::now())
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            pool_errors: self.pool_errors(),
+            watch_errors: self.watch_errors(),
+            gap_wait: self.gap_wait(),
+        }
     }
 
     fn claim(&self, key: &IdempotencyKey, ttl: std::time::Duration) -> Result<Claim, StoreError> {
