@@ -67,15 +67,21 @@ fn full_engine() -> (Arc<Engine<Held>>, Arc<Gate>, Seen) {
     (engine, gate, seen)
 }
 
+/// A current-thread runtime with its timers and I/O: one thread, so a blocked one would stall
+/// every task.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 // proves R-BP-2 for async callers: on a current-thread runtime a submit waiting for room leaves
 // the runtime's only thread free (its timer fires); cancelled by the timeout, the event is
 // still the caller's, neither taken nor counted; submitted again, it runs in order
 #[test]
 fn a_pending_submit_blocks_no_thread_and_a_cancelled_one_loses_nothing() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread();
     let (engine, gate, seen) = full_engine();
     let _open = OpenOnDrop(gate.clone());
     runtime.block_on(async {
@@ -117,10 +123,7 @@ fn a_pending_submit_blocks_no_thread_and_a_cancelled_one_loses_nothing() {
 // `Closed` with its own event, counted in `rejected`
 #[test]
 fn shutdown_hands_a_pending_submit_its_event_back() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread();
     let (engine, gate, seen) = full_engine();
     let _open = OpenOnDrop(gate.clone());
     let outcome = runtime.block_on(async {
@@ -213,10 +216,7 @@ fn many_tasks_on_a_multi_thread_runtime_keep_every_streams_order() {
 // and the store's thread goes on with the next call
 #[test]
 fn the_async_store_answers_from_its_own_threads_and_contains_panics() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread();
     let store = AsyncStore::new(Arc::new(InMemoryStore::new()), 1).unwrap();
     runtime.block_on(async {
         let order = sid("order-1");

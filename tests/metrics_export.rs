@@ -1,8 +1,10 @@
 //! The metrics export (feature `metrics`): an engine's (with its handler-duration histogram), a
-//! pipeline's (with its consumer lag) and an integration's (with its routes) counters reach an
-//! installed recorder under their documented names and labels, with the values
-//! `Engine::metrics`, `Pipeline::stats` and `Integration::stats` give, from the supervisor's tick
-//! (R-OBS-2).
+//! pipeline's (with its consumer lag and its store's health) and an integration's (with its
+//! routes) counters reach an installed recorder under their documented names and labels, with
+//! the values `Engine::metrics`, `Pipeline::stats`, `EventStore::health` and `Integration::stats`
+//! give, from the supervisor's tick (R-OBS-2).
+
+mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -11,13 +13,11 @@ use std::time::{Duration, Instant};
 use humpyard::integration::{Command, Effect, Integration, Reactor, RouteName, RoutePolicy, Routes};
 use humpyard::pipeline::{Pipeline, StreamHandler};
 use humpyard::resilience::BreakerConfig;
-use humpyard::store::{
-    Appended, EventStore, ExpectedVersion, GapWait, InMemoryStore, NewEvent, ParkedEvent, RecordedEvent, StoreError,
-    StoreHealth,
-};
+use humpyard::store::{EventStore, ExpectedVersion, GapWait, InMemoryStore, NewEvent, RecordedEvent};
 use humpyard::{Engine, EngineConfig, Event, Handler, StreamId};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
+use store::probed::ProbedStore;
 
 /// The process's one recorder (the facade's global one: the supervisor is another thread).
 fn snapshotter() -> &'static Snapshotter {
@@ -443,80 +443,20 @@ fn an_integrations_counters_and_routes_are_exported() {
     integration.shutdown(Duration::from_secs(5));
 }
 
-/// The in-memory store, reporting the trouble a real store's connections would have had.
-struct Troubled {
-    inner: InMemoryStore,
-}
-
-impl EventStore for Troubled {
-    fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, StoreError> {
-        self.inner.append(stream, expected, events)
-    }
-
-    fn append_many(
-        &self,
-        batch: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
-    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        self.inner.append_many(batch)
-    }
-
-    fn read_stream(&self, stream: &StreamId, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from_version, max)
-    }
-
-    fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max)
-    }
-
-    fn load_checkpoint(&self, subscriber: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.load_checkpoint(subscriber)
-    }
-
-    fn save_checkpoint(&self, subscriber: &str, position: u64) -> Result<(), StoreError> {
-        self.inner.save_checkpoint(subscriber, position)
-    }
-
-    fn park(&self, event: &ParkedEvent) -> Result<bool, StoreError> {
-        self.inner.park(event)
-    }
-
-    fn parked(
-        &self,
-        subscriber: &str,
-        stream: Option<&StreamId>,
-        after: u64,
-        max: usize,
-    ) -> Result<Vec<ParkedEvent>, StoreError> {
-        self.inner.parked(subscriber, stream, after, max)
-    }
-
-    fn gap_wait(&self) -> Option<GapWait> {
-        Some(GapWait::new(17, Duration::from_millis(1500)))
-    }
-
-    fn health(&self) -> StoreHealth {
-        let mut health = StoreHealth::default();
-        health.pool_errors = 7;
-        health.watch_errors = 3;
-        health.gap_wait = self.gap_wait();
-        health
-    }
-}
-
 // proves R-OBS-2: the health of the store a pipeline reads (its pool's and watches' connection
 // errors, its readers' gap wait) is exported beside the pipeline's counters, labelled with the
 // subscriber.
 #[test]
 fn a_pipelines_store_health_is_exported() {
     snapshotter();
-    let store = Arc::new(Troubled {
-        inner: InMemoryStore::new(),
-    });
+    // The in-memory store, reporting the trouble a real store's connections would have had.
+    let store = Arc::new(ProbedStore::new());
+    {
+        let mut health = store.health.lock().unwrap();
+        health.pool_errors = 7;
+        health.watch_errors = 3;
+        health.gap_wait = Some(GapWait::new(17, Duration::from_millis(1500)));
+    }
     let pipeline = Pipeline::builder(store, "troubled", Projector)
         .export_metrics("troubled-engine")
         .start()

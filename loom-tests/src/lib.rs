@@ -168,6 +168,27 @@ impl Gate {
     }
 }
 
+/// An engine of one worker and one shard of capacity 1 running [`HeldAtGate`], and its gate.
+pub fn gated_engine() -> (Arc<Gate>, Arc<Engine<HeldAtGate>>) {
+    let gate = Arc::new(Gate::default());
+    let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+    (gate, engine)
+}
+
+/// [`gated_engine`] with no room: its worker holds event 0 at the gate and event 1 fills the
+/// ring, so a submit waits until the gate opens. (A producer that waited for event 1's room would
+/// be woken only when the held run ends: a run wakes waiting producers as it hands off,
+/// `Scheduler::hand_off`.)
+pub fn full_gated_engine() -> (Arc<Gate>, Arc<Engine<HeldAtGate>>) {
+    let (gate, engine) = gated_engine();
+    engine.try_submit(Event::new(id("a"), 0)).expect("room");
+    gate.reached();
+    engine
+        .try_submit(Event::new(id("a"), 1))
+        .expect("room: event 0 left the ring");
+    (gate, engine)
+}
+
 /// Holds event 0 at the gate, so the worker frees no room after taking it.
 #[derive(Debug)]
 pub struct HeldAtGate(pub Arc<Gate>);

@@ -14,9 +14,8 @@ use std::future::Future;
 use std::task::{Context, Wake, Waker};
 
 use humpyard::{Event, SubmitError};
-use humpyard_loom_tests::{engine, engine_with, id, spawn, Gate, HeldAtGate, FOREVER};
+use humpyard_loom_tests::{engine, full_gated_engine, gated_engine, id, spawn, FOREVER};
 use loom::future::block_on;
-use loom::sync::Arc;
 
 /// The second submit finds the ring full until the worker takes the first event: its waker is
 /// registered racing the worker's freeing of room.
@@ -48,8 +47,7 @@ fn a_pending_submit_is_woken_by_freed_room() {
 #[test]
 fn a_pending_submit_is_woken_by_close() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        let (gate, engine) = gated_engine();
         let producer = {
             let engine = engine.clone();
             spawn(move || {
@@ -95,13 +93,8 @@ impl Wake for Ignored {
 #[test]
 fn a_dropped_submit_passes_its_wake_up_on() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
-        engine.try_submit(Event::new(id("a"), 0)).expect("room");
-        gate.reached();
-        engine
-            .try_submit(Event::new(id("a"), 1))
-            .expect("room: event 0 left the ring");
+        // The worker holds event 0 at the gate; event 1 fills the ring.
+        let (gate, engine) = full_gated_engine();
         // Task A, on the model's main thread: one poll, pending and registered.
         let mut a = Some(Event::new(id("a"), 2));
         let mut submit_a = Box::pin(engine.submit_async(&mut a));
@@ -137,13 +130,8 @@ fn a_dropped_submit_passes_its_wake_up_on() {
 #[test]
 fn a_woken_submit_that_loses_the_room_waits_again() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
-        engine.try_submit(Event::new(id("a"), 0)).expect("room");
-        gate.reached();
-        engine
-            .try_submit(Event::new(id("a"), 1))
-            .expect("room: event 0 left the ring");
+        // The worker holds event 0 at the gate; event 1 fills the ring.
+        let (gate, engine) = full_gated_engine();
         let producers = [2u64, 3].map(|n| {
             let engine = engine.clone();
             spawn(move || {
@@ -170,13 +158,8 @@ fn a_woken_submit_that_loses_the_room_waits_again() {
 #[test]
 fn a_submit_polled_with_a_new_waker_is_not_lost() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
-        engine.try_submit(Event::new(id("a"), 0)).expect("room");
-        gate.reached();
-        engine
-            .try_submit(Event::new(id("a"), 1))
-            .expect("room: event 0 left the ring");
+        // The worker holds event 0 at the gate; event 1 fills the ring.
+        let (gate, engine) = full_gated_engine();
         let a = {
             let engine = engine.clone();
             spawn(move || {

@@ -9,8 +9,7 @@
 #![cfg(humpyard_loom)]
 
 use humpyard::{Event, SubmitError};
-use humpyard_loom_tests::{engine, engine_with, id, spawn, Gate, HeldAtGate, FOREVER};
-use loom::sync::Arc;
+use humpyard_loom_tests::{engine, full_gated_engine, gated_engine, id, spawn, FOREVER};
 
 /// The second submit finds the ring full until the worker takes the first event.
 #[test]
@@ -41,8 +40,7 @@ fn waiting_producer_is_woken_by_freed_room() {
 #[test]
 fn waiting_producer_is_woken_by_close() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
+        let (gate, engine) = gated_engine();
         let producer = {
             let engine = engine.clone();
             spawn(move || {
@@ -82,16 +80,8 @@ fn waiting_producer_is_woken_by_close() {
 #[test]
 fn a_timed_waiter_leaving_passes_its_wake_up_on() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
-        // The worker holds event 0 at the gate; event 1 fills the ring. (A producer that waited
-        // for event 1's room would be woken only when the held run ends: a run wakes waiting
-        // producers as it hands off, `Scheduler::hand_off`.)
-        engine.try_submit(Event::new(id("a"), 0)).expect("room");
-        gate.reached();
-        engine
-            .try_submit(Event::new(id("a"), 1))
-            .expect("room: event 0 left the ring");
+        // The worker holds event 0 at the gate; event 1 fills the ring.
+        let (gate, engine) = full_gated_engine();
         let a = {
             let engine = engine.clone();
             spawn(move || engine.submit_timeout(Event::new(id("a"), 2), std::time::Duration::from_millis(10)))
@@ -121,13 +111,8 @@ fn a_timed_waiter_leaving_passes_its_wake_up_on() {
 #[test]
 fn a_woken_producer_that_loses_the_room_waits_again() {
     loom::model(|| {
-        let gate = Arc::new(Gate::default());
-        let engine = engine_with(HeldAtGate(gate.clone()), |b| b.workers(1).shards(1).shard_capacity(1));
-        engine.try_submit(Event::new(id("a"), 0)).expect("room");
-        gate.reached();
-        engine
-            .try_submit(Event::new(id("a"), 1))
-            .expect("room: event 0 left the ring");
+        // The worker holds event 0 at the gate; event 1 fills the ring.
+        let (gate, engine) = full_gated_engine();
         let producers = [2u64, 3].map(|n| {
             let engine = engine.clone();
             spawn(move || engine.submit_timeout(Event::new(id("a"), n), FOREVER))

@@ -2,12 +2,12 @@
 //! drains counted, for tests of what readers do with a store.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use humpyard::store::{
     AppendWatch, Appended, Claim, ClaimToken, EventStore, ExpectedVersion, IdempotencyKey, InMemoryStore, NewEvent,
-    ParkedEvent, RecordedEvent, StoreError,
+    ParkedEvent, RecordedEvent, StoreError, StoreHealth,
 };
 use humpyard::StreamId;
 
@@ -21,6 +21,8 @@ pub struct ProbedStore {
     pub drains: Arc<AtomicU64>,
     /// How many `complete` calls still fail (a store that went away after the effect ran).
     pub fail_completes: AtomicU64,
+    /// What `health` reports (the in-memory store has none of a real store's trouble).
+    pub health: Mutex<StoreHealth>,
 }
 
 impl ProbedStore {
@@ -32,6 +34,7 @@ impl ProbedStore {
             held: AtomicU64::new(0),
             drains: Arc::new(AtomicU64::new(0)),
             fail_completes: AtomicU64::new(0),
+            health: Mutex::new(StoreHealth::default()),
         }
     }
 }
@@ -134,5 +137,9 @@ impl EventStore for ProbedStore {
             inner: self.inner.watch(),
             drains: self.drains.clone(),
         })
+    }
+
+    fn health(&self) -> StoreHealth {
+        *self.health.lock().unwrap()
     }
 }
