@@ -9,7 +9,8 @@
 //!
 //! 1. Find the stream's entity; if absent, make room under `max_entities` (evict this shard's
 //!    least recently used entity) and call `init` once (R-PERF-2).
-//! 2. Call `handle` (timed, when the engine times handler calls). `Ok` counts as processed, and the event is disposed of (its payload's
+//! 2. Call `handle` (timed, when the engine times handler calls; in a `tracing` span, with
+//!    feature `tracing`). `Ok` counts as processed, and the event is disposed of (its payload's
 //!    `Drop` is user code).
 //! 3. An `Err` or a panic is a failed attempt; the error's text is its `Display` (user code).
 //!    After a panic the state is cleaned up and the next attempt or event makes a fresh one.
@@ -199,6 +200,9 @@ fn attempt<H: KeyedHandler>(
     calls.add(1);
     let started = cx.durations.map(|_| shared.clock().now());
     let result = containment.run(PanicSite::Handle, Some(stream), || {
+        // Inside the containment: a subscriber recording the span formats the stream's key.
+        #[cfg(feature = "tracing")]
+        let _span = tracing::debug_span!("humpyard.handle", stream = %stream, worker = cx.worker).entered();
         shared.handler().handle(core.table.state_mut(slot), event)
     });
     if let (Some(durations), Some(started)) = (cx.durations, started) {
