@@ -24,8 +24,8 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::counters::SharedCounter;
 use super::hooks::{PanicHook, PanicReport, PanicSite};
-use super::metrics::SharedCounter;
 use super::quiet_panics;
 use crate::StreamKey;
 

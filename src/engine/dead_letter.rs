@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use super::containment::Containment;
+use super::counters::SharedCounter;
 use super::hooks::PanicSite;
-use super::metrics::SharedCounter;
 use crate::sync::Mutex;
 use crate::{Event, StreamId, StreamKey};
 

@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use super::metrics::OwnedCounter;
+use super::counters::OwnedCounter;
 
 /// Buckets per histogram: 0 ns, one per power of two up to 2^38 ns, and one for the rest.
 pub(crate) const BUCKETS: usize = 40;

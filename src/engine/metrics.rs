@@ -7,7 +7,7 @@
 //!   shard, which tallies a run in a [`Tally`] and adds it with a `Relaxed` load and store once
 //!   per run; the shard's run hand-off (its state's Release/Acquire) orders successive writers;
 //! - `rejected` is a per-shard `fetch_add`, on the rejection path only;
-//! - `panics` is one [`SharedCounter`] in the engine's containment (`containment`), bumped only
+//! - `panics` is one `SharedCounter` (`counters`) in the engine's containment, bumped only
 //!   when a panic is caught.
 //!
 //! Every counter is read with `Relaxed` loads: a snapshot taken while the engine runs is a set
@@ -18,54 +18,8 @@
 //! `accepted == processed + dead_lettered + queued + (events waiting for a retry)`; after
 //! shutdown the last two are the report's `unprocessed` (R-OBS-2, R-LIFE-3).
 
+use super::counters::OwnedCounter;
 use super::durations::HandlerDurations;
-use crate::sync::{AtomicU64, Ordering};
-
-/// A counter with a single writer at a time: a `Relaxed` load and store (no read-modify-write);
-/// successive writers are ordered by whatever hands the writing role on (a shard's run).
-#[derive(Debug, Default)]
-pub(crate) struct OwnedCounter(AtomicU64);
-
-impl OwnedCounter {
-    /// Adds `n`. Only the shard's current runner calls this.
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        if n != 0 {
-            self.0.store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets the value (for gauges).
-    #[inline]
-    pub(crate) fn set(&self, n: u64) {
-        self.0.store(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A counter any thread may bump: a `Relaxed` `fetch_add`, read `Relaxed` (a count orders
-/// nothing).
-#[derive(Debug, Default)]
-pub(crate) struct SharedCounter(AtomicU64);
-
-impl SharedCounter {
-    #[inline]
-    pub(crate) fn incr(&self) {
-        self.add(1);
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// What one shard's runner counts.
 #[derive(Debug, Default)]

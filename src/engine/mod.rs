@@ -29,7 +29,7 @@
 //! | [`lifecycle`], [`shutdown`] | the engine's one lifecycle state; closing, draining, joining, leftovers, the engine's end |
 //! | [`shared`] | what the threads share, each part behind an accessor |
 //! | [`submit_async`] | a submit that waits for room as a future: a pending task, not a parked thread |
-//! | [`metrics`], [`durations`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
+//! | [`metrics`], [`counters`], [`durations`], [`hooks`], [`dead_letter`], [`report`], [`submit_error`], [`config`], [`clock`] | counters, observer hooks and the values they get, errors, settings, ticks |
 //! | [`builder`], [`settings`] | settings and starting the threads; the settings as a plain value |
 //!
 //! Producers parked for room wait in the crate's `waiters` list, which the bulkhead shares.
@@ -43,6 +43,7 @@ mod builder;
 mod clock;
 mod config;
 mod containment;
+mod counters;
 mod dead_letter;
 mod durations;
 pub(crate) mod entity_table;

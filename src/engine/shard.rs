@@ -44,9 +44,10 @@
 
 use crossbeam_utils::CachePadded;
 
+use super::counters::SharedCounter;
 use super::durations::DurationCounts;
 use super::entity_table::EntityTable;
-use super::metrics::{ShardStats, SharedCounter};
+use super::metrics::ShardStats;
 use super::retry::PendingRetry;
 use super::ring::{AllocError, Closed, PushError, Ring};
 use crate::handler::EventOf;

@@ -14,7 +14,7 @@ use crate::sync::Arc as StdArc;
 use crate::sync::{ArcSwap, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crossbeam_utils::CachePadded;
 
-use super::metrics::OwnedCounter;
+use super::counters::OwnedCounter;
 
 /// A worker thread as the pool knows it.
 #[derive(Debug)]
