@@ -198,14 +198,14 @@ fn attempt<H: KeyedHandler>(
     };
     let calls = &shared.workers()[cx.worker].calls;
     calls.add(1);
-    let started = cx.durations.map(|_| shared.clock().now());
+    let timer = cx.durations.map(|durations| (durations, shared.clock().now()));
     let result = containment.run(PanicSite::Handle, Some(stream), || {
         // Inside the containment: a subscriber recording the span formats the stream's key.
         #[cfg(feature = "tracing")]
         let _span = tracing::debug_span!("humpyard.handle", stream = %stream, worker = cx.worker).entered();
         shared.handler().handle(core.table.state_mut(slot), event)
     });
-    if let (Some(durations), Some(started)) = (cx.durations, started) {
+    if let Some((durations, started)) = timer {
         durations.record(shared.clock().now().saturating_sub(started));
     }
     calls.add(1);

@@ -324,7 +324,9 @@ pub trait EventStore: Send + Sync {
     }
 
     /// The store's own trouble: its background connection errors and the readers' gap wait.
-    /// The default counts no errors and asks [`gap_wait`](Self::gap_wait).
+    /// The default counts no errors and asks [`gap_wait`](Self::gap_wait). A pipeline's metrics
+    /// export calls it on its engine's supervisor thread once per tick (a panic is contained and
+    /// counted there): read counters, never wait on I/O.
     fn health(&self) -> StoreHealth {
         StoreHealth {
             gap_wait: self.gap_wait(),
