@@ -1,6 +1,7 @@
 //! humpyard's counters in Prometheus' text format: install a recorder
 //! (`metrics-exporter-prometheus`, no HTTP server, no runtime), start an engine with
-//! `export_metrics`, run some events, and print what a scrape would get.
+//! `export_metrics` (and `time_handlers`, for the handler-duration histogram), run some events,
+//! and print what a scrape would get.
 //!
 //! `cargo run --example prometheus --features metrics`
 
@@ -38,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .workers(2)
         .shards(4)
         .max_attempts(1)
+        .time_handlers(true)
         .export_metrics("sums")
         .start()?;
     for n in 0..10_000u64 {
@@ -51,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = handle.render();
         if m.processed + m.dead_lettered == 10_000
             && text.contains("humpyard_events_processed_total{engine=\"sums\"} 9800")
+            && text.contains("humpyard_handler_duration_seconds_count{engine=\"sums\"} 10000")
         {
             break text;
         }
@@ -67,6 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "humpyard_shard_events_queued{engine=\"sums\",shard=\"3\"} 0",
         "# TYPE humpyard_events_processed_total counter",
         "# TYPE humpyard_entities_live gauge",
+        // Every call timed, failed ones too: the `+Inf` bucket holds them all.
+        "humpyard_handler_duration_seconds_bucket{engine=\"sums\",le=\"+Inf\"} 10000",
+        "humpyard_handler_duration_seconds_count{engine=\"sums\"} 10000",
     ] {
         assert!(text.contains(line), "missing {line:?}");
     }
