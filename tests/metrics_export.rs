@@ -271,9 +271,27 @@ fn a_pipelines_counters_and_lag_are_exported_with_its_subscriber() {
     pipeline.shutdown(Duration::from_secs(5));
 }
 
+/// A gate: closed (`false`) until opened, with a condition variable to wait on.
+type Gate = Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
+
+fn open(gate: &Gate) {
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+/// Opens the gate when dropped, so a failing assertion does not leave the pipeline's shutdown
+/// waiting for a held handler.
+struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        open(&self.0);
+    }
+}
+
 /// Holds every call until the gate opens.
 struct Held {
-    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    open: Gate,
 }
 
 impl StreamHandler for Held {
@@ -304,12 +322,14 @@ fn a_held_pipeline_exports_its_lag_until_it_catches_up() {
     let stream = StreamId::new("ledger-1").unwrap();
     let events = (0..12).map(|n| NewEvent::new("Posted", json!({ "n": n }))).collect();
     store.append(&stream, ExpectedVersion::Any, events).unwrap();
-    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let pipeline = Pipeline::builder(store.clone(), "held-ledger", Held { open: open.clone() })
+    let gate: Gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let pipeline = Pipeline::builder(store.clone(), "held-ledger", Held { open: gate.clone() })
         .checkpoint_interval(Duration::from_millis(5))
         .export_metrics("held-ledger-engine")
         .start()
         .unwrap();
+    // Dropped before the pipeline, should an assertion below fail.
+    let _open = OpenOnDrop(gate.clone());
     let subscriber = ["subscriber=held-ledger"];
     wait_for_export(|all| {
         value(all, "humpyard_pipeline_head_position", &subscriber) == Some(12.0)
@@ -319,8 +339,7 @@ fn a_held_pipeline_exports_its_lag_until_it_catches_up() {
     let s = pipeline.stats();
     assert_eq!((s.head, s.checkpoint, s.handled), (12, 0, 0), "{s:?}");
 
-    *open.0.lock().unwrap() = true;
-    open.1.notify_all();
+    open(&gate);
     assert!(pipeline.wait_for(12, Duration::from_secs(10)));
     wait_for_export(|all| {
         value(all, "humpyard_pipeline_checkpoint_position", &subscriber) == Some(12.0)

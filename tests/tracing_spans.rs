@@ -84,8 +84,13 @@ impl Subscriber for Recorder {
         ENTERED.with(|entered| entered.borrow_mut().push(span.into_u64()));
     }
 
-    fn exit(&self, _: &Id) {
+    fn exit(&self, span: &Id) {
         ENTERED.with(|entered| entered.borrow_mut().pop());
+        // A subscriber that fails as it leaves the span of stream `bomb`.
+        let made = self.log.spans.lock().unwrap()[span.into_u64() as usize - 1].clone();
+        if made.stream.as_deref() == Some("bomb") {
+            panic!("the subscriber fails on leaving a span");
+        }
     }
 }
 
@@ -116,6 +121,9 @@ impl Handler for Traced {
     }
 
     fn handle(&self, _: &mut (), event: &Event<u32>) -> Result<(), String> {
+        if event.stream().as_str() == "bomb" {
+            panic!("the handler panics on stream bomb");
+        }
         tracing::info!("applied {}", event.payload());
         Ok(())
     }
@@ -138,7 +146,10 @@ fn each_handler_call_runs_in_a_span_naming_its_stream() {
     assert!(report.unprocessed.is_empty());
 
     let spans = log.spans.lock().unwrap().clone();
-    let handle: Vec<&Made> = spans.iter().filter(|s| s.name == "humpyard.handle").collect();
+    let handle: Vec<&Made> = spans
+        .iter()
+        .filter(|s| s.name == "humpyard.handle" && s.stream.as_deref().is_some_and(|s| s.starts_with("cart-")))
+        .collect();
     assert_eq!(handle.len(), 30, "{spans:?}");
     assert!(handle.iter().all(|s| s.level == Level::DEBUG));
     for stream in ["cart-0", "cart-1", "cart-2"] {
@@ -147,7 +158,47 @@ fn each_handler_call_runs_in_a_span_naming_its_stream() {
     }
     // Every event the handler logged was recorded inside a span of its thread.
     let events = log.events.lock().unwrap().clone();
-    let applied: Vec<_> = events.iter().filter(|(_, m)| m.starts_with("applied")).collect();
+    // (The other test's event on stream `after-bomb` logs "applied 1000".)
+    let applied: Vec<_> = events
+        .iter()
+        .filter(|(_, m)| m.starts_with("applied") && m != "applied 1000")
+        .collect();
     assert_eq!(applied.len(), 30, "{events:?}");
     assert!(applied.iter().all(|(span, _)| span.is_some()), "{events:?}");
+}
+
+// proves R-OBS-1 and R-FT-1: a subscriber is user code, contained with the handler call. When
+// the handler panics and the subscriber panics too as the call leaves its span, the process
+// does not abort (the span is left after the handler's panic is caught, never during the
+// unwind): both panics are counted and the event is dead-lettered like any failed call.
+#[test]
+fn a_subscriber_that_panics_leaving_a_failed_calls_span_aborts_nothing() {
+    log();
+    let engine = Engine::builder(Traced)
+        .workers(1)
+        .max_attempts(1)
+        .quiet_panics(true)
+        .start()
+        .unwrap();
+    engine
+        .submit_timeout(Event::new(StreamId::new("bomb").unwrap(), 0), Duration::from_secs(10))
+        .unwrap();
+    engine
+        .submit_timeout(
+            Event::new(StreamId::new("after-bomb").unwrap(), 1000),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let report = engine.shutdown(Duration::from_secs(10));
+    assert!(report.unprocessed.is_empty());
+    let m = engine.metrics();
+    assert_eq!((m.processed, m.dead_lettered), (1, 1), "{m:?}");
+    assert!(m.panics >= 1, "{m:?}");
+    let letters = engine.take_dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        matches!(letters[0].failure, humpyard::Failure::Panic(_)),
+        "{:?}",
+        letters[0].failure
+    );
 }

@@ -152,8 +152,9 @@ impl<H: KeyedHandler> EngineBuilder<H> {
     /// [`Metrics::handler_durations`](crate::Metrics::handler_durations) and exported as
     /// `humpyard_handler_duration_seconds` with feature `metrics`. Default: off, and then the
     /// engine reads no clock per event. On, each call costs two reads of the monotonic clock
-    /// and two counter updates on the worker's own cache lines (no shared write); the bench
-    /// `engine/timed-handler` measures it beside `engine/trivial-handler`.
+    /// and two counter updates on the shard's own cache lines (no read-modify-write; the bench
+    /// `engine/timed-handler` measures it beside `engine/trivial-handler`). A call that panics
+    /// is timed until the engine has caught and reported the panic.
     pub fn time_handlers(mut self, on: bool) -> Self {
         self.config.time_handlers = on;
         self

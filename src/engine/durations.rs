@@ -8,10 +8,10 @@
 //!
 //! # Buckets
 //!
-//! Bucket `0` counts calls that took 0 ns; bucket `i` (1 ..= [`BUCKETS`] - 2) those that took
-//! at least 2^(i-1) ns and less than 2^i ns; the last bucket everything longer (2^38 ns is about
-//! 275 s). So a bucket's upper bound is exclusive and a power of two nanoseconds, and finding the
-//! bucket is one `leading_zeros`.
+//! Bucket `0` counts calls that took at most 1 ns; bucket `i` (1 ..= [`BUCKETS`] - 2) those that
+//! took more than 2^(i-1) ns and at most 2^i ns; the last bucket everything longer (2^38 ns is
+//! about 275 s). So a bucket's upper bound is inclusive, as Prometheus's `le` is, and a power of
+//! two nanoseconds, and finding the bucket is one `leading_zeros`.
 //!
 //! # Writers and readers
 //!
@@ -28,7 +28,8 @@ use super::counters::OwnedCounter;
 /// Buckets per histogram: 0 ns, one per power of two up to 2^38 ns, and one for the rest.
 pub(crate) const BUCKETS: usize = 40;
 
-/// One shard's handler-call durations.
+/// One shard's handler-call durations (328 bytes: the shard keeps them cache-padded, as shards
+/// run on different workers at once).
 #[derive(Debug)]
 pub(crate) struct DurationCounts {
     buckets: [OwnedCounter; BUCKETS],
@@ -64,8 +65,8 @@ impl DurationCounts {
 /// The bucket of a call that took `nanos`.
 #[inline]
 fn bucket_of(nanos: u64) -> usize {
-    // 0 -> 0; [2^(i-1), 2^i) -> i; capped at the last bucket.
-    ((u64::BITS - nanos.leading_zeros()) as usize).min(BUCKETS - 1)
+    // 0 and 1 -> 0; (2^(i-1), 2^i] -> i; capped at the last bucket.
+    ((u64::BITS - nanos.saturating_sub(1).leading_zeros()) as usize).min(BUCKETS - 1)
 }
 
 /// How long the handler's `handle` calls took, across the engine: a histogram with buckets
@@ -74,8 +75,10 @@ fn bucket_of(nanos: u64) -> usize {
 /// [`time_handlers(true)`](crate::EngineBuilder::time_handlers)).
 ///
 /// Every call counts, the failed and the panicking ones too (a retried event counts once per
-/// attempt); `init` and `cleanup` are not timed. Bucket `i` counts the calls that took less
-/// than [`upper_bound(i)`](Self::upper_bound) and at least `upper_bound(i - 1)`:
+/// attempt); `init` and `cleanup` are not timed. A call that panics is timed until the engine
+/// has caught and reported the panic (the process's panic hook, the log line and the engine's
+/// `on_panic` hook included). Bucket `i` counts the calls that took at most
+/// [`upper_bound(i)`](Self::upper_bound) and more than `upper_bound(i - 1)`:
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,7 +112,7 @@ impl HandlerDurations {
     /// and one for longer calls.
     pub const BUCKETS: usize = BUCKETS;
 
-    /// The exclusive upper bound of bucket `i` (2^i ns); `None` for the last bucket, which has
+    /// The inclusive upper bound of bucket `i` (2^i ns); `None` for the last bucket, which has
     /// none, and for an index past it.
     pub fn upper_bound(i: usize) -> Option<Duration> {
         (i < BUCKETS - 1).then(|| Duration::from_nanos(1u64 << i))
@@ -121,8 +124,9 @@ impl HandlerDurations {
     }
 
     /// An upper bound on the `q` quantile (`q` in `0.0..=1.0`, clamped): the upper bound of the
-    /// bucket holding the call at rank `ceil(q * count)`, which is at most twice the true value.
-    /// `None` with no calls counted, or when that call is in the last, unbounded bucket.
+    /// bucket holding the call at rank `ceil(q * count)`, less than twice the true value (1 ns
+    /// for a call of 0 ns). `None` with no calls counted, or when that call is in the last,
+    /// unbounded bucket.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
         let count = self.count();
         if count == 0 {
@@ -146,14 +150,17 @@ mod tests {
     #[test]
     fn a_duration_falls_in_the_bucket_whose_bounds_hold_it() {
         assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(1), 0);
         for i in 1..BUCKETS - 1 {
             let low = 1u64 << (i - 1);
             let high = 1u64 << i;
-            assert_eq!(bucket_of(low), i, "{low} ns");
-            assert_eq!(bucket_of(high - 1), i, "{} ns", high - 1);
+            // (low, high]: the upper bound is inclusive, as Prometheus's `le` is.
+            assert_eq!(bucket_of(low + 1), i, "{} ns", low + 1);
+            assert_eq!(bucket_of(high), i, "{high} ns");
+            assert_eq!(bucket_of(high + 1), i + 1, "{} ns", high + 1);
             assert_eq!(HandlerDurations::upper_bound(i), Some(Duration::from_nanos(high)));
         }
-        assert_eq!(bucket_of(1 << (BUCKETS - 2)), BUCKETS - 1);
+        assert_eq!(bucket_of((1 << (BUCKETS - 2)) + 1), BUCKETS - 1);
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
         assert_eq!(HandlerDurations::upper_bound(BUCKETS - 1), None);
     }
@@ -168,7 +175,7 @@ mod tests {
         counts.add_to(&mut d);
         assert_eq!(d.count(), 4);
         assert_eq!(d.sum, Duration::from_nanos(8_000));
-        // 1 000 ns is in [512, 1024); 5 000 ns in [4096, 8192).
+        // 1 000 ns is in (512, 1024]; 5 000 ns in (4096, 8192].
         assert_eq!(d.quantile(0.5), Some(Duration::from_nanos(1024)));
         assert_eq!(d.quantile(0.75), Some(Duration::from_nanos(1024)));
         assert_eq!(d.quantile(0.76), Some(Duration::from_nanos(8192)));

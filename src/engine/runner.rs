@@ -200,10 +200,9 @@ fn attempt<H: KeyedHandler>(
     calls.add(1);
     let timer = cx.durations.map(|durations| (durations, shared.clock().now()));
     let result = containment.run(PanicSite::Handle, Some(stream), || {
-        // Inside the containment: a subscriber recording the span formats the stream's key.
-        #[cfg(feature = "tracing")]
-        let _span = tracing::debug_span!("humpyard.handle", stream = %stream, worker = cx.worker).entered();
-        shared.handler().handle(core.table.state_mut(slot), event)
+        in_span(stream, cx.worker, || {
+            shared.handler().handle(core.table.state_mut(slot), event)
+        })
     });
     if let Some((durations, started)) = timer {
         durations.record(shared.clock().now().saturating_sub(started));
@@ -219,6 +218,26 @@ fn attempt<H: KeyedHandler>(
             Err(Failure::Panic(message))
         }
     }
+}
+
+/// Runs `handle` in a `humpyard.handle` span (feature `tracing`). Called inside the call's
+/// containment, so the subscriber's code (it may format `stream`) is contained like the
+/// handler. A panic of `handle` is caught here and resumed after the span is left: the
+/// subscriber's `exit` and `close` never run during an unwind, where a second panic would
+/// abort the process.
+#[cfg(feature = "tracing")]
+fn in_span<K: std::fmt::Display, R>(stream: &K, worker: usize, handle: impl FnOnce() -> R) -> R {
+    let span = tracing::debug_span!("humpyard.handle", stream = %stream, worker = worker).entered();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle));
+    drop(span);
+    result.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+}
+
+/// Without feature `tracing`: runs `handle`, nothing more.
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+fn in_span<K, R>(_stream: &K, _worker: usize, handle: impl FnOnce() -> R) -> R {
+    handle()
 }
 
 /// The text of the handler's error `e` (its `Display`), then `e` disposed of: both user code,

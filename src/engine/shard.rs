@@ -107,8 +107,9 @@ pub(crate) struct Shard<H: KeyedHandler> {
     waiters: Waiters,
     stats: ShardStats,
     /// How long its handler calls took, when the engine times them (`time_handlers`); written
-    /// by the runner like `stats`.
-    durations: Option<Box<DurationCounts>>,
+    /// by the runner like `stats`, padded so that shards run by two workers at once share no
+    /// line.
+    durations: Option<Box<CachePadded<DurationCounts>>>,
     /// When the oldest entity becomes idle-expired, in ticks; `u64::MAX` when the table is
     /// empty. Written by the runner, read by the supervisor to schedule quiet shards for
     /// reaping; `Relaxed`: a stale reading only moves a reap by one supervisor tick.
@@ -139,7 +140,7 @@ impl<H: KeyedHandler> Shard<H> {
             rejected: SharedCounter::default(),
             waiters: Waiters::default(),
             stats: ShardStats::default(),
-            durations: timed.then(|| Box::new(DurationCounts::new())),
+            durations: timed.then(|| Box::new(CachePadded::new(DurationCounts::new()))),
             next_expiry: AtomicU64::new(u64::MAX),
             core: UnsafeCell::new(ShardCore {
                 table: EntityTable::new(seed.rotate_left(17) ^ 0x243f_6a88_85a3_08d3),
@@ -214,7 +215,7 @@ impl<H: KeyedHandler> Shard<H> {
     /// Its handler-call durations, when the engine times them.
     #[inline]
     pub(crate) fn durations(&self) -> Option<&DurationCounts> {
-        self.durations.as_deref()
+        self.durations.as_deref().map(|padded| &**padded)
     }
 
     /// When the oldest entity expires (see the field).
