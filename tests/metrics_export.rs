@@ -57,6 +57,13 @@ fn value(all: &HashMap<(String, Vec<String>), f64>, name: &str, labels: &[&str])
     all.get(&(name.to_owned(), labels)).copied()
 }
 
+/// Asserts that each `(name, value)` of `expect` was exported with exactly `labels`.
+fn assert_exported(all: &HashMap<(String, Vec<String>), f64>, labels: &[&str], expect: &[(&str, u64)]) {
+    for &(name, want) in expect {
+        assert_eq!(value(all, name, labels), Some(want as f64), "{name} {labels:?}");
+    }
+}
+
 /// Waits until `ready` holds of the exported values (a few supervisor ticks at most).
 fn wait_for_export(
     ready: impl Fn(&HashMap<(String, Vec<String>), f64>) -> bool,
@@ -130,22 +137,23 @@ fn an_engines_counters_are_exported_with_its_name_and_shards() {
             && value(all, "humpyard_events_dead_lettered_total", &engine_label) == Some(100.0)
     });
     let m = engine.metrics();
-    let expect = [
-        ("humpyard_events_accepted_total", m.accepted),
-        ("humpyard_events_rejected_total", m.rejected),
-        ("humpyard_events_processed_total", m.processed),
-        ("humpyard_events_dead_lettered_total", m.dead_lettered),
-        ("humpyard_panics_total", m.panics),
-        ("humpyard_retries_total", m.retries),
-        ("humpyard_events_queued", m.queued),
-        ("humpyard_events_awaiting_retry", m.awaiting_retry),
-        ("humpyard_slow_handlers_total", m.slow_handlers),
-        ("humpyard_workers_replaced_total", m.workers_replaced),
-        ("humpyard_dead_letters_discarded_total", m.dead_letters_discarded),
-    ];
-    for (name, want) in expect {
-        assert_eq!(value(&all, name, &engine_label), Some(want as f64), "{name}");
-    }
+    assert_exported(
+        &all,
+        &engine_label,
+        &[
+            ("humpyard_events_accepted_total", m.accepted),
+            ("humpyard_events_rejected_total", m.rejected),
+            ("humpyard_events_processed_total", m.processed),
+            ("humpyard_events_dead_lettered_total", m.dead_lettered),
+            ("humpyard_panics_total", m.panics),
+            ("humpyard_retries_total", m.retries),
+            ("humpyard_events_queued", m.queued),
+            ("humpyard_events_awaiting_retry", m.awaiting_retry),
+            ("humpyard_slow_handlers_total", m.slow_handlers),
+            ("humpyard_workers_replaced_total", m.workers_replaced),
+            ("humpyard_dead_letters_discarded_total", m.dead_letters_discarded),
+        ],
+    );
     assert_eq!(m.accepted, 1000);
     // Entities come and go with the reaper: exported, and never more than were made.
     for name in [
@@ -240,19 +248,20 @@ fn a_pipelines_counters_and_lag_are_exported_with_its_subscriber() {
     });
     let s = pipeline.stats();
     assert_eq!((s.submitted, s.handled, s.checkpoint, s.head), (200, 200, 200, 200));
-    let expect = [
-        ("humpyard_pipeline_events_submitted_total", s.submitted),
-        ("humpyard_pipeline_events_handled_total", s.handled),
-        ("humpyard_pipeline_events_parked_total", s.parked),
-        ("humpyard_pipeline_read_errors_total", s.read_errors),
-        ("humpyard_pipeline_checkpoint_errors_total", s.checkpoint_errors),
-        ("humpyard_pipeline_checkpoint_position", s.checkpoint),
-        ("humpyard_pipeline_head_position", s.head),
-        ("humpyard_pipeline_lag_events", 0),
-    ];
-    for (name, want) in expect {
-        assert_eq!(value(&all, name, &subscriber), Some(want as f64), "{name}");
-    }
+    assert_exported(
+        &all,
+        &subscriber,
+        &[
+            ("humpyard_pipeline_events_submitted_total", s.submitted),
+            ("humpyard_pipeline_events_handled_total", s.handled),
+            ("humpyard_pipeline_events_parked_total", s.parked),
+            ("humpyard_pipeline_read_errors_total", s.read_errors),
+            ("humpyard_pipeline_checkpoint_errors_total", s.checkpoint_errors),
+            ("humpyard_pipeline_checkpoint_position", s.checkpoint),
+            ("humpyard_pipeline_head_position", s.head),
+            ("humpyard_pipeline_lag_events", 0),
+        ],
+    );
     // Its engine, under the name given.
     let engine = ["engine=projector-engine"];
     assert_eq!(value(&all, "humpyard_events_processed_total", &engine), Some(200.0));
@@ -421,20 +430,21 @@ fn an_integrations_counters_and_routes_are_exported() {
             && value(all, "humpyard_integration_effect_failures_total", &subscriber) == Some(3.0)
     });
     let stats = integration.stats();
-    let expect = [
-        ("humpyard_integration_effects_total", stats.effects),
-        ("humpyard_integration_effects_skipped_total", stats.skipped),
-        ("humpyard_integration_effect_failures_total", stats.failures),
-        ("humpyard_integration_effect_waits_total", stats.waits),
-        ("humpyard_integration_commands_unrouted_total", stats.unrouted),
-        ("humpyard_integration_claims_lost_total", stats.claims_lost),
-        ("humpyard_integration_store_errors_total", stats.store_errors),
-        ("humpyard_integration_observer_panics_total", stats.observer_panics),
-        ("humpyard_integration_hook_panics_total", stats.hook_panics),
-    ];
-    for (name, want) in expect {
-        assert_eq!(value(&all, name, &subscriber), Some(want as f64), "{name}");
-    }
+    assert_exported(
+        &all,
+        &subscriber,
+        &[
+            ("humpyard_integration_effects_total", stats.effects),
+            ("humpyard_integration_effects_skipped_total", stats.skipped),
+            ("humpyard_integration_effect_failures_total", stats.failures),
+            ("humpyard_integration_effect_waits_total", stats.waits),
+            ("humpyard_integration_commands_unrouted_total", stats.unrouted),
+            ("humpyard_integration_claims_lost_total", stats.claims_lost),
+            ("humpyard_integration_store_errors_total", stats.store_errors),
+            ("humpyard_integration_observer_panics_total", stats.observer_panics),
+            ("humpyard_integration_hook_panics_total", stats.hook_panics),
+        ],
+    );
     // The route, under its name: its breaker opened at least once, and what was exported last
     // is what `route_stats` says (nothing moves at quiescence).
     let route = integration
@@ -445,17 +455,18 @@ fn an_integrations_counters_and_routes_are_exported() {
     let all = wait_for_export(|all| {
         value(all, "humpyard_route_breaker_opened_total", &labels) == Some(route.breaker.opened as f64)
     });
-    let expect = [
-        ("humpyard_route_breaker_opened_total", route.breaker.opened),
-        ("humpyard_route_breaker_probes_total", route.breaker.probes),
-        ("humpyard_route_breaker_closed_total", route.breaker.closed),
-        ("humpyard_route_breaker_rejected_total", route.breaker.rejected),
-        ("humpyard_route_breaker_open", 0),
-        ("humpyard_route_bulkhead_available", 3),
-    ];
-    for (name, want) in expect {
-        assert_eq!(value(&all, name, &labels), Some(want as f64), "{name}");
-    }
+    assert_exported(
+        &all,
+        &labels,
+        &[
+            ("humpyard_route_breaker_opened_total", route.breaker.opened),
+            ("humpyard_route_breaker_probes_total", route.breaker.probes),
+            ("humpyard_route_breaker_closed_total", route.breaker.closed),
+            ("humpyard_route_breaker_rejected_total", route.breaker.rejected),
+            ("humpyard_route_breaker_open", 0),
+            ("humpyard_route_bulkhead_available", 3),
+        ],
+    );
     // Its pipeline and engine, as a pipeline's.
     assert!(value(&all, "humpyard_pipeline_lag_events", &subscriber).is_some());
     assert!(value(&all, "humpyard_events_processed_total", &["engine=reactor-engine"]).is_some());
